@@ -1,0 +1,33 @@
+# one-iscsi: `make test` sets up everything the tests need on a Debian machine
+# (as root, or with sudo) and runs the whole suite. A second run reinstalls nothing.
+
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       ?= .venv
+APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils openssh-server sudo
+ROOT       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: test deps system-deps venv clean
+
+test: deps
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+deps: system-deps venv
+
+system-deps:
+	@dpkg-query -W -f='$${Status}\n' $(APT_PKGS) 2>/dev/null | grep -c '^install ok installed$$' \
+	  | grep -qx "$(words $(APT_PKGS))" || { \
+	  $(ROOT) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(ROOT) apt-get install -y -qq $(APT_PKGS); }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,81 @@
+"""The `one-iscsi` command: the root app, global options and error handling.
+
+This is the only place where errors become messages and exit codes.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional, Sequence
+
+import typer
+
+from .. import __version__
+from ..errors import OneIscsiError
+from . import host, iqn, lun, target
+from .common import Globals
+
+PROG = "one-iscsi"
+
+app = typer.Typer(
+    name=PROG,
+    help="iSCSI datastore driver for OpenNebula: tgtd targets, volumes and initiator logins.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(target.app, name="target")
+app.add_typer(lun.app, name="lun")
+app.add_typer(host.app, name="host")
+app.add_typer(iqn.app, name="iqn")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"{PROG} {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    conf_file: Annotated[Optional[str], typer.Option(
+        "--config", "-c", metavar="FILE", envvar="ONE_ISCSI_CONF",
+        help="iscsi.conf to read (shell KEY=VALUE syntax).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", help="Print the commands that would change something instead of running them.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; return the exit status instead of raising SystemExit."""
+    from typer._click import exceptions as click_errors  # typer vendors click
+
+    command = typer.main.get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = command.main(args, prog_name=PROG, standalone_mode=False)
+    except OneIscsiError as err:
+        return _fail(err, err.exit_code)
+    except click_errors.UsageError as err:
+        where = err.ctx.command_path if err.ctx else PROG
+        return _fail(f"{err.format_message()} (see '{where} --help')", 2, prefix=where)
+    except click_errors.ClickException as err:
+        return _fail(err.format_message(), err.exit_code)
+    except click_errors.Abort:
+        return _fail("aborted", 130)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        return 141
+    return result if isinstance(result, int) else 0
+
+
+def _fail(message, code: int, prefix: str = PROG) -> int:
+    one_line = " ".join(str(message).splitlines())
+    print(f"{prefix}: error: {one_line}", file=sys.stderr)
+    return code

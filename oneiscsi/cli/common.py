@@ -1,0 +1,56 @@
+"""What every command group shares: global options, configuration, output."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any, Optional, Sequence
+
+import typer
+
+from .. import config
+from ..run import Runner
+
+
+@dataclass(frozen=True)
+class Globals:
+    conf_file: Optional[str] = None
+    dry_run: bool = False
+
+
+def globals_of(ctx: typer.Context) -> Globals:
+    return ctx.find_root().obj or Globals()
+
+
+def load_config(ctx: typer.Context, **overrides: Optional[str]) -> config.Config:
+    return config.load(globals_of(ctx).conf_file, overrides={k.upper(): v for k, v in overrides.items()})
+
+
+def runner(ctx: typer.Context, host: Optional[str]) -> Runner:
+    """A Runner for host, or for the configured HOST when host is None."""
+    cfg = load_config(ctx, host=host)
+    return Runner(cfg.host, cfg, dry_run=globals_of(ctx).dry_run)
+
+
+def runner_on(ctx: typer.Context, host: str) -> Runner:
+    """A Runner for a hypervisor host named on the command line."""
+    return Runner(host, load_config(ctx), dry_run=globals_of(ctx).dry_run)
+
+
+def print_json(data: Any) -> None:
+    import json
+
+    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    from tabulate import tabulate  # costs ~100 ms: only when a table is printed
+
+    print(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+HostOption = Annotated[
+    Optional[str],
+    typer.Option("--host", "-H", help="Target server to run on (default: HOST from the configuration)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

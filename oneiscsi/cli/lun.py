@@ -1,0 +1,21 @@
+"""`one-iscsi lun ...`: logical units of targets."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..targets import TargetServer
+from .common import HostOption, runner
+
+app = typer.Typer(help="Attach backing stores to targets as logical units.", no_args_is_help=True)
+
+
+@app.command("bind")
+def bind(ctx: typer.Context,
+         tid: Annotated[int, typer.Argument(metavar="TID", min=1, help="Target ID.")],
+         device: Annotated[str, typer.Argument(metavar="DEV", help="Backing store: block device or file.")],
+         lun: Annotated[int, typer.Option("--lun", "-l", min=1, help="Logical unit number.")] = 1,
+         host: HostOption = None) -> None:
+    """Add a backing store to a target as a LUN (tgtadm_logicalunit_new)."""
+    TargetServer(runner(ctx, host)).bind_lun(tid, device, lun)

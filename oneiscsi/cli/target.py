@@ -1,0 +1,85 @@
+"""`one-iscsi target ...`: targets on the target server's tgtd."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..targets import TargetServer
+from .common import HostOption, JsonOption, globals_of, print_json, print_table, runner
+
+app = typer.Typer(help="Create, list and delete iSCSI targets on the target server.",
+                  no_args_is_help=True)
+
+IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
+TidArgument = Annotated[int, typer.Argument(metavar="TID", min=1, help="Target ID.")]
+
+
+def _server(ctx: typer.Context, host: Optional[str]) -> TargetServer:
+    return TargetServer(runner(ctx, host))
+
+
+@app.command("new")
+def new(ctx: typer.Context, iqn: IqnArgument,
+        tid: Annotated[Optional[int], typer.Option(
+            "--tid", min=1, help="Target ID to use (default: the lowest free one >= BASE_TID).")] = None,
+        host: HostOption = None) -> None:
+    """Create a target and print its TID (tgtadm_target_new)."""
+    tid = _server(ctx, host).new(iqn, tid)
+    if not globals_of(ctx).dry_run:
+        print(tid)
+
+
+@app.command("bind-all")
+def bind_all(ctx: typer.Context, tid: TidArgument, host: HostOption = None) -> None:
+    """Allow every initiator to use a target (tgtadm_target_bind_all)."""
+    _server(ctx, host).bind_all(tid)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context,
+           target: Annotated[str, typer.Argument(metavar="TID|IQN", help="Target ID or exact target name.")],
+           force: Annotated[bool, typer.Option("--force", "-f", help="Delete even if initiators are logged in.")] = False,
+           host: HostOption = None) -> None:
+    """Delete a target (tgtadm_target_delete)."""
+    _server(ctx, host).delete(target, force)
+
+
+@app.command("tid")
+def tid(ctx: typer.Context, iqn: IqnArgument, host: HostOption = None) -> None:
+    """Print the TID of exactly this IQN (tgtadm_get_tid_for_iqn)."""
+    print(_server(ctx, host).tid_of(iqn))
+
+
+@app.command("list")
+def list_targets(ctx: typer.Context, json: JsonOption = False, host: HostOption = None) -> None:
+    """List the targets with their LUNs, ACL and sessions."""
+    targets = _server(ctx, host).list()
+    if json:
+        print_json([target.as_dict() for target in targets])
+        return
+    print_table([_row(target) for target in targets], ["TID", "IQN", "LUNS", "ACL", "SESSIONS"])
+
+
+@app.command("show")
+def show(ctx: typer.Context, iqn: IqnArgument, json: JsonOption = False, host: HostOption = None) -> None:
+    """Show one target: LUNs with backing store and size, ACL, accounts, sessions."""
+    target = _server(ctx, host).get(iqn)
+    if json:
+        print_json(target.as_dict())
+        return
+    data = target.as_dict()
+    print_table([
+        ["TID", target.tid],
+        ["IQN", target.iqn],
+        *[[f"LUN {lun.lun}", f"{lun.backing_store} ({lun.size_mb} MB)"] for lun in target.luns],
+        ["ACL", " ".join(target.acl) or "-"],
+        ["Accounts", " ".join(target.accounts) or "-"],
+        ["Sessions", data["sessions"]],
+        ["Initiators", " ".join(data["initiators"]) or "-"],
+    ], ["FIELD", "VALUE"])
+
+
+def _row(target) -> list:
+    luns = " ".join(f"{lun.lun}:{lun.backing_store}" for lun in target.luns) or "-"
+    return [target.tid, target.iqn, luns, ",".join(target.acl) or "-", len(target.sessions)]

@@ -1,0 +1,202 @@
+"""Configuration: defaults < iscsi.conf < datastore template < environment < options.
+
+Built once per invocation into an immutable `Config` and passed down.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Optional
+
+from .errors import OneIscsiError
+
+ENV_PREFIX = "ONE_ISCSI_"
+CONF_ENV = "ONE_ISCSI_CONF"
+
+# Configuration key of each external program, and the program name that
+# command builders put in argv[0].
+TOOL_KEYS = {
+    "TGTADM": "tgtadm",
+    "TGT_ADMIN": "tgt-admin",
+    "ISCSIADM": "iscsiadm",
+    "LVCREATE": "lvcreate",
+    "LVREMOVE": "lvremove",
+    "LVS": "lvs",
+    "VGS": "vgs",
+    "DD": "dd",
+    "QEMU_IMG": "qemu-img",
+}
+
+DEFAULTS = {
+    "HOST": "localhost",
+    "BASE_IQN": "iqn.2012-02.org.opennebula",
+    "VG_NAME": "vg-one",
+    "BASE_TID": "1",
+    "NO_ISCSI": "$HOSTNAME",
+    "TIMEOUT": "60",
+    "SUDO": "sudo",
+    "SSH": "ssh",
+    **{key: program for key, program in TOOL_KEYS.items()},
+}
+
+# What each key means, for --help, the man page and `config show`.
+DESCRIPTIONS = {
+    "HOST": "target server running tgtd and LVM (ssh host name or alias)",
+    "BASE_IQN": "prefix of every target name",
+    "VG_NAME": "volume group that holds the images",
+    "BASE_TID": "lowest target ID one-iscsi allocates",
+    "NO_ISCSI": "hosts (space separated) that use the volumes directly, without iSCSI",
+    "TIMEOUT": "seconds any one remote or local command may take",
+    "SUDO": "prefix for privileged commands (empty: none)",
+    "SSH": "ssh command used to reach other hosts",
+    **{key: f"command line for {program}" for key, program in TOOL_KEYS.items()},
+}
+
+_ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+class ConfigError(OneIscsiError):
+    """A configuration file or value that cannot be used."""
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def parse_shell_conf(text: str, origin: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Read `KEY=VALUE` lines in shell syntax: comments, quotes, `$VAR`/`${VAR}`.
+
+    Values in single quotes are taken literally, as the shell would.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ASSIGNMENT.fullmatch(stripped)
+        if not match:
+            raise ConfigError(f"{origin}:{number}: expected KEY=VALUE, got {stripped!r}")
+        key, raw = match.groups()
+        try:
+            words = shlex.split(raw, comments=True)
+        except ValueError as err:
+            raise ConfigError(f"{origin}:{number}: {err}") from None
+        if len(words) > 1:
+            raise ConfigError(f"{origin}:{number}: value of {key} has spaces and must be quoted")
+        value = words[0] if words else ""
+        if not raw.lstrip().startswith("'"):
+            value = _expand(value, values, env)
+        values[key] = value
+    return values
+
+
+def _expand(value: str, known: Mapping[str, str], env: Mapping[str, str]) -> str:
+    def lookup(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name in known:
+            return known[name]
+        if name == "HOSTNAME":
+            return env.get("HOSTNAME") or hostname()
+        return env.get(name, "")
+
+    return _VARIABLE.sub(lookup, value)
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str
+    base_iqn: str
+    vg_name: str
+    base_tid: int
+    no_iscsi: tuple[str, ...]
+    timeout: float
+    sudo: tuple[str, ...]
+    ssh: tuple[str, ...]
+    tools: Mapping[str, tuple[str, ...]] = field(repr=False)
+    values: Mapping[str, str] = field(repr=False)
+
+    def tool(self, program: str) -> Optional[tuple[str, ...]]:
+        """The configured argv prefix for a program, or None if it is not a tool."""
+        return self.tools.get(program)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str]) -> "Config":
+        def split(key: str) -> tuple[str, ...]:
+            try:
+                return tuple(shlex.split(values[key]))
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
+
+        tools = {}
+        for key, program in TOOL_KEYS.items():
+            tools[program] = split(key)
+            if not tools[program]:
+                raise ConfigError(f"{key} must not be empty")
+        if not split("SSH"):
+            raise ConfigError("SSH must not be empty")
+        return cls(
+            host=values["HOST"],
+            base_iqn=values["BASE_IQN"],
+            vg_name=values["VG_NAME"],
+            base_tid=_number(values, "BASE_TID", int, minimum=1),
+            no_iscsi=tuple(values["NO_ISCSI"].split()),
+            timeout=_number(values, "TIMEOUT", float, minimum=0.001),
+            sudo=split("SUDO"),
+            ssh=split("SSH"),
+            tools=MappingProxyType(tools),
+            values=MappingProxyType(dict(values)),
+        )
+
+
+def _number(values: Mapping[str, str], key: str, kind: type, minimum: float):
+    text = values[key]
+    try:
+        number = kind(text)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        wanted = "a positive integer" if kind is int else "a positive number"
+        raise ConfigError(f"{key} must be {wanted}, got {text!r}")
+    return number
+
+
+def load(
+    conf_file: Optional[str] = None,
+    template: Optional[Mapping[str, str]] = None,
+    overrides: Optional[Mapping[str, Optional[str]]] = None,
+    env: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """Merge every source of configuration, lowest precedence first."""
+    env = os.environ if env is None else env
+    values = dict(DEFAULTS)
+    values["NO_ISCSI"] = env.get("HOSTNAME") or hostname()
+    conf_file = conf_file or env.get(CONF_ENV)
+    if conf_file:
+        values.update(_known(read_conf_file(conf_file, env)))
+    values.update(_known(template or {}))
+    values.update(
+        {key[len(ENV_PREFIX):]: value for key, value in env.items() if key.startswith(ENV_PREFIX)
+         and key[len(ENV_PREFIX):] in DEFAULTS}
+    )
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    return Config.from_values(values)
+
+
+def _known(values: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in values.items() if key in DEFAULTS}
+
+
+def read_conf_file(path: str, env: Mapping[str, str]) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as conf:
+            text = conf.read()
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration {path} is not UTF-8 text") from None
+    return parse_shell_conf(text, path, env)

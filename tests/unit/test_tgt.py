@@ -1,0 +1,78 @@
+from oneiscsi import tgt
+
+SHOW = (__import__("pathlib").Path(__file__).parents[1] / "data" / "tgtadm-show-target.txt").read_text()
+IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-"
+
+
+def test_new_target_argv():
+    assert tgt.new_target(7, IQN + "7") == [
+        "tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "7",
+        "--targetname", IQN + "7"]
+
+
+def test_bind_all_argv():
+    assert tgt.bind_all(3) == [
+        "tgtadm", "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "3",
+        "--initiator-address", "ALL"]
+
+
+def test_new_lun_argv_keeps_path_as_one_word():
+    assert tgt.new_lun(3, "/srv/a b;c.img") == [
+        "tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "3",
+        "--lun", "1", "--backing-store", "/srv/a b;c.img"]
+    assert tgt.new_lun(3, "/dev/x", lun=2)[-3:] == ["2", "--backing-store", "/dev/x"]
+
+
+def test_delete_target_argv():
+    assert tgt.delete_target(4) == [
+        "tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "4"]
+    assert tgt.delete_target(4, force=True) == [
+        "tgtadm", "--lld", "iscsi", "--op", "delete", "--force", "--mode", "target", "--tid", "4"]
+
+
+def test_show_targets_argv():
+    assert tgt.show_targets() == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"]
+
+
+def test_parse_show_of_captured_output():
+    """Output captured from tgtd 1.0.85: three targets, two live sessions on
+    the first, two LUNs (one path with a space), address/IQN ACLs, an account."""
+    first, second, third = tgt.parse_show(SHOW)
+    assert (first.tid, first.iqn) == (1, IQN + "5")
+    assert first.luns == (tgt.Lun(1, "/tmp/cap/a.img", 67, "disk"),)
+    assert first.acl == ("ALL",)
+    assert len(first.sessions) == 2
+    assert first.sessions[0] == tgt.Session("iqn.2008-11.org.linux-kvm", ("127.0.0.1",))
+    assert (second.tid, second.iqn) == (3, IQN + "50")
+    assert [lun.backing_store for lun in second.luns] == ["/tmp/cap/c d.img", "/tmp/cap/b.img"]
+    assert [lun.lun for lun in second.luns] == [1, 2]
+    assert second.acl == ("192.168.1.0/24", "127.0.0.1", "iqn.1993-08.org.debian:01:abc")
+    assert second.accounts == ("joe",)
+    assert second.sessions == ()
+    assert (third.tid, third.luns, third.acl) == (4, (), ())
+
+
+def test_parse_show_empty():
+    assert tgt.parse_show("") == []
+
+
+def test_as_dict_counts_sessions():
+    data = tgt.parse_show(SHOW)[0].as_dict()
+    assert data["sessions"] == 2
+    assert data["initiators"] == ["iqn.2008-11.org.linux-kvm"]
+    assert data["luns"] == [{"lun": 1, "backing_store": "/tmp/cap/a.img", "size_mb": 67, "type": "disk"}]
+
+
+def test_find_is_exact_never_a_prefix():
+    targets = tgt.parse_show(SHOW)
+    assert tgt.find(targets, IQN + "5").tid == 1
+    assert tgt.find(targets, IQN + "50").tid == 3
+    assert tgt.find(targets, IQN + "0") is None
+    assert tgt.find(targets, IQN[:-1]) is None
+
+
+def test_lowest_free_tid():
+    targets = tgt.parse_show(SHOW)  # TIDs 1, 3, 4
+    assert tgt.lowest_free_tid(targets, 1) == 2
+    assert tgt.lowest_free_tid(targets, 3) == 5
+    assert tgt.lowest_free_tid([], 10) == 10
