@@ -29,6 +29,9 @@ TOOL_KEYS = {
     "VGS": "vgs",
     "DD": "dd",
     "QEMU_IMG": "qemu-img",
+    "MKFS": "mkfs",
+    "MKSWAP": "mkswap",
+    "TRUNCATE": "truncate",
 }
 
 DEFAULTS = {
@@ -38,6 +41,13 @@ DEFAULTS = {
     "BASE_TID": "1",
     "NO_ISCSI": "$HOSTNAME",
     "TIMEOUT": "60",
+    "COPY_TIMEOUT": "3600",
+    "DEVICE_TIMEOUT": "30",
+    "DEVICE_DIR": "/dev/disk/by-path",
+    "BACKEND": "lvm",
+    "POOL_DIR": "/srv/one-iscsi",
+    "RESTRICTED_DIRS": "",
+    "SAFE_DIRS": "",
     "SUDO": "sudo",
     "SSH": "ssh",
     **{key: program for key, program in TOOL_KEYS.items()},
@@ -51,6 +61,13 @@ DESCRIPTIONS = {
     "BASE_TID": "lowest target ID one-iscsi allocates",
     "NO_ISCSI": "hosts (space separated) that use the volumes directly, without iSCSI",
     "TIMEOUT": "seconds any one remote or local command may take",
+    "COPY_TIMEOUT": "seconds an image copy may take",
+    "DEVICE_TIMEOUT": "seconds to wait for the device after an iSCSI login",
+    "DEVICE_DIR": "where the hosts' udev links iSCSI devices by path",
+    "BACKEND": "storage of the images on the target server: lvm or file",
+    "POOL_DIR": "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)",
+    "RESTRICTED_DIRS": "directories (space separated) images may not be copied from, besides the built-in ones",
+    "SAFE_DIRS": "directories (space separated) allowed even inside restricted ones",
     "SUDO": "prefix for privileged commands (empty: none)",
     "SSH": "ssh command used to reach other hosts",
     **{key: f"command line for {program}" for key, program in TOOL_KEYS.items()},
@@ -115,6 +132,13 @@ class Config:
     base_tid: int
     no_iscsi: tuple[str, ...]
     timeout: float
+    copy_timeout: float
+    device_timeout: float
+    device_dir: str
+    backend: str
+    pool_dir: str
+    restricted_dirs: tuple[str, ...]
+    safe_dirs: tuple[str, ...]
     sudo: tuple[str, ...]
     ssh: tuple[str, ...]
     tools: Mapping[str, tuple[str, ...]] = field(repr=False)
@@ -146,6 +170,13 @@ class Config:
             base_tid=_number(values, "BASE_TID", int, minimum=1),
             no_iscsi=tuple(values["NO_ISCSI"].split()),
             timeout=_number(values, "TIMEOUT", float, minimum=0.001),
+            copy_timeout=_number(values, "COPY_TIMEOUT", float, minimum=0.001),
+            device_timeout=_number(values, "DEVICE_TIMEOUT", float, minimum=0.001),
+            device_dir=values["DEVICE_DIR"],
+            backend=_choice(values, "BACKEND", ("lvm", "file")),
+            pool_dir=values["POOL_DIR"],
+            restricted_dirs=tuple(values["RESTRICTED_DIRS"].split()),
+            safe_dirs=tuple(values["SAFE_DIRS"].split()),
             sudo=split("SUDO"),
             ssh=split("SSH"),
             tools=MappingProxyType(tools),
@@ -163,6 +194,12 @@ def _number(values: Mapping[str, str], key: str, kind: type, minimum: float):
         wanted = "a positive integer" if kind is int else "a positive number"
         raise ConfigError(f"{key} must be {wanted}, got {text!r}")
     return number
+
+
+def _choice(values: Mapping[str, str], key: str, choices: tuple[str, ...]) -> str:
+    if values[key] not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {values[key]!r}")
+    return values[key]
 
 
 def load(

@@ -13,7 +13,10 @@ import re
 import shlex
 import subprocess
 import sys
-from typing import Optional, Sequence, TextIO
+import tempfile
+import threading
+from contextlib import contextmanager
+from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from .config import Config, hostname
 from .errors import InvalidInput, OneIscsiError
@@ -67,13 +70,14 @@ class Runner:
         self.local = is_local(host)
         self.out = out
 
-    def resolve(self, argv: Argv) -> list[str]:
+    def resolve(self, argv: Argv, privileged: bool = True) -> list[str]:
         """The argv as it runs on the host: configured command, sudo prefix."""
         prefix = self.cfg.tool(argv[0])
-        if prefix is None:
+        if prefix is None and not isinstance(argv, Privileged):
             return list(argv)
-        needs_sudo = not self.local or os.geteuid() != 0
-        return [*(self.cfg.sudo if needs_sudo else ()), *prefix, *argv[1:]]
+        command = [*prefix, *argv[1:]] if prefix else list(argv)
+        needs_sudo = privileged and (not self.local or os.geteuid() != 0)
+        return [*(self.cfg.sudo if needs_sudo else ()), *command]
 
     def ssh_argv(self, remote_command: str) -> list[str]:
         connect = max(1, math.ceil(self.cfg.timeout))
@@ -87,6 +91,79 @@ class Runner:
         is printed instead of run.
         """
         return self.run_all([argv], query=query)
+
+    def read_local(self, argv: Argv) -> str:
+        """Run a read-only command here, as the invoking user (no sudo)."""
+        resolved = self.resolve(argv, privileged=False)
+        return self._execute(resolved, lambda rc, err: CommandError(argv, "localhost", rc, err))
+
+    @contextmanager
+    def output_stream(self, argv: Argv, privileged: bool = False) -> Iterator[BinaryIO]:
+        """A command's stdout as a stream (not privileged: as the invoking user,
+        when local); its exit status is checked when the stream is closed."""
+        resolved = self.resolve(argv, privileged=privileged)
+        process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
+                              stdin=None, stdout=subprocess.PIPE)
+        try:
+            yield process.stdout
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+        self._finish(process, argv, self.host, self.cfg.copy_timeout)
+
+    def feed(self, argv: Argv, chunks: Iterable[bytes]) -> None:
+        """Run argv on the host with chunks as its stdin (one ssh session),
+        within COPY_TIMEOUT."""
+        if self.dry_run:
+            self._print_dry_run([argv])
+            return
+        resolved = self.resolve(argv)
+        process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        watchdog = threading.Timer(self.cfg.copy_timeout, process.kill)
+        watchdog.start()
+        try:
+            for chunk in chunks:
+                process.stdin.write(chunk)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # the command stopped reading: its exit status says why
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            watchdog.cancel()
+        self._finish(process, argv, self.host, self.cfg.copy_timeout)
+
+    def _start(self, argv: list[str], stdin, stdout) -> subprocess.Popen:
+        errors = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill up and block
+        try:
+            process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env())
+        except FileNotFoundError:
+            errors.close()
+            raise CommandError(argv, self.host, 127, f"{argv[0]}: command not found") from None
+        process.errors = errors
+        return process
+
+    def _finish(self, process: subprocess.Popen, argv: Argv, host: str, timeout: float) -> None:
+        try:
+            rc = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            rc = process.wait()
+        if process.stdin:
+            process.stdin.close()
+        process.errors.seek(0)
+        stderr = process.errors.read().decode(errors="replace")
+        process.errors.close()
+        if rc == -9:
+            raise CommandError(argv, host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
+        if rc != 0:
+            raise CommandError(argv, host, rc, stderr, hint=_ssh_hint(rc) if not self.local else "")
 
     def run_all(self, argvs: Sequence[Argv], query: bool = False) -> str:
         """Run commands in order, stopping at the first failure; one ssh session
@@ -108,11 +185,13 @@ class Runner:
             print(line, file=out)
 
     def _run_local(self, argv: Argv) -> str:
-        return self._execute(self.resolve(argv), lambda rc, err: CommandError(argv, self.host, rc, err))
+        return self._execute(self.resolve(argv), lambda rc, err: CommandError(argv, self.host, rc, err),
+                             ok_codes=accepted_codes(argv))
 
     def _run_remote(self, argvs: Sequence[Argv]) -> str:
         script = "\n".join(
-            f"{shlex.join(self.resolve(argv))} || {{ rc=$?; echo {_STEP_MARK}{index} >&2; exit $rc; }}"
+            f"{shlex.join(self.resolve(argv))} || {{ rc=$?; case $rc in {_case(argv)}) ;; "
+            f"*) echo {_STEP_MARK}{index} >&2; exit $rc;; esac; }}"
             for index, argv in enumerate(argvs))
 
         def failure(rc: Optional[int], stderr: str) -> CommandError:
@@ -124,7 +203,7 @@ class Runner:
 
         return self._execute(self.ssh_argv(script), failure)
 
-    def _execute(self, argv: list[str], failure) -> str:
+    def _execute(self, argv: list[str], failure, ok_codes: tuple[int, ...] = ()) -> str:
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=self.cfg.timeout, env=_child_env())
@@ -133,9 +212,29 @@ class Runner:
         except subprocess.TimeoutExpired:
             raise failure(None, f"no answer within {self.cfg.timeout:g} s (TIMEOUT)") from None
         stderr = done.stderr.decode(errors="replace")
-        if done.returncode != 0:
+        if done.returncode != 0 and done.returncode not in ok_codes:
             raise failure(done.returncode, stderr)
         return done.stdout.decode(errors="replace")
+
+
+class Accepting(list):
+    """An argv whose command may also end with the given exit codes."""
+
+    def __init__(self, argv: Argv, *codes: int):
+        super().__init__(argv)
+        self.codes = codes
+
+
+class Privileged(list):
+    """An argv of a plain program (not a configured tool) that needs the sudo prefix."""
+
+
+def accepted_codes(argv: Argv) -> tuple[int, ...]:
+    return getattr(argv, "codes", ())
+
+
+def _case(argv: Argv) -> str:
+    return "|".join(str(code) for code in accepted_codes(argv)) or "0"
 
 
 def _ssh_hint(rc: Optional[int]) -> str:

@@ -199,3 +199,31 @@ def cli(capsys, monkeypatch) -> Callable[..., Result]:
         return Result(rc, captured.out, captured.err)
 
     return run
+
+
+@dataclass
+class HttpServer:
+    root: Path
+    port: int
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A loopback HTTP server for image URLs, serving a folder of the test."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield HttpServer(root, server.server_address[1])
+    server.shutdown()
+    server.server_close()

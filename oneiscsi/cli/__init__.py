@@ -11,7 +11,7 @@ import typer
 
 from .. import __version__
 from ..errors import OneIscsiError
-from . import host, iqn, lun, target
+from . import host, image, iqn, lun, target, tm
 from .common import Globals
 
 PROG = "one-iscsi"
@@ -29,6 +29,8 @@ app.add_typer(target.app, name="target")
 app.add_typer(lun.app, name="lun")
 app.add_typer(host.app, name="host")
 app.add_typer(iqn.app, name="iqn")
+app.add_typer(image.app, name="image")
+app.add_typer(tm.app, name="tm")
 
 
 def _version(value: bool) -> None:
@@ -66,12 +68,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"{err.format_message()} (see '{where} --help')", 2, prefix=where)
     except click_errors.ClickException as err:
         return _fail(err.format_message(), err.exit_code)
-    except click_errors.Abort:
+    except typer.Abort:
         return _fail("aborted", 130)
+    except typer.Exit as done:
+        return done.exit_code
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except BrokenPipeError:
         return 141
+    except OSError as err:
+        return _fail(f"{type(err).__name__}: {err}", 1)
     return result if isinstance(result, int) else 0
 
 

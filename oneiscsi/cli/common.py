@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 
@@ -21,8 +22,25 @@ def globals_of(ctx: typer.Context) -> Globals:
     return ctx.find_root().obj or Globals()
 
 
-def load_config(ctx: typer.Context, **overrides: Optional[str]) -> config.Config:
-    return config.load(globals_of(ctx).conf_file, overrides={k.upper(): v for k, v in overrides.items()})
+def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides: Optional[str]) -> config.Config:
+    return config.load(globals_of(ctx).conf_file, template=template,
+                       overrides={k.upper(): v for k, v in overrides.items()})
+
+
+@contextmanager
+def driver_action(action: str) -> Iterator[None]:
+    """Report a failure of an OpenNebula driver action the way OpenNebula reads it."""
+    from ..errors import OneIscsiError
+    from ..opennebula import error_message
+
+    try:
+        yield
+    except OneIscsiError as err:
+        error_message(action, str(err))
+        raise typer.Exit(err.exit_code) from None
+    except (OSError, ValueError) as err:  # e.g. the image file failing while it is read
+        error_message(action, f"{type(err).__name__}: {err}")
+        raise typer.Exit(1) from None
 
 
 def runner(ctx: typer.Context, host: Optional[str]) -> Runner:

@@ -39,7 +39,7 @@ def test_resolve_applies_tool_prefix_and_sudo(mocker):
     c = cfg(TGTADM="tgtadm -C 7", SUDO="sudo -n")
     assert Runner("tgtserver", c).resolve(["tgtadm", "--op", "show"]) == [
         "sudo", "-n", "tgtadm", "-C", "7", "--op", "show"]
-    assert Runner("tgtserver", c).resolve(["mkdir", "-p", "/x"]) == ["mkdir", "-p", "/x"]
+    assert Runner("tgtserver", c).resolve(["ln", "-s", "/x"]) == ["ln", "-s", "/x"]
     mocker.patch("oneiscsi.run.os.geteuid", return_value=0)
     assert Runner("localhost", c).resolve(["tgtadm"]) == ["tgtadm", "-C", "7"]
     mocker.patch("oneiscsi.run.os.geteuid", return_value=1000)

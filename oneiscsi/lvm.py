@@ -1,0 +1,24 @@
+"""LVM2: builders of lvcreate/lvremove/vgs command lines and their parsers. Pure."""
+from __future__ import annotations
+
+MIB = 1024 * 1024
+MISSING_LV_RC = 5  # "Failed to find logical volume"
+
+
+def create(vg: str, lv: str, size_mb: int) -> list[str]:
+    return ["lvcreate", "-L", f"{size_mb}M", "-n", lv, vg]
+
+
+def remove(vg: str, lv: str) -> list[str]:
+    return ["lvremove", "-f", f"{vg}/{lv}"]
+
+
+def vg_usage(vg: str) -> list[str]:
+    return ["vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":",
+            "-o", "vg_size,vg_free", vg]
+
+
+def parse_vg_usage(text: str) -> tuple[int, int]:
+    """(total, free) in MiB from `vgs ... -o vg_size,vg_free`."""
+    size, free = (int(field) for field in text.strip().split(":"))
+    return size // MIB, free // MIB

@@ -1,0 +1,78 @@
+"""Where an image lives on the target server: an LVM volume or a sparse file.
+
+Pure: each method returns the argv lists that do the work.
+"""
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from . import iqn as names
+from . import lvm
+from .config import Config
+from .run import Privileged
+
+
+# never take over a file that is already there
+_REFUSE_EXISTING = 'if [ -e "$1" ]; then echo "$1 already exists" >&2; exit 1; fi'
+
+
+@dataclass(frozen=True)
+class Volume:
+    backend: str  # "lvm" or "file"
+    vg: str
+    lv: str
+    pool_dir: str
+
+    @property
+    def directory(self) -> str:
+        return posixpath.join(self.pool_dir, self.vg)
+
+    @property
+    def device(self) -> str:
+        if self.backend == "file":
+            return posixpath.join(self.directory, self.lv)
+        return f"/dev/{self.vg}/{self.lv}"
+
+    def create(self, size_mb: int) -> list[list[str]]:
+        if self.backend == "file":
+            return [Privileged(["mkdir", "-p", self.directory]),
+                    Privileged(["sh", "-c", _REFUSE_EXISTING, "refuse-existing", self.device]),
+                    ["truncate", "-s", f"{size_mb}M", self.device]]
+        return [lvm.create(self.vg, self.lv, size_mb)]
+
+    def remove(self) -> list[list[str]]:
+        if self.backend == "file":
+            return [Privileged(["rm", "-f", self.device])]
+        return [lvm.remove(self.vg, self.lv)]
+
+
+
+def usage(cfg: Config) -> list[list[str]]:
+    """Commands that print the size and free space of the image pool."""
+    vg = names.validate_part("volume group", cfg.vg_name)
+    if cfg.backend == "file":
+        directory = posixpath.join(cfg.pool_dir, vg)
+        return [Privileged(["mkdir", "-p", directory]), ["df", "-B1", "--output=size,avail", directory]]
+    return [lvm.vg_usage(vg)]
+
+
+def parse_usage(backend: str, text: str) -> tuple[int, int]:
+    """(total, free) in MiB from the output of usage()."""
+    if backend == "file":
+        size, free = (int(field) for field in text.strip().splitlines()[-1].split())
+        return size // lvm.MIB, free // lvm.MIB
+    return lvm.parse_vg_usage(text)
+
+
+def lv_name(image_id: int) -> str:
+    return f"lv-one-{image_id}"
+
+
+def volume(image_id: int, cfg: Config) -> Volume:
+    return volume_named(cfg.vg_name, lv_name(image_id), cfg)
+
+
+def volume_named(vg: str, lv: str, cfg: Config) -> Volume:
+    return Volume(cfg.backend, names.validate_part("volume group", vg),
+                  names.validate_part("volume", lv), cfg.pool_dir)

@@ -1,0 +1,158 @@
+"""Transfer actions: ln, clone, mvds, mv, delete, run on the hypervisor hosts."""
+from __future__ import annotations
+
+import posixpath
+import re
+from typing import Optional
+
+from . import iqn as names
+from . import iscsiadm, source, storage
+from .config import Config
+from .errors import OneIscsiError
+from .initiator import is_iscsi
+from .opennebula import HostPath
+from .run import Accepting, CommandError, Runner
+
+CLONE_ERROR = "CLONE not supported for TM_ISCSI. Use persistent images"
+TIMED_OUT_RC = 124  # timeout(1)
+# Waits for udev's by-path link of the LUN, then links it as the VM's disk.
+# Arguments: device directory, IQN, LUN, link path. Bounded by timeout(1).
+WAIT_AND_LINK = (
+    'while :; do for dev in "$1"/*-iscsi-"$2"-lun-"$3"; do '
+    'if [ -e "$dev" ]; then exec ln -sfn "$dev" "$4"; fi; done; sleep 0.1; done')
+_BY_PATH_IQN = re.compile(r"-iscsi-(iqn\..+)-lun-\d+$")
+
+
+def wait_and_link(device_dir: str, iqn: str, link: str, timeout: float, lun: int = 1) -> list[str]:
+    return ["timeout", f"{timeout:g}", "sh", "-c", WAIT_AND_LINK, "wait-and-link",
+            device_dir, iqn, str(lun), link]
+
+
+def describe(path: str) -> list[str]:
+    """Prints `l <link target>`, `d ` or `f ` for path; fails if it is missing."""
+    return ["find", path, "-maxdepth", "0", "-printf", "%y %l\\n"]
+
+
+def logout_commands(iqn: str) -> list[list[str]]:
+    """Log out and forget the node record, so nothing logs in again at boot;
+    no session or no record is fine."""
+    return [Accepting(iscsiadm.logout(iqn), iscsiadm.NO_SESSION_RC),
+            Accepting(iscsiadm.delete_node(iqn), iscsiadm.NO_SESSION_RC)]
+
+
+def device_of(target: names.TargetName, cfg: Config) -> str:
+    return storage.volume_named(target.vg, target.lv, cfg).device
+
+
+def ln(iqn: str, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
+    target = names.parse(iqn)
+    host = Runner(dst.host, cfg, dry_run=dry_run)
+    mkdir = ["mkdir", "-p", posixpath.dirname(dst.path)]
+    if not is_iscsi(dst.host, cfg):
+        host.run_all([mkdir, ["ln", "-sfn", device_of(target, cfg), dst.path]])
+        return f"linked {dst} to {device_of(target, cfg)}"
+    try:
+        host.run_all([
+            mkdir,
+            iscsiadm.discovery(target.host),
+            Accepting(iscsiadm.login(iqn, target.host), iscsiadm.SESSION_EXISTS_RC),
+            wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
+        ])
+    except CommandError as err:
+        _logout_after_failure(host, iqn)
+        if err.rc == TIMED_OUT_RC and err.argv[0] == "timeout":
+            raise OneIscsiError(f"no device for {iqn} on {dst.host} within {cfg.device_timeout:g} s "
+                                "(DEVICE_TIMEOUT): logged out again") from None
+        raise
+    return f"logged in to {iqn} on {dst.host}, linked {dst.path}"
+
+
+def _logout_after_failure(host: Runner, iqn: str) -> None:
+    try:
+        host.run_all(logout_commands(iqn))
+    except CommandError:
+        pass  # the original error is the one to report
+
+
+def mvds(src: HostPath, iqn: str, cfg: Config, dry_run: bool = False) -> str:
+    names.parse(iqn)
+    if not is_iscsi(src.host, cfg):
+        return f"{src.host} uses the volume directly: nothing to log out"
+    Runner(src.host, cfg, dry_run=dry_run).run_all(logout_commands(iqn))
+    return f"logged out of {iqn} on {src.host}"
+
+
+def _inspect(host: Runner, path: str) -> Optional[tuple[str, str]]:
+    """(kind, link target) of path on host, or None if it does not exist."""
+    try:
+        kind, _, link = host.run(describe(path), query=True).rstrip("\n").partition(" ")
+    except CommandError as err:
+        if "No such file" in err.stderr:
+            return None
+        raise
+    return kind, link
+
+
+def iqn_of_link(link: str, cfg: Config) -> Optional[str]:
+    """The IQN a disk link points at: a by-path iSCSI device, or (NO_ISCSI
+    hosts) the volume's own device."""
+    match = _BY_PATH_IQN.search(posixpath.basename(link))
+    if match:
+        return match.group(1)
+    parts = link.rstrip("/").split("/")
+    if len(parts) >= 2:
+        try:
+            return names.build(cfg.base_iqn, cfg.host, parts[-2], parts[-1]).iqn
+        except names.InvalidName:
+            return None
+    return None
+
+
+def delete(dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
+    host = Runner(dst.host, cfg, dry_run=dry_run)
+    found = _inspect(host, dst.path)
+    if found is None:
+        return f"{dst} does not exist: nothing to delete"
+    kind, link = found
+    if kind != "l":
+        host.run(["rm", "-rf", dst.path])
+        return f"removed {dst}"
+    iqn = iqn_of_link(link, cfg)
+    commands = [["rm", "-f", dst.path]]
+    if iqn and is_iscsi(dst.host, cfg):
+        commands[:0] = logout_commands(iqn)
+    host.run_all(commands)
+    return f"logged out of {iqn} on {dst.host}, removed {dst.path}" if len(commands) > 1 else f"removed {dst}"
+
+
+def mv(src: HostPath, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
+    if src == dst:
+        return f"{src} is already in place: nothing to move"
+    source_host = Runner(src.host, cfg, dry_run=dry_run)
+    found = _inspect(source_host, src.path)
+    if found is None:
+        raise OneIscsiError(f"{src} does not exist")
+    kind, link = found
+    if kind == "l":
+        iqn = iqn_of_link(link, cfg)
+        if iqn is None:
+            raise OneIscsiError(f"{src} points at {link}, which is not an iSCSI disk")
+        if is_iscsi(src.host, cfg) and src.host != dst.host:
+            source_host.run_all([*logout_commands(iqn), ["rm", "-f", src.path]])
+        else:
+            source_host.run(["rm", "-f", src.path])
+        ln(iqn, dst, cfg, dry_run)
+        return f"moved {iqn} from {src} to {dst}"
+    _copy_directory(source_host, src.path, Runner(dst.host, cfg, dry_run=dry_run), dst.path)
+    source_host.run(["rm", "-rf", src.path])
+    return f"moved {src} to {dst}"
+
+
+def _copy_directory(src: Runner, src_path: str, dst: Runner, dst_path: str) -> None:
+    dst.run(["mkdir", "-p", dst_path])
+    with src.output_stream(["tar", "-C", src_path, "-cf", "-", "."]) as stream:
+        dst.feed(["tar", "-C", dst_path, "-xf", "-"], source.read_chunks(stream))
+
+
+def clone() -> None:
+    raise OneIscsiError(CLONE_ERROR)

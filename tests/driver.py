@@ -1,0 +1,45 @@
+"""Calling the remotes exactly as OpenNebula does: base64 action XML, image ID."""
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Optional
+from xml.sax.saxutils import escape
+
+REPO = Path(__file__).resolve().parents[1]
+REMOTES = REPO / "remotes"
+BIN = Path(sys.executable).parent
+
+
+def action_xml(image: Mapping[str, str], image_template: Optional[Mapping[str, str]] = None,
+               datastore: Optional[Mapping[str, str]] = None) -> str:
+    def leaves(values: Mapping[str, str]) -> str:
+        return "".join(f"<{key}>{escape(str(value))}</{key}>" for key, value in values.items())
+
+    xml = (f"<DS_DRIVER_ACTION_DATA><IMAGE>{leaves(image)}<TEMPLATE>{leaves(image_template or {})}"
+           f"</TEMPLATE></IMAGE><DATASTORE><ID>100</ID><NAME>iscsi</NAME><TEMPLATE>"
+           f"{leaves(datastore or {})}</TEMPLATE></DATASTORE></DS_DRIVER_ACTION_DATA>")
+    return encode(xml)
+
+
+def encode(xml: str) -> str:
+    return base64.b64encode(xml.encode()).decode()
+
+
+def remote(driver: str, action: str, *args: str, env: Optional[Mapping[str, str]] = None,
+           timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run remotes/<driver>/iscsi/<action> ARGS with one-iscsi on PATH."""
+    environment = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
+    return subprocess.run([str(REMOTES / driver / "iscsi" / action), *args], capture_output=True,
+                          text=True, timeout=timeout, env=environment)
+
+
+def error_block(stderr: str) -> str:
+    """The one-line message between OpenNebula's ERROR MESSAGE markers."""
+    lines = stderr.splitlines()
+    start = lines.index("ERROR MESSAGE --8<------")
+    assert lines[start + 2] == "ERROR MESSAGE ------>8--", stderr
+    return lines[start + 1]

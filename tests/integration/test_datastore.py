@@ -1,0 +1,258 @@
+"""Datastore actions through the remote stubs, as OpenNebula calls them, against
+a real tgtd with the file backend; data checked end to end over iSCSI."""
+import hashlib
+import os
+import subprocess
+
+import pytest
+
+from conftest import DATA, quiet
+from driver import action_xml, encode, error_block, remote
+
+MIB = 1024 * 1024
+IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
+
+
+@pytest.fixture
+def pool(tmp_path):
+    return tmp_path / "pool"
+
+
+@pytest.fixture
+def ds(pool):
+    """Datastore template attributes of a file-backed iSCSI datastore."""
+    return {"BACKEND": "file", "POOL_DIR": str(pool), "HOST": "localhost", "VG_NAME": "vg-one"}
+
+
+def random_image(path, size):
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def read_lun(tgtd, iqn, out):
+    done = quiet(["qemu-img", "convert", "-f", "raw", "-O", "raw", tgtd.url(iqn), str(out)], timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()
+
+
+def test_cp_copies_the_image_and_prints_iqn_and_size(tgtd, ds, pool, tmp_path):
+    image = random_image(tmp_path / "img.raw", 5 * MIB + 123)
+    data = image.read_bytes()
+    done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {"MD5": hashlib.md5(data).hexdigest()},
+                                                 ds), "7")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{IQN.format(7)} 6\n"
+    lun = read_lun(tgtd, IQN.format(7), tmp_path / "back.raw")
+    assert len(lun) == 6 * MIB
+    assert lun[:len(data)] == data and lun[len(data):] == bytes(len(lun) - len(data))
+    backing = pool / "vg-one" / "lv-one-7"
+    assert backing.stat().st_size == 6 * MIB
+    shown = quiet(["tgtadm", "-C", str(tgtd.control), "--op", "show", "--mode", "target"]).stdout
+    assert f"Backing store path: {backing}" in shown and "ALL" in shown
+
+
+def test_cp_of_qcow2_converts_while_copying(tgtd, ds, tmp_path):
+    raw = random_image(tmp_path / "src.raw", 3 * MIB)
+    qcow2 = tmp_path / "src.qcow2"
+    assert quiet(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)]).returncode == 0
+    assert quiet(["qemu-img", "resize", "-f", "qcow2", str(qcow2), "4M"]).returncode == 0
+    done = remote("datastore", "cp", action_xml({"PATH": str(qcow2)}, {}, ds), "8")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{IQN.format(8)} 4\n"
+    lun = read_lun(tgtd, IQN.format(8), tmp_path / "back.raw")
+    assert lun == raw.read_bytes() + bytes(MIB)
+
+
+def test_cp_from_url_streams(tgtd, ds, tmp_path, http_server):
+    image = random_image(http_server.root / "img.raw", 2 * MIB + 5)
+    done = remote("datastore", "cp", action_xml({"PATH": http_server.url("img.raw")}, {}, ds), "9")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{IQN.format(9)} 3\n"
+    assert read_lun(tgtd, IQN.format(9), tmp_path / "back.raw")[:2 * MIB + 5] == image.read_bytes()
+
+
+def test_checksum_mismatch_rolls_back(tgtd, ds, pool, tmp_path):
+    image = random_image(tmp_path / "img.raw", MIB)
+    done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {"SHA1": "0" * 40}, ds), "10")
+    assert done.returncode != 0
+    assert done.stdout == ""
+    message = error_block(done.stderr)
+    assert message.startswith("checking the image checksum failed on localhost: SHA1 of")
+    assert done.stderr.startswith(f"ERROR: cp: {message}\n")
+    assert tgtd.target_ids() == []
+    assert list((pool / "vg-one").iterdir()) == []
+
+
+def test_cp_with_both_checksums_right(tgtd, ds, tmp_path):
+    image = random_image(tmp_path / "img.raw", MIB)
+    data = image.read_bytes()
+    sums = {"MD5": hashlib.md5(data).hexdigest(), "SHA1": hashlib.sha1(data).hexdigest().upper()}
+    assert remote("datastore", "cp", action_xml({"PATH": str(image)}, sums, ds), "11").returncode == 0
+
+
+@pytest.mark.parametrize("step, wrapper_key, words", [
+    ("creating volume", "TRUNCATE", "-s"),
+    ("creating target", "TGTADM", "--mode target --tid"),
+    ("allowing initiators", "TGTADM", "--op bind"),
+    ("adding LUN 1", "TGTADM", "--mode logicalunit"),
+    ("copying", "DD", "status=none"),
+])
+def test_each_failing_step_of_cp_leaves_nothing(tgtd, ds, pool, tmp_path, monkeypatch, step, wrapper_key, words):
+    """A failing command is configured through ONE_ISCSI_<KEY>."""
+    real = {"TRUNCATE": "truncate", "TGTADM": f"tgtadm -C {tgtd.control}", "DD": "dd"}[wrapper_key]
+    monkeypatch.setenv(f"ONE_ISCSI_{wrapper_key}", f"{DATA / 'fail-when'} '{words}' {real}")
+    image = random_image(tmp_path / "img.raw", MIB)
+    done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, ds), "12")
+    assert done.returncode == 1
+    message = error_block(done.stderr)
+    assert message.startswith(f"{step}") and "failed on localhost" in message
+    assert "injected failure" in message
+    assert tgtd.target_ids() == []
+    assert not (pool / "vg-one" / "lv-one-12").exists()
+
+
+def test_existing_volume_file_is_never_taken_over(tgtd, ds, pool, tmp_path):
+    (pool / "vg-one").mkdir(parents=True)
+    precious = pool / "vg-one" / "lv-one-13"
+    precious.write_bytes(b"keep me")
+    image = random_image(tmp_path / "img.raw", MIB)
+    done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, ds), "13")
+    assert done.returncode == 1
+    assert "already exists" in error_block(done.stderr)
+    assert precious.read_bytes() == b"keep me"
+    assert tgtd.target_ids() == []
+
+
+@pytest.mark.parametrize("fstype, expected", [("ext4", "ext4"), ("ext2", "ext2"), ("swap", "swap"),
+                                              ("", "ext3")])
+def test_mkfs_makes_the_filesystem(tgtd, ds, pool, fstype, expected):
+    done = remote("datastore", "mkfs", action_xml({"SIZE": "16", "FSTYPE": fstype}, {}, ds), "20")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{IQN.format(20)} 16\n"
+    backing = pool / "vg-one" / "lv-one-20"
+    assert quiet(["blkid", "-o", "value", "-s", "TYPE", str(backing)]).stdout.strip() == expected
+    assert len(tgtd.target_ids()) == 1
+
+
+def test_mkfs_raw_and_save_as(tgtd, ds, pool):
+    raw = remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "raw"}, {}, ds), "21")
+    assert raw.returncode == 0 and (pool / "vg-one" / "lv-one-21").stat().st_size == 4 * MIB
+    save_as = remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "save_as"}, {}, ds), "22")
+    assert (save_as.returncode, save_as.stdout) == (0, f"{IQN.format(22)} 4\n")
+    assert not (pool / "vg-one" / "lv-one-22").exists()
+    assert len(tgtd.target_ids()) == 1
+
+
+def test_mkfs_refuses_unknown_filesystem_before_creating(tgtd, ds, pool):
+    done = remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "xfs;reboot"}, {}, ds), "23")
+    assert done.returncode == 2
+    assert error_block(done.stderr).startswith("unsupported FSTYPE 'xfs;reboot'")
+    assert tgtd.target_ids() == [] and not pool.exists()
+
+
+def test_rm_twice(tgtd, ds, pool):
+    assert remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "raw"}, {}, ds), "30").returncode == 0
+    rm = action_xml({"SOURCE": IQN.format(30)}, {}, ds)
+    first = remote("datastore", "rm", rm, "30")
+    assert (first.returncode, first.stdout, first.stderr) == (0, "", "")
+    assert tgtd.target_ids() == [] and not (pool / "vg-one" / "lv-one-30").exists()
+    second = remote("datastore", "rm", rm, "30")
+    assert (second.returncode, second.stdout) == (0, "")
+    assert second.stderr == f"INFO: rm: no target {IQN.format(30)} on localhost: already deleted\n"
+
+
+def test_rm_refuses_a_target_in_use(tgtd, ds, pool, tmp_path):
+    """qemu-nbd holds a real iSCSI session to the LUN."""
+    from conftest import free_port, wait_for
+
+    assert remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "raw"}, {}, ds), "31").returncode == 0
+    nbd = subprocess.Popen(["qemu-nbd", "-r", "-f", "raw", "-b", "127.0.0.1", "-p", str(free_port()),
+                            tgtd.url(IQN.format(31))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "I_T nexus: " in tgtd.tgtadm("--op", "show", "--mode", "target").stdout,
+                 what="session")
+        done = remote("datastore", "rm", action_xml({"SOURCE": IQN.format(31)}, {}, ds), "31")
+        assert done.returncode == 1
+        assert error_block(done.stderr).startswith(f"target {IQN.format(31)} on localhost is in use by ")
+        assert len(tgtd.target_ids()) == 1 and (pool / "vg-one" / "lv-one-31").exists()
+    finally:
+        nbd.kill()
+        nbd.wait()
+
+
+def test_stat_local_qcow2_and_url(tmp_path, ds, http_server):
+    image = random_image(tmp_path / "img.raw", 3 * MIB + 1)
+    done = remote("datastore", "stat", action_xml({"PATH": str(image)}, {}, ds), "40")
+    assert (done.returncode, done.stdout) == (0, "4\n")
+    qcow2 = tmp_path / "img.qcow2"
+    quiet(["qemu-img", "create", "-f", "qcow2", str(qcow2), "100M"]).check_returncode()
+    assert remote("datastore", "stat", action_xml({"PATH": str(qcow2)}, {}, ds), "40").stdout == "100\n"
+    random_image(http_server.root / "u.raw", MIB)
+    assert remote("datastore", "stat", action_xml({"PATH": http_server.url("u.raw")}, {}, ds), "40").stdout == "1\n"
+    missing = remote("datastore", "stat", action_xml({"PATH": http_server.url("nope")}, {}, ds), "40")
+    assert missing.returncode == 1 and "cannot download" in error_block(missing.stderr)
+
+
+def test_monitor_file_backend(ds):
+    done = remote("datastore", "monitor", action_xml({}, {}, ds), "100")
+    assert done.returncode == 0, done.stderr
+    values = dict(line.split("=") for line in done.stdout.splitlines())
+    assert list(values) == ["USED_MB", "TOTAL_MB", "FREE_MB"]
+    used, total, free = (int(values[key]) for key in values)
+    assert total > 0 and used + free == total
+
+
+@pytest.mark.parametrize("data, message", [
+    ("not base64!", "malformed base64 in DS_DRIVER_ACTION_DATA argument"),
+    (encode("<DS_DRIVER_ACTION_DATA><IMAGE>"), "malformed XML in DS_DRIVER_ACTION_DATA"),
+    (encode("<OTHER/>"), "expected <DS_DRIVER_ACTION_DATA>, got <OTHER>"),
+    (encode("<DS_DRIVER_ACTION_DATA><IMAGE></IMAGE></DS_DRIVER_ACTION_DATA>"),
+     "missing IMAGE/PATH in DS_DRIVER_ACTION_DATA"),
+    (encode('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><DS_DRIVER_ACTION_DATA>'
+            "<IMAGE><PATH>&e;</PATH></IMAGE></DS_DRIVER_ACTION_DATA>"), "refused XML"),
+    (encode('<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+            "<DS_DRIVER_ACTION_DATA><IMAGE><PATH>&b;</PATH></IMAGE></DS_DRIVER_ACTION_DATA>"), "refused XML"),
+])
+def test_bad_action_data_is_refused(tgtd, data, message):
+    done = remote("datastore", "cp", data, "50")
+    assert done.returncode == 2
+    assert error_block(done.stderr).startswith(message)
+    assert tgtd.target_ids() == []
+
+
+class TestRestrictedDirectories:
+    def cp(self, path, ds, **extra):
+        return remote("datastore", "cp", action_xml({"PATH": str(path)}, {}, {**ds, **extra}), "60")
+
+    def test_symlink_into_etc_one_is_refused(self, tgtd, ds, tmp_path):
+        link = tmp_path / "innocent.img"
+        link.symlink_to("/etc/one/oned.conf")
+        done = self.cp(link, ds)
+        assert done.returncode == 2
+        assert error_block(done.stderr) == f"Not allowed to copy image file {link}"
+        assert tgtd.target_ids() == []
+
+    def test_sibling_with_common_prefix_is_allowed(self, tgtd, ds, tmp_path):
+        (tmp_path / "one").mkdir()
+        sibling = tmp_path / "one-images"
+        sibling.mkdir()
+        image = random_image(sibling / "img.raw", MIB)
+        assert self.cp(image, ds, RESTRICTED_DIRS=str(tmp_path / "one")).returncode == 0
+
+    def test_dot_dot_escape_is_refused(self, tgtd, ds, tmp_path):
+        restricted = tmp_path / "one"
+        restricted.mkdir()
+        random_image(restricted / "secret.img", MIB)
+        (tmp_path / "public").mkdir()
+        sneaky = f"{tmp_path}/public/../one//secret.img"
+        done = self.cp(sneaky, ds, RESTRICTED_DIRS=f"{restricted}/")
+        assert error_block(done.stderr) == f"Not allowed to copy image file {sneaky}"
+
+    def test_safe_dirs_allow_again(self, tgtd, ds, tmp_path):
+        restricted = tmp_path / "one"
+        (restricted / "images").mkdir(parents=True)
+        image = random_image(restricted / "images" / "ok.img", MIB)
+        refused = self.cp(image, ds, RESTRICTED_DIRS=str(restricted))
+        assert refused.returncode == 2
+        allowed = self.cp(image, ds, RESTRICTED_DIRS=str(restricted), SAFE_DIRS=str(restricted / "images"))
+        assert allowed.returncode == 0, allowed.stderr
