@@ -156,7 +156,7 @@ def sshd(tmp_path_factory):
         f"PidFile {directory}/sshd.pid\nLogLevel ERROR\n")
     config = directory / "ssh_config"
     config.write_text(
-        f"Host tgtserver\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+        f"Host tgtserver node1 node2\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
         f"  IdentityFile {directory}/client_key\n  IdentitiesOnly yes\n  BatchMode yes\n"
         "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
     process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],

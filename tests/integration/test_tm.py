@@ -1,0 +1,196 @@
+"""Transfer actions through the remote stubs over a real loopback sshd.
+
+The hosts' kernels here have no iSCSI initiator, so iscsiadm is replaced where
+the Runner resolves commands (ONE_ISCSI_ISCSIADM) by tests/data/fake-iscsiadm,
+which keeps sessions and node records as files and makes the by-path link a
+udev would make. Everything else (ssh, the shell on the host, waiting for the
+device, links, directories) is real; the NO_ISCSI path is real end to end."""
+import os
+import shlex
+
+import pytest
+
+from conftest import DATA, quiet
+from driver import action_xml, error_block, remote
+
+IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
+
+
+@pytest.fixture
+def hosts(sshd, tgtd, tmp_path, monkeypatch):
+    """node1 and node2 are ssh aliases of a loopback sshd; SSH counts sessions."""
+    state = tmp_path / "initiator"
+    (state / "luns").mkdir(parents=True)
+    log = tmp_path / "ssh.log"
+    wrapper = tmp_path / "counting-ssh"
+    wrapper.write_text(  # logs the host name, the word after "--"
+        f'#!/bin/sh\nprev=\nfor arg; do [ "$prev" = -- ] && echo "$arg" >> {shlex.quote(str(log))}; prev=$arg; done\n'
+        f'exec {sshd.ssh} "$@"\n')
+    wrapper.chmod(0o755)
+    for key, value in {"SSH": str(wrapper), "ISCSIADM": f"{DATA / 'fake-iscsiadm'} {state}",
+                       "DEVICE_DIR": str(state / "by-path"), "NO_ISCSI": "front-end",
+                       "BACKEND": "file", "POOL_DIR": str(tmp_path / "pool")}.items():
+        monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
+
+    class Hosts:
+        directory = tmp_path / "datastores" / "0" / "7"
+
+        @staticmethod
+        def sessions():
+            return sorted(os.listdir(state / "sessions")) if (state / "sessions").exists() else []
+
+        @staticmethod
+        def nodes():
+            return sorted(os.listdir(state / "nodes")) if (state / "nodes").exists() else []
+
+        @staticmethod
+        def ssh_sessions():
+            return log.read_text().splitlines() if log.exists() else []
+
+        @staticmethod
+        def export(iqn, path):
+            (state / "luns" / iqn).write_text(str(path))
+
+        @staticmethod
+        def calls():
+            return (state / "calls").read_text().splitlines()
+
+    return Hosts
+
+
+def register(tmp_path, image_id, size=1024 * 1024):
+    image = tmp_path / f"image-{image_id}.raw"
+    image.write_bytes(os.urandom(size))
+    done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, {}), str(image_id))
+    assert done.returncode == 0, done.stderr
+    return image, tmp_path / "pool" / "vg-one" / f"lv-one-{image_id}"
+
+
+def test_ln_logs_in_waits_for_the_device_and_links_it(hosts, tmp_path):
+    image, backing = register(tmp_path, 7)
+    hosts.export(IQN.format(7), backing)
+    disk = hosts.directory / "disk.0"
+    done = remote("tm", "ln", IQN.format(7), f"node1:{disk}", "1024", "7", "0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == f"INFO: ln: logged in to {IQN.format(7)} on node1, linked {disk}\n"
+    assert hosts.ssh_sessions() == ["node1"]
+    assert hosts.sessions() == [IQN.format(7)]
+    assert os.readlink(disk).endswith(f"-iscsi-{IQN.format(7)}-lun-1")
+    assert disk.read_bytes()[:image.stat().st_size] == image.read_bytes()
+    assert hosts.calls()[0] == "-m discovery -t st -p localhost"
+
+    again = remote("tm", "ln", IQN.format(7), f"node1:{disk}")
+    assert again.returncode == 0, again.stderr
+    assert hosts.sessions() == [IQN.format(7)]
+    assert disk.read_bytes()[:image.stat().st_size] == image.read_bytes()
+
+
+def test_ln_without_device_times_out_and_logs_out(hosts, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONE_ISCSI_DEVICE_TIMEOUT", "1")
+    hosts.export(IQN.format(8), tmp_path / "never-there")
+    disk = hosts.directory / "disk.1"
+    done = remote("tm", "ln", IQN.format(8), f"node1:{disk}")
+    assert done.returncode == 1
+    assert error_block(done.stderr) == (
+        f"no device for {IQN.format(8)} on node1 within 1 s (DEVICE_TIMEOUT): logged out again")
+    assert hosts.sessions() == [] and hosts.nodes() == []
+    assert not os.path.lexists(disk)
+
+
+def test_ln_to_an_unknown_target_fails_cleanly(hosts):
+    done = remote("tm", "ln", IQN.format(99), f"node1:{hosts.directory}/disk.0")
+    assert done.returncode == 1
+    assert error_block(done.stderr).startswith("iscsiadm failed on node1 (exit 21)")
+    assert hosts.sessions() == [] and hosts.nodes() == []
+
+
+def test_mvds_logs_out_and_forgets_the_node(hosts, tmp_path):
+    _, backing = register(tmp_path, 9)
+    hosts.export(IQN.format(9), backing)
+    disk = hosts.directory / "disk.0"
+    assert remote("tm", "ln", IQN.format(9), f"node1:{disk}").returncode == 0
+    done = remote("tm", "mvds", f"node1:{disk}", IQN.format(9), "7", "0")
+    assert (done.returncode, done.stderr) == (0, f"INFO: mvds: logged out of {IQN.format(9)} on node1\n")
+    assert hosts.sessions() == [] and hosts.nodes() == []
+    assert remote("tm", "mvds", f"node1:{disk}", IQN.format(9)).returncode == 0  # nothing to do
+
+
+def test_delete_of_a_disk_and_of_the_directory(hosts, tmp_path):
+    _, backing = register(tmp_path, 10)
+    hosts.export(IQN.format(10), backing)
+    disk = hosts.directory / "disk.0"
+    assert remote("tm", "ln", IQN.format(10), f"node1:{disk}").returncode == 0
+    (hosts.directory / "deployment.0").write_text("vm")
+    done = remote("tm", "delete", f"node1:{disk}")
+    assert done.returncode == 0, done.stderr
+    assert hosts.sessions() == [] and not os.path.lexists(disk)
+    assert remote("tm", "delete", f"node1:{hosts.directory}").returncode == 0
+    assert not hosts.directory.exists()
+    gone = remote("tm", "delete", f"node1:{hosts.directory}")
+    assert (gone.returncode, gone.stderr) == (
+        0, f"INFO: delete: node1:{hosts.directory} does not exist: nothing to delete\n")
+
+
+def test_mv_same_place_is_a_no_op(hosts):
+    path = f"node1:{hosts.directory}/disk.0"
+    done = remote("tm", "mv", path, path)
+    assert (done.returncode, hosts.ssh_sessions()) == (0, [])
+
+
+def test_mv_disk_between_hosts(hosts, tmp_path):
+    _, backing = register(tmp_path, 11)
+    hosts.export(IQN.format(11), backing)
+    src = hosts.directory / "disk.0"
+    dst = tmp_path / "other" / "7" / "disk.0"
+    assert remote("tm", "ln", IQN.format(11), f"node1:{src}").returncode == 0
+    done = remote("tm", "mv", f"node1:{src}", f"node2:{dst}")
+    assert done.returncode == 0, done.stderr
+    assert not os.path.lexists(src)
+    assert os.readlink(dst).endswith(f"-iscsi-{IQN.format(11)}-lun-1")
+    assert hosts.sessions() == [IQN.format(11)]
+    assert [call.split()[-1] for call in hosts.calls() if "--log" in call] == ["--login", "--logout", "--login"]
+
+
+def test_mv_directory_between_hosts(hosts, tmp_path):
+    src = tmp_path / "src-vm"
+    (src / "sub").mkdir(parents=True)
+    (src / "deployment.0").write_text("domain")
+    (src / "sub" / "x").write_text("y")
+    dst = tmp_path / "dst-vm"
+    done = remote("tm", "mv", f"node1:{src}", f"node2:{dst}")
+    assert done.returncode == 0, done.stderr
+    assert (dst / "deployment.0").read_text() == "domain" and (dst / "sub" / "x").read_text() == "y"
+    assert not src.exists()
+
+
+def test_no_iscsi_host_links_the_volume_directly(hosts, tmp_path, monkeypatch):
+    """The target server as its own hypervisor: no iscsiadm at all (it is set
+    to fail), the disk links the pool file itself."""
+    monkeypatch.setenv("ONE_ISCSI_NO_ISCSI", "node1")
+    monkeypatch.setenv("ONE_ISCSI_ISCSIADM", "false")
+    image, backing = register(tmp_path, 12)
+    disk = hosts.directory / "disk.0"
+    done = remote("tm", "ln", IQN.format(12), f"node1:{disk}")
+    assert done.returncode == 0, done.stderr
+    assert os.readlink(disk) == str(backing)
+    assert disk.read_bytes()[:image.stat().st_size] == image.read_bytes()
+    assert remote("tm", "mvds", f"node1:{disk}", IQN.format(12)).returncode == 0
+    assert remote("tm", "delete", f"node1:{disk}").returncode == 0
+    assert not os.path.lexists(disk) and backing.exists()
+
+
+def test_clone_is_refused_as_the_original(hosts):
+    done = remote("tm", "clone", "frontend:/var/lib/one/images/x", "node1:/var/lib/one/0/7/disk.0", "7", "0")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "ERROR: clone: CLONE not supported for TM_ISCSI. Use persistent images\n"
+        "ERROR MESSAGE --8<------\n"
+        "CLONE not supported for TM_ISCSI. Use persistent images\n"
+        "ERROR MESSAGE ------>8--\n")
+
+
+def test_bad_host_path_is_refused(hosts):
+    done = remote("tm", "delete", "node1-without-path")
+    assert done.returncode == 2
+    assert error_block(done.stderr) == "expected HOST:/PATH, got 'node1-without-path'"
