@@ -1,4 +1,4 @@
-# one-iscsi: `make test` sets up everything the tests need on a Debian machine
+# one-iscsi: `make demo` shows it working; `make test` sets up everything the tests need on a Debian machine
 # (as root, or with sudo) and runs the whole suite. A second run reinstalls nothing.
 
 SHELL      := /bin/bash
@@ -8,7 +8,10 @@ APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils openssh-server sudo
 ROOT       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test deps system-deps venv clean
+.PHONY: demo test deps system-deps venv clean
+
+demo: deps
+	tests/demo.sh
 
 test: deps
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -21,6 +21,7 @@ WAIT_AND_LINK = (
     'while :; do for dev in "$1"/*-iscsi-"$2"-lun-"$3"; do '
     'if [ -e "$dev" ]; then exec ln -sfn "$dev" "$4"; fi; done; sleep 0.1; done')
 _BY_PATH_IQN = re.compile(r"-iscsi-(iqn\..+)-lun-\d+$")
+_VOLUME = re.compile(r"lv-one-\d+")
 
 
 def wait_and_link(device_dir: str, iqn: str, link: str, timeout: float, lun: int = 1) -> list[str]:
@@ -100,7 +101,7 @@ def iqn_of_link(link: str, cfg: Config) -> Optional[str]:
     if match:
         return match.group(1)
     parts = link.rstrip("/").split("/")
-    if len(parts) >= 2:
+    if len(parts) >= 2 and _VOLUME.fullmatch(parts[-1]):
         try:
             return names.build(cfg.base_iqn, cfg.host, parts[-2], parts[-1]).iqn
         except names.InvalidName:

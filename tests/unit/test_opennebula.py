@@ -1,0 +1,60 @@
+import io
+
+import pytest
+
+from oneiscsi import opennebula
+from oneiscsi.errors import InvalidInput
+from driver import action_xml, encode
+
+
+def test_decode_reads_image_template_and_datastore():
+    act = opennebula.decode(action_xml({"PATH": "/tmp/a b.img", "SIZE": "10", "SOURCE": ""},
+                                       {"MD5": "abc"}, {"HOST": "tgt1", "VG_NAME": "vg-x", "UNKNOWN": "y"}), "7")
+    assert act.image_id == 7
+    assert act.image["PATH"] == "/tmp/a b.img" and act.image["SIZE"] == "10"
+    assert act.image_template == {"MD5": "abc"}
+    assert act.config_overrides() == {"HOST": "tgt1", "VG_NAME": "vg-x"}
+    assert act.require("PATH") == "/tmp/a b.img"
+    with pytest.raises(InvalidInput, match="missing IMAGE/SOURCE"):
+        act.require("SOURCE")
+
+
+def test_decode_accepts_wrapped_base64():
+    data = action_xml({"PATH": "/x"})
+    wrapped = "\n".join(data[i:i + 60] for i in range(0, len(data), 60))
+    assert opennebula.decode(wrapped, "1").image["PATH"] == "/x"
+
+
+@pytest.mark.parametrize("data, image_id, message", [
+    ("@@@", "1", "malformed base64"),
+    (encode("<DS_DRIVER_ACTION_DATA>"), "1", "malformed XML"),
+    (encode("<A/>"), "1", "expected <DS_DRIVER_ACTION_DATA>"),
+    (encode('<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/hostname">]><DS_DRIVER_ACTION_DATA>&x;'
+            "</DS_DRIVER_ACTION_DATA>"), "1", "refused XML"),
+    (action_xml({"PATH": "/x"}), "-1", "image ID must be a non-negative integer"),
+    (action_xml({"PATH": "/x"}), "7;id", "image ID must be a non-negative integer"),
+])
+def test_decode_refuses(data, image_id, message):
+    with pytest.raises(InvalidInput, match=message):
+        opennebula.decode(data, image_id)
+
+
+def test_host_path():
+    assert opennebula.host_path("node1:/var/lib/one/0/7/disk.0") == opennebula.HostPath(
+        "node1", "/var/lib/one/0/7/disk.0")
+    for bad in ("node1", ":/x", "node1:relative", ""):
+        with pytest.raises(InvalidInput, match="expected HOST:/PATH"):
+            opennebula.host_path(bad)
+
+
+def test_error_message_block_is_one_line():
+    out = io.StringIO()
+    opennebula.error_message("cp", "first\nsecond", stream=out)
+    assert out.getvalue() == ("ERROR: cp: first second\nERROR MESSAGE --8<------\nfirst second\n"
+                              "ERROR MESSAGE ------>8--\n")
+
+
+def test_log_lines(capsys):
+    opennebula.log_info("rm", "done")
+    opennebula.log_error("rm", "bad")
+    assert capsys.readouterr().err == "INFO: rm: done\nERROR: rm: bad\n"

@@ -1,0 +1,46 @@
+import pytest
+
+from oneiscsi import config, lvm, storage
+from oneiscsi.errors import InvalidInput
+from oneiscsi.run import Privileged
+
+
+def cfg(**values):
+    return config.load(env={f"ONE_ISCSI_{k}": v for k, v in values.items()})
+
+
+def test_lvm_volume():
+    volume = storage.volume(7, cfg())
+    assert volume.device == "/dev/vg-one/lv-one-7"
+    assert volume.create(12) == [["lvcreate", "-L", "12M", "-n", "lv-one-7", "vg-one"]]
+    assert volume.remove() == [["lvremove", "-f", "vg-one/lv-one-7"]]
+
+
+def test_file_volume_never_takes_over_an_existing_file():
+    volume = storage.volume(7, cfg(BACKEND="file", POOL_DIR="/srv/pool"))
+    assert volume.device == "/srv/pool/vg-one/lv-one-7"
+    mkdir, refuse, truncate = volume.create(12)
+    assert mkdir == ["mkdir", "-p", "/srv/pool/vg-one"] and isinstance(mkdir, Privileged)
+    assert refuse[-1] == "/srv/pool/vg-one/lv-one-7" and isinstance(refuse, Privileged)
+    assert truncate == ["truncate", "-s", "12M", "/srv/pool/vg-one/lv-one-7"]
+    assert volume.remove() == [["rm", "-f", "/srv/pool/vg-one/lv-one-7"]]
+
+
+def test_usage_commands_and_parsers():
+    assert storage.usage(cfg()) == [lvm.vg_usage("vg-one")]
+    assert lvm.vg_usage("vg-one") == ["vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator",
+                                      ":", "-o", "vg_size,vg_free", "vg-one"]
+    assert storage.parse_usage("lvm", "  268435456:134217728\n") == (256, 128)
+    assert storage.parse_usage("file", "      1B-blocks        Avail\n 10737418240 5368709120\n") == (10240, 5120)
+
+
+def test_names_are_checked():
+    with pytest.raises(InvalidInput):
+        storage.volume(1, cfg(VG_NAME="vg_one"))
+    with pytest.raises(InvalidInput):
+        storage.volume_named("vg-one", "../../etc", cfg())
+
+
+def test_backend_must_be_known():
+    with pytest.raises(config.ConfigError, match="BACKEND must be one of lvm, file"):
+        cfg(BACKEND="zfs")
