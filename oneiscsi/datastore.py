@@ -113,7 +113,7 @@ def _export_steps(server: TargetServer, target: names.TargetName, volume: storag
         raise OneIscsiError(f"target {target.iqn} already exists on {server.host} with TID {found.tid}")
     tid = tgt.lowest_free_tid(existing, server.runner.cfg.base_tid)
     return tid, [
-        Step("creating volume", volume.create(size_mb), volume.remove()),
+        *(Step("creating volume", commands, undo) for commands, undo in volume.create(size_mb)),
         *extra,
         Step("creating target", [tgt.new_target(tid, target.iqn)], [tgt.delete_target(tid, force=True)]),
         Step("allowing initiators", [tgt.bind_all(tid)]),

@@ -13,10 +13,6 @@ from .config import Config
 from .run import Privileged
 
 
-# never take over a file that is already there
-_REFUSE_EXISTING = 'if [ -e "$1" ]; then echo "$1 already exists" >&2; exit 1; fi'
-
-
 @dataclass(frozen=True)
 class Volume:
     backend: str  # "lvm" or "file"
@@ -34,12 +30,13 @@ class Volume:
             return posixpath.join(self.directory, self.lv)
         return f"/dev/{self.vg}/{self.lv}"
 
-    def create(self, size_mb: int) -> list[list[str]]:
-        if self.backend == "file":
-            return [Privileged(["mkdir", "-p", self.directory]),
-                    Privileged(["sh", "-c", _REFUSE_EXISTING, "refuse-existing", self.device]),
-                    ["truncate", "-s", f"{size_mb}M", self.device]]
-        return [lvm.create(self.vg, self.lv, size_mb)]
+    def create(self, size_mb: int) -> list[tuple[list[list[str]], list[list[str]]]]:
+        """(commands, undo) pairs: each undo is due once its commands succeeded."""
+        if self.backend == "file":  # conv=excl: never take over a file that is already there
+            made = [Privileged(["mkdir", "-p", self.directory]),
+                    ["dd", f"of={self.device}", "conv=excl", "count=0", "status=none"]]
+            return [(made, self.remove()), ([["truncate", "-s", f"{size_mb}M", self.device]], [])]
+        return [([lvm.create(self.vg, self.lv, size_mb)], self.remove())]
 
     def remove(self) -> list[list[str]]:
         if self.backend == "file":

@@ -95,7 +95,7 @@ def test_cp_with_both_checksums_right(tgtd, ds, tmp_path):
     ("creating target", "TGTADM", "--mode target --tid"),
     ("allowing initiators", "TGTADM", "--op bind"),
     ("adding LUN 1", "TGTADM", "--mode logicalunit"),
-    ("copying", "DD", "status=none"),
+    ("copying", "DD", "conv=notrunc,fsync"),
 ])
 def test_each_failing_step_of_cp_leaves_nothing(tgtd, ds, pool, tmp_path, monkeypatch, step, wrapper_key, words):
     """A failing command is configured through ONE_ISCSI_<KEY>."""
@@ -118,7 +118,7 @@ def test_existing_volume_file_is_never_taken_over(tgtd, ds, pool, tmp_path):
     image = random_image(tmp_path / "img.raw", MIB)
     done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, ds), "13")
     assert done.returncode == 1
-    assert "already exists" in error_block(done.stderr)
+    assert "File exists" in error_block(done.stderr)
     assert precious.read_bytes() == b"keep me"
     assert tgtd.target_ids() == []
 

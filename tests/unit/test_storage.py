@@ -12,16 +12,18 @@ def cfg(**values):
 def test_lvm_volume():
     volume = storage.volume(7, cfg())
     assert volume.device == "/dev/vg-one/lv-one-7"
-    assert volume.create(12) == [["lvcreate", "-L", "12M", "-n", "lv-one-7", "vg-one"]]
+    assert volume.create(12) == [([["lvcreate", "-L", "12M", "-n", "lv-one-7", "vg-one"]],
+                                  [["lvremove", "-f", "vg-one/lv-one-7"]])]
     assert volume.remove() == [["lvremove", "-f", "vg-one/lv-one-7"]]
 
 
 def test_file_volume_never_takes_over_an_existing_file():
     volume = storage.volume(7, cfg(BACKEND="file", POOL_DIR="/srv/pool"))
     assert volume.device == "/srv/pool/vg-one/lv-one-7"
-    mkdir, refuse, truncate = volume.create(12)
+    ([mkdir, create], undo), ([truncate], no_undo) = volume.create(12)
+    assert undo == volume.remove() and no_undo == []
     assert mkdir == ["mkdir", "-p", "/srv/pool/vg-one"] and isinstance(mkdir, Privileged)
-    assert refuse[-1] == "/srv/pool/vg-one/lv-one-7" and isinstance(refuse, Privileged)
+    assert create == ["dd", "of=/srv/pool/vg-one/lv-one-7", "conv=excl", "count=0", "status=none"]
     assert truncate == ["truncate", "-s", "12M", "/srv/pool/vg-one/lv-one-7"]
     assert volume.remove() == [["rm", "-f", "/srv/pool/vg-one/lv-one-7"]]
 
