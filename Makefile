@@ -4,7 +4,7 @@
 SHELL      := /bin/bash
 PYTHON     ?= python3
 VENV       ?= .venv
-APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils openssh-server sudo
+APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils libnbd-bin e2fsprogs openssh-server sudo
 ROOT       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

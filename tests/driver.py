@@ -43,3 +43,16 @@ def error_block(stderr: str) -> str:
     start = lines.index("ERROR MESSAGE --8<------")
     assert lines[start + 2] == "ERROR MESSAGE ------>8--", stderr
     return lines[start + 1]
+
+
+def random_image(path: Path, size: int) -> Path:
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def read_lun(tgtd, iqn: str, out: Path) -> bytes:
+    """LUN 1 of iqn, read over iSCSI with qemu-img (libiscsi)."""
+    done = subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "raw", tgtd.url(iqn), str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()

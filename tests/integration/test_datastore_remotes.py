@@ -1,13 +1,12 @@
 """Datastore actions through the remote stubs, as OpenNebula calls them, against
 a real tgtd with the file backend; data checked end to end over iSCSI."""
 import hashlib
-import os
 import subprocess
 
 import pytest
 
 from conftest import DATA, quiet
-from driver import action_xml, encode, error_block, remote
+from driver import action_xml, encode, error_block, random_image, read_lun, remote
 
 MIB = 1024 * 1024
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
@@ -22,17 +21,6 @@ def pool(tmp_path):
 def ds(pool):
     """Datastore template attributes of a file-backed iSCSI datastore."""
     return {"BACKEND": "file", "POOL_DIR": str(pool), "HOST": "localhost", "VG_NAME": "vg-one"}
-
-
-def random_image(path, size):
-    path.write_bytes(os.urandom(size))
-    return path
-
-
-def read_lun(tgtd, iqn, out):
-    done = quiet(["qemu-img", "convert", "-f", "raw", "-O", "raw", tgtd.url(iqn), str(out)], timeout=120)
-    assert done.returncode == 0, done.stderr
-    return out.read_bytes()
 
 
 def test_cp_copies_the_image_and_prints_iqn_and_size(tgtd, ds, pool, tmp_path):

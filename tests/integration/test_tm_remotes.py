@@ -10,7 +10,7 @@ import shlex
 
 import pytest
 
-from conftest import DATA, quiet
+from conftest import DATA
 from driver import action_xml, error_block, remote
 
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
