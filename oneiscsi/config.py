@@ -48,6 +48,7 @@ DEFAULTS = {
     "POOL_DIR": "/srv/one-iscsi",
     "RESTRICTED_DIRS": "",
     "SAFE_DIRS": "",
+    "UMASK": "077",
     "SUDO": "sudo",
     "SSH": "ssh",
     **{key: program for key, program in TOOL_KEYS.items()},
@@ -68,6 +69,7 @@ DESCRIPTIONS = {
     "POOL_DIR": "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)",
     "RESTRICTED_DIRS": "directories (space separated) images may not be copied from, besides the built-in ones",
     "SAFE_DIRS": "directories (space separated) allowed even inside restricted ones",
+    "UMASK": "octal umask applied to the image files of the file backend",
     "SUDO": "prefix for privileged commands (empty: none)",
     "SSH": "ssh command used to reach other hosts",
     **{key: f"command line for {program}" for key, program in TOOL_KEYS.items()},
@@ -139,6 +141,7 @@ class Config:
     pool_dir: str
     restricted_dirs: tuple[str, ...]
     safe_dirs: tuple[str, ...]
+    umask: int
     sudo: tuple[str, ...]
     ssh: tuple[str, ...]
     tools: Mapping[str, tuple[str, ...]] = field(repr=False)
@@ -177,6 +180,7 @@ class Config:
             pool_dir=values["POOL_DIR"],
             restricted_dirs=tuple(values["RESTRICTED_DIRS"].split()),
             safe_dirs=tuple(values["SAFE_DIRS"].split()),
+            umask=_octal(values, "UMASK"),
             sudo=split("SUDO"),
             ssh=split("SSH"),
             tools=MappingProxyType(tools),
@@ -193,6 +197,16 @@ def _number(values: Mapping[str, str], key: str, kind: type, minimum: float):
     if number is None or number < minimum:
         wanted = "a positive integer" if kind is int else "a positive number"
         raise ConfigError(f"{key} must be {wanted}, got {text!r}")
+    return number
+
+
+def _octal(values: Mapping[str, str], key: str) -> int:
+    try:
+        number = int(values[key], 8)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 0o777:
+        raise ConfigError(f"{key} must be an octal number from 0 to 777, got {values[key]!r}")
     return number
 
 

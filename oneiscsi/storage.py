@@ -19,6 +19,7 @@ class Volume:
     vg: str
     lv: str
     pool_dir: str
+    umask: int = 0o077
 
     @property
     def directory(self) -> str:
@@ -35,7 +36,10 @@ class Volume:
         if self.backend == "file":  # conv=excl: never take over a file that is already there
             made = [Privileged(["mkdir", "-p", self.directory]),
                     ["dd", f"of={self.device}", "conv=excl", "count=0", "status=none"]]
-            return [(made, self.remove()), ([["truncate", "-s", f"{size_mb}M", self.device]], [])]
+            mode = f"{0o666 & ~self.umask:04o}"
+            return [(made, self.remove()),
+                    ([Privileged(["chmod", mode, self.device]),
+                      ["truncate", "-s", f"{size_mb}M", self.device]], [])]
         return [([lvm.create(self.vg, self.lv, size_mb)], self.remove())]
 
     def remove(self) -> list[list[str]]:
@@ -72,4 +76,4 @@ def volume(image_id: int, cfg: Config) -> Volume:
 
 def volume_named(vg: str, lv: str, cfg: Config) -> Volume:
     return Volume(cfg.backend, names.validate_part("volume group", vg),
-                  names.validate_part("volume", lv), cfg.pool_dir)
+                  names.validate_part("volume", lv), cfg.pool_dir, cfg.umask)

@@ -35,6 +35,7 @@ def test_cp_copies_the_image_and_prints_iqn_and_size(tgtd, ds, pool, tmp_path):
     assert lun[:len(data)] == data and lun[len(data):] == bytes(len(lun) - len(data))
     backing = pool / "vg-one" / "lv-one-7"
     assert backing.stat().st_size == 6 * MIB
+    assert backing.stat().st_mode & 0o777 == 0o600  # UMASK 077: image data is not world-readable
     shown = quiet(["tgtadm", "-C", str(tgtd.control), "--op", "show", "--mode", "target"]).stdout
     assert f"Backing store path: {backing}" in shown and "ALL" in shown
 

@@ -20,12 +20,20 @@ def test_lvm_volume():
 def test_file_volume_never_takes_over_an_existing_file():
     volume = storage.volume(7, cfg(BACKEND="file", POOL_DIR="/srv/pool"))
     assert volume.device == "/srv/pool/vg-one/lv-one-7"
-    ([mkdir, create], undo), ([truncate], no_undo) = volume.create(12)
+    ([mkdir, create], undo), ([chmod, truncate], no_undo) = volume.create(12)
+    assert chmod == ["chmod", "0600", "/srv/pool/vg-one/lv-one-7"] and isinstance(chmod, Privileged)
     assert undo == volume.remove() and no_undo == []
     assert mkdir == ["mkdir", "-p", "/srv/pool/vg-one"] and isinstance(mkdir, Privileged)
     assert create == ["dd", "of=/srv/pool/vg-one/lv-one-7", "conv=excl", "count=0", "status=none"]
     assert truncate == ["truncate", "-s", "12M", "/srv/pool/vg-one/lv-one-7"]
     assert volume.remove() == [["rm", "-f", "/srv/pool/vg-one/lv-one-7"]]
+
+
+def test_file_mode_follows_umask():
+    volume = storage.volume(7, cfg(BACKEND="file", UMASK="027"))
+    assert volume.create(1)[1][0][0] == ["chmod", "0640", "/srv/one-iscsi/vg-one/lv-one-7"]
+    with pytest.raises(config.ConfigError, match="UMASK must be an octal number"):
+        cfg(UMASK="999")
 
 
 def test_usage_commands_and_parsers():
