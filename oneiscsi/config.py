@@ -42,6 +42,8 @@ DEFAULTS = {
     "NO_ISCSI": "$HOSTNAME",
     "TIMEOUT": "60",
     "COPY_TIMEOUT": "3600",
+    "LOCK_FILE": "/run/lock/one-iscsi.lock",
+    "LOCK_TIMEOUT": "60",
     "DEVICE_TIMEOUT": "30",
     "DEVICE_DIR": "/dev/disk/by-path",
     "BACKEND": "lvm",
@@ -49,6 +51,10 @@ DEFAULTS = {
     "RESTRICTED_DIRS": "",
     "SAFE_DIRS": "",
     "UMASK": "077",
+    "CONF_DIR": "/etc/tgt/conf.d/one-iscsi",
+    "INITIATORS": "ALL",
+    "CHAP_USER": "",
+    "CHAP_PASSWORD": "",
     "SUDO": "sudo",
     "SSH": "ssh",
     **{key: program for key, program in TOOL_KEYS.items()},
@@ -63,6 +69,8 @@ DESCRIPTIONS = {
     "NO_ISCSI": "hosts (space separated) that use the volumes directly, without iSCSI",
     "TIMEOUT": "seconds any one remote or local command may take",
     "COPY_TIMEOUT": "seconds an image copy may take",
+    "LOCK_FILE": "lock file on the target server that serialises target creation",
+    "LOCK_TIMEOUT": "seconds to wait for LOCK_FILE",
     "DEVICE_TIMEOUT": "seconds to wait for the device after an iSCSI login",
     "DEVICE_DIR": "where the hosts' udev links iSCSI devices by path",
     "BACKEND": "storage of the images on the target server: lvm or file",
@@ -70,6 +78,10 @@ DESCRIPTIONS = {
     "RESTRICTED_DIRS": "directories (space separated) images may not be copied from, besides the built-in ones",
     "SAFE_DIRS": "directories (space separated) allowed even inside restricted ones",
     "UMASK": "octal umask applied to the image files of the file backend",
+    "CONF_DIR": "directory of the per-target tgt config files on the target server",
+    "INITIATORS": "initiator addresses, networks or IQNs (space separated) allowed to use new targets",
+    "CHAP_USER": "CHAP user bound to new targets (empty: no CHAP)",
+    "CHAP_PASSWORD": "CHAP password of CHAP_USER (12 to 16 characters)",
     "SUDO": "prefix for privileged commands (empty: none)",
     "SSH": "ssh command used to reach other hosts",
     **{key: f"command line for {program}" for key, program in TOOL_KEYS.items()},
@@ -135,6 +147,8 @@ class Config:
     no_iscsi: tuple[str, ...]
     timeout: float
     copy_timeout: float
+    lock_file: str
+    lock_timeout: float
     device_timeout: float
     device_dir: str
     backend: str
@@ -142,6 +156,10 @@ class Config:
     restricted_dirs: tuple[str, ...]
     safe_dirs: tuple[str, ...]
     umask: int
+    conf_dir: str
+    initiators: tuple[str, ...]
+    chap_user: str
+    chap_password: str = field(repr=False)
     sudo: tuple[str, ...]
     ssh: tuple[str, ...]
     tools: Mapping[str, tuple[str, ...]] = field(repr=False)
@@ -166,6 +184,10 @@ class Config:
                 raise ConfigError(f"{key} must not be empty")
         if not split("SSH"):
             raise ConfigError("SSH must not be empty")
+        if bool(values["CHAP_USER"]) != bool(values["CHAP_PASSWORD"]):
+            raise ConfigError("CHAP_USER and CHAP_PASSWORD go together: set both or neither")
+        if any(char.isspace() for char in values["CHAP_USER"] + values["CHAP_PASSWORD"]):
+            raise ConfigError("CHAP_USER and CHAP_PASSWORD must not contain spaces")
         return cls(
             host=values["HOST"],
             base_iqn=values["BASE_IQN"],
@@ -174,6 +196,8 @@ class Config:
             no_iscsi=tuple(values["NO_ISCSI"].split()),
             timeout=_number(values, "TIMEOUT", float, minimum=0.001),
             copy_timeout=_number(values, "COPY_TIMEOUT", float, minimum=0.001),
+            lock_file=values["LOCK_FILE"],
+            lock_timeout=_number(values, "LOCK_TIMEOUT", float, minimum=0.001),
             device_timeout=_number(values, "DEVICE_TIMEOUT", float, minimum=0.001),
             device_dir=values["DEVICE_DIR"],
             backend=_choice(values, "BACKEND", ("lvm", "file")),
@@ -181,6 +205,10 @@ class Config:
             restricted_dirs=tuple(values["RESTRICTED_DIRS"].split()),
             safe_dirs=tuple(values["SAFE_DIRS"].split()),
             umask=_octal(values, "UMASK"),
+            conf_dir=values["CONF_DIR"],
+            initiators=tuple(values["INITIATORS"].split()) or ("ALL",),
+            chap_user=values["CHAP_USER"],
+            chap_password=values["CHAP_PASSWORD"],
             sudo=split("SUDO"),
             ssh=split("SSH"),
             tools=MappingProxyType(tools),

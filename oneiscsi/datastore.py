@@ -7,15 +7,14 @@ reverse order, and reports the step and host that failed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from . import iqn as names
-from . import opennebula, source, storage, tgt
+from . import opennebula, source, storage, tgt, tgtconf
 from .config import Config
 from .errors import InvalidInput, OneIscsiError
 from .opennebula import DriverAction
-from .run import CommandError, Runner
+from .run import CommandError, Runner, Session
 from .targets import TargetServer
 
 BUILTIN_RESTRICTED = ("/var/lib/one", "/etc/one")
@@ -24,62 +23,42 @@ FILESYSTEMS = {
     "reiserfs": ["-f", "-q"], "jfs": ["-q"], "swap": None, "raw": None,
 }
 DEFAULT_FSTYPE = "ext3"
+T = TypeVar("T")
 
 
 class StepFailed(OneIscsiError):
     """A step of an action failed; what it had done is rolled back."""
 
 
-@dataclass
-class Step:
-    name: str
-    commands: list[list[str]]
-    undo: list[list[str]] = field(default_factory=list)
-
-
-@dataclass
 class Undo:
-    """Undo commands of the steps done so far, run in reverse on failure."""
-    runner: Runner
-    action: str
-    done: list[Step] = field(default_factory=list)
+    """What to run to take back the steps done so far; run in reverse order
+    when a step fails, each command on its own, in a session of its own."""
 
-    def run_steps(self, steps: Sequence[Step]) -> None:
-        """All steps in one session; on failure undo and raise StepFailed."""
-        commands = [command for step in steps for command in step.commands]
-        owner = [step for step in steps for _ in step.commands]
-        try:
-            self.runner.run_all(commands)
-        except CommandError as err:
-            failed = owner[_index(commands, err.argv)]
-            self.done.extend(steps[:steps.index(failed)])
-            self.fail(failed.name, err)
-        self.done.extend(steps)
+    def __init__(self, runner: Runner, action: str):
+        self.runner = runner
+        self.action = action
+        self.commands: list[list[str]] = []
 
-    def call(self, name: str, work: Callable[[], None]) -> None:
+    def push(self, *commands: list[str]) -> None:
+        self.commands.extend(commands)
+
+    def step(self, name: str, work: Callable[[], T]) -> T:
         try:
-            work()
+            return work()
         except OneIscsiError as err:
-            self.fail(name, err)
-
-    def fail(self, name: str, err: Exception) -> None:
-        self.rollback()
-        raise StepFailed(f"{name} failed on {self.runner.host}: {err}") from None
+            self.rollback()
+            raise StepFailed(f"{name} failed on {self.runner.host}: {err}") from None
 
     def rollback(self) -> None:
-        commands = [command for step in reversed(self.done) for command in reversed(step.undo)]
-        self.done.clear()
+        commands, self.commands = list(reversed(self.commands)), []
         if not commands:
             return
-        for command in commands:  # each on its own: one failing undo must not stop the rest
-            try:
-                self.runner.run(command)
-            except CommandError as err:
-                opennebula.log_error(self.action, f"rollback: {err}")
-
-
-def _index(commands: list[list[str]], argv: list[str]) -> int:
-    return next((i for i, command in enumerate(commands) if command == argv), len(commands) - 1)
+        with self.runner.session() as session:
+            for command in commands:  # one failing undo must not stop the rest
+                try:
+                    session.run(command)
+                except CommandError as err:
+                    opennebula.log_error(self.action, f"rollback: {err}")
 
 
 def check_allowed(path: str, cfg: Config) -> None:
@@ -105,20 +84,37 @@ def _deepest_containing(path: str, directories: Sequence[str]) -> int:
     return depth
 
 
-def _export_steps(server: TargetServer, target: names.TargetName, volume: storage.Volume,
-                  size_mb: int, extra: Sequence[Step] = ()) -> tuple[int, list[Step]]:
-    existing = server.list()
-    found = tgt.find(existing, target.iqn)
-    if found is not None:
-        raise OneIscsiError(f"target {target.iqn} already exists on {server.host} with TID {found.tid}")
-    tid = tgt.lowest_free_tid(existing, server.runner.cfg.base_tid)
-    return tid, [
-        *(Step("creating volume", commands, undo) for commands, undo in volume.create(size_mb)),
-        *extra,
-        Step("creating target", [tgt.new_target(tid, target.iqn)], [tgt.delete_target(tid, force=True)]),
-        Step("allowing initiators", [tgt.bind_all(tid)]),
-        Step("adding LUN 1", [tgt.new_lun(tid, volume.device)]),
-    ]
+def _spec(target: names.TargetName, volume: storage.Volume, cfg: Config) -> tgtconf.TargetSpec:
+    return tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
+
+
+def _create(session: Session, undo: Undo, target: names.TargetName, volume: storage.Volume,
+            size_mb: int, make_filesystem: Sequence[list[str]] = ()) -> None:
+    """Volume, filesystem, target with its access rules and LUN 1, persistence
+    file: under the target server's lock, each step with its undo."""
+    for commands, remove in volume.create(size_mb):
+        undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
+        undo.push(*remove)
+    if make_filesystem:
+        undo.step("making the filesystem", lambda: [session.run(c) for c in make_filesystem])
+    server = TargetServer(session)
+    spec = _spec(target, volume, server.cfg)
+    tid, created = undo.step("creating target", lambda: server.new(target.iqn))
+    if not created:
+        undo.step("creating target", lambda: _check_same(server, spec))
+        opennebula.log_info(undo.action, f"target {target.iqn} already exists with TID {tid}: kept")
+        return
+    undo.push(tgt.delete_target(tid, force=True))
+    undo.step("allowing initiators", lambda: server.allow(tid, spec))
+    undo.step("adding LUN 1", lambda: server.bind_lun(tid, volume.device))
+    undo.push(*tgtconf.remove(tgtconf.path(server.cfg.conf_dir, target.iqn)))
+    undo.step("writing the target's config file", lambda: server.save(spec))
+
+
+def _check_same(server: TargetServer, spec: tgtconf.TargetSpec) -> None:
+    stores = tuple(lun.backing_store for lun in server.get(spec.iqn).luns)
+    if stores != spec.backing_stores:
+        raise OneIscsiError(f"target {spec.iqn} already exists on {server.host} with other LUNs")
 
 
 def _names(act: DriverAction, cfg: Config) -> tuple[names.TargetName, storage.Volume]:
@@ -127,7 +123,7 @@ def _names(act: DriverAction, cfg: Config) -> tuple[names.TargetName, storage.Vo
 
 
 def copy_command(device: str) -> list[str]:
-    return ["dd", f"of={device}", "bs=4M", "iflag=fullblock", "conv=notrunc,fsync", "status=none"]
+    return ["dd", f"of={device}", "bs=4M", "iflag=fullblock", "conv=notrunc,fsync"]
 
 
 def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
@@ -137,25 +133,36 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     local = Runner("localhost", cfg)
     image = source.inspect(path, local)
     expected = {name: opennebula.optional(act.image_template, name.upper()) or "" for name in ("md5", "sha1")}
-    server = TargetServer(Runner(cfg.host, cfg, dry_run=dry_run))
-    tid, steps = _export_steps(server, target, volume, max(image.size_mb, 1))
-    undo = Undo(server.runner, "cp")
-    undo.run_steps(steps)
+    server = Runner(cfg.host, cfg, dry_run=dry_run)
+    undo = Undo(server, "cp")
+    with server.session(lock=True) as session:
+        _create(session, undo, target, volume, max(image.size_mb, 1))
     digests = source.Digests(expected)
 
     def copy() -> None:
         with source.raw_chunks(image, local) as chunks:
-            server.runner.feed(copy_command(volume.device),
-                               digests.through(chunks) if image.format == "raw" else chunks)
+            report = server.feed(copy_command(volume.device),
+                                 digests.through(chunks) if image.format == "raw" else chunks)
+        if not dry_run:
+            check_copied(report, image.size, server.host)
         if image.format == "qcow2" and digests.hashes:
             with open(path, "rb") as original:
                 for _ in digests.through(source.read_chunks(original)):
                     pass
 
-    undo.call(f"copying {path} to {volume.device}", copy)
+    undo.step(f"copying {path} to {volume.device}", copy)
     if not dry_run:
-        undo.call("checking the image checksum", lambda: digests.check(path))
+        undo.step("checking the image checksum", lambda: digests.check(path))
     return f"{target.iqn} {image.size_mb}"
+
+
+def check_copied(dd_report: str, size: int, host: str) -> None:
+    """dd's closing report must count every byte of the image: a connection
+    that ends early can look like a short, successful copy."""
+    written = [int(line.split()[0]) for line in dd_report.splitlines() if " bytes" in line and "copied" in line]
+    if not written or written[-1] != size:
+        raise OneIscsiError(f"copied {written[-1] if written else 'an unknown number of'} of {size} bytes "
+                            f"to {host}")
 
 
 def mkfs(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
@@ -168,11 +175,9 @@ def mkfs(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     target, volume = _names(act, cfg)
     if fstype == "save_as":  # OpenNebula fills the image later: nothing to create
         return f"{target.iqn} {size}"
-    server = TargetServer(Runner(cfg.host, cfg, dry_run=dry_run))
-    make = mkfs_commands(fstype, volume.device)
-    _, steps = _export_steps(server, target, volume, int(size),
-                             [Step(f"making a {fstype} filesystem", make)] if make else [])
-    Undo(server.runner, "mkfs").run_steps(steps)
+    server = Runner(cfg.host, cfg, dry_run=dry_run)
+    with server.session(lock=True) as session:
+        _create(session, Undo(server, "mkfs"), target, volume, int(size), mkfs_commands(fstype, volume.device))
     return f"{target.iqn} {size}"
 
 
@@ -185,27 +190,28 @@ def mkfs_commands(fstype: str, device: str) -> list[list[str]]:
 
 
 def rm(act: DriverAction, cfg: Config, dry_run: bool = False) -> list[str]:
-    """Delete the image's target and volume; returns INFO lines."""
+    """Delete the image's target, its config file and its volume; returns INFO lines."""
     target = names.parse(act.require("SOURCE"))
-    server = TargetServer(Runner(cfg.host, cfg, dry_run=dry_run))
     volume = storage.volume_named(target.vg, target.lv, cfg)
-    found = tgt.find(server.list(), target.iqn)
     info = []
-    commands = []
-    if found is None:
-        info.append(f"no target {target.iqn} on {server.host}: already deleted")
-    elif found.sessions:
-        raise OneIscsiError(f"target {target.iqn} on {server.host} is in use by "
-                            f"{', '.join(s.initiator for s in found.sessions)}: nothing removed")
-    else:
-        commands.append(tgt.delete_target(found.tid))
-    commands.extend(volume.remove())
-    try:
-        server.runner.run_all(commands)
-    except CommandError as err:
-        if err.argv not in volume.remove() or "Failed to find" not in err.stderr:
-            raise OneIscsiError(f"removing {target.iqn} failed on {server.host}: {err}") from None
-        info.append(f"no volume {volume.device} on {server.host}: already removed")
+    with Runner(cfg.host, cfg, dry_run=dry_run).session() as session:
+        server = TargetServer(session)
+        found = server.find(target.iqn)
+        if found is None:
+            info.append(f"no target {target.iqn} on {server.host}: already deleted")
+        elif found.sessions:
+            raise OneIscsiError(f"target {target.iqn} on {server.host} is in use by "
+                                f"{', '.join(s.initiator for s in found.sessions)}: nothing removed")
+        else:
+            server.delete(found.tid)
+        server.forget(target.iqn)
+        try:
+            for command in volume.remove():
+                session.run(command)
+        except CommandError as err:
+            if "Failed to find" not in err.stderr:
+                raise OneIscsiError(f"removing {volume.device} failed on {server.host}: {err}") from None
+            info.append(f"no volume {volume.device} on {server.host}: already removed")
     return info
 
 

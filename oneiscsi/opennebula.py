@@ -11,7 +11,7 @@ from .errors import InvalidInput
 ROOT = "DS_DRIVER_ACTION_DATA"
 # Datastore template attributes that override iscsi.conf.
 TEMPLATE_KEYS = ("HOST", "VG_NAME", "BASE_IQN", "BASE_TID", "RESTRICTED_DIRS", "SAFE_DIRS",
-                 "UMASK", "BACKEND", "POOL_DIR")
+                 "UMASK", "BACKEND", "POOL_DIR", "INITIATORS", "CHAP_USER", "CHAP_PASSWORD")
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,29 @@
 """The only module that starts processes.
 
 A `Runner` runs argv lists on one host: directly when the host is this
-machine, otherwise through ssh, where the remote command line is made with
+machine, otherwise through ssh, where the command line is made with
 `shlex.join` and nowhere else. Command builders put a program name in argv[0];
 the Runner replaces it with the configured command and adds the sudo prefix.
+
+A `Session` runs any number of commands on a host over one ssh connection: a
+shell on the host reads the quoted commands one by one, and each answer ends
+with a random marker carrying the exit status. A session may hold the host's
+lock file (flock) for its whole life, so that what it reads and what it then
+changes cannot interleave with another one-iscsi.
 """
 from __future__ import annotations
 
 import math
 import os
 import re
+import secrets
+import selectors
 import shlex
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
@@ -22,10 +31,8 @@ from .config import Config, hostname
 from .errors import InvalidInput, OneIscsiError
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
 _SSH_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.@:%\[\]-]*")
-# Printed by a failing command of a batch, so the caller learns which one failed.
-_STEP_MARK = "one-iscsi-failed-step="
-_STEP_LINE = re.compile(rf"^{_STEP_MARK}(\d+)$", re.MULTILINE)
 
 Argv = Sequence[str]
 
@@ -47,6 +54,38 @@ class CommandError(OneIscsiError):
         status = "timed out" if self.rc is None else f"exit {self.rc}"
         message = f"{self.program} failed on {self.host} ({status}): {detail}"
         return f"{self.hint}: {message}" if self.hint else message
+
+
+class Accepting(list):
+    """An argv whose command may also end with the given exit codes."""
+
+    def __init__(self, argv: Argv, *codes: int):
+        super().__init__(argv)
+        self.codes = codes
+
+
+class Privileged(list):
+    """An argv of a plain program (not a configured tool) that needs the sudo prefix."""
+
+
+class WithInput(list):
+    """An argv whose command reads the given text on stdin."""
+
+    def __init__(self, argv: Argv, input: str):
+        super().__init__(argv)
+        self.input = input
+
+
+class Secret(str):
+    """An argument never shown: printed as ******** by --dry-run."""
+
+
+def accepted_codes(argv: Argv) -> tuple[int, ...]:
+    return getattr(argv, "codes", ())
+
+
+def masked(argv: Argv) -> list[str]:
+    return ["********" if isinstance(word, Secret) else word for word in argv]
 
 
 def is_local(host: str) -> bool:
@@ -84,6 +123,16 @@ class Runner:
         return [*self.cfg.ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}",
                 "--", self.host, remote_command]
 
+    @contextmanager
+    def session(self, lock: bool = False) -> Iterator["Session"]:
+        """Commands on this host over one connection; with lock, the host's
+        LOCK_FILE is held until the session ends."""
+        session = Session(self, lock)
+        try:
+            yield session
+        finally:
+            session.close()
+
     def run(self, argv: Argv, query: bool = False) -> str:
         """Run one command and return its stdout.
 
@@ -92,10 +141,22 @@ class Runner:
         """
         return self.run_all([argv], query=query)
 
+    def run_all(self, argvs: Sequence[Argv], query: bool = False) -> str:
+        """Run commands in order in one session, stopping at the first failure.
+        Returns their stdout, concatenated."""
+        if not argvs:
+            return ""
+        with self.session() as session:
+            return "".join(session.run(argv, query=query) for argv in argvs)
+
+    def print_dry_run(self, argv: Argv) -> None:
+        resolved = masked(self.resolve(argv))
+        print(shlex.join(resolved if self.local else self.ssh_argv(shlex.join(resolved))),
+              file=self.out or sys.stdout)
+
     def read_local(self, argv: Argv) -> str:
         """Run a read-only command here, as the invoking user (no sudo)."""
-        resolved = self.resolve(argv, privileged=False)
-        return self._execute(resolved, lambda rc, err: CommandError(argv, "localhost", rc, err))
+        return _execute(self.resolve(argv, privileged=False), argv, "localhost", self.cfg.timeout)
 
     @contextmanager
     def output_stream(self, argv: Argv, privileged: bool = False) -> Iterator[BinaryIO]:
@@ -112,14 +173,14 @@ class Runner:
             raise
         finally:
             process.stdout.close()
-        self._finish(process, argv, self.host, self.cfg.copy_timeout)
+        self._finish(process, argv)
 
-    def feed(self, argv: Argv, chunks: Iterable[bytes]) -> None:
+    def feed(self, argv: Argv, chunks: Iterable[bytes]) -> str:
         """Run argv on the host with chunks as its stdin (one ssh session),
-        within COPY_TIMEOUT."""
+        within COPY_TIMEOUT. Returns the command's stderr."""
         if self.dry_run:
-            self._print_dry_run([argv])
-            return
+            self.print_dry_run(argv)
+            return ""
         resolved = self.resolve(argv)
         process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -137,7 +198,7 @@ class Runner:
             raise
         finally:
             watchdog.cancel()
-        self._finish(process, argv, self.host, self.cfg.copy_timeout)
+        return self._finish(process, argv)
 
     def _start(self, argv: list[str], stdin, stdout) -> subprocess.Popen:
         errors = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill up and block
@@ -149,7 +210,8 @@ class Runner:
         process.errors = errors
         return process
 
-    def _finish(self, process: subprocess.Popen, argv: Argv, host: str, timeout: float) -> None:
+    def _finish(self, process: subprocess.Popen, argv: Argv) -> str:
+        timeout = self.cfg.copy_timeout
         try:
             rc = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -161,80 +223,180 @@ class Runner:
         stderr = process.errors.read().decode(errors="replace")
         process.errors.close()
         if rc == -9:
-            raise CommandError(argv, host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
+            raise CommandError(argv, self.host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
         if rc != 0:
-            raise CommandError(argv, host, rc, stderr, hint=_ssh_hint(rc) if not self.local else "")
+            raise CommandError(argv, self.host, rc, stderr, hint="" if self.local else _ssh_hint(rc))
+        return stderr
 
-    def run_all(self, argvs: Sequence[Argv], query: bool = False) -> str:
-        """Run commands in order, stopping at the first failure; one ssh session
-        for all of them. Returns their stdout, concatenated."""
-        if not argvs:
+
+class Session:
+    """Commands on one host: over ssh through one shell on the host, locally
+    one process each. Opened on the first command that really runs."""
+
+    def __init__(self, runner: Runner, lock: bool):
+        self.runner = runner
+        self.lock = lock
+        self._channel = None
+
+    def run(self, argv: Argv, query: bool = False, input: Optional[str] = None) -> str:
+        if self.runner.dry_run and not query:
+            self.runner.print_dry_run(argv)
             return ""
-        if self.dry_run and not query:
-            self._print_dry_run(argvs)
-            return ""
-        if self.local:
-            return "".join(self._run_local(argv) for argv in argvs)
-        return self._run_remote(argvs)
+        if self._channel is None:
+            self._channel = (_LocalChannel if self.runner.local else _RemoteChannel)(self.runner, self.lock)
+        return self._channel.run(argv, input if input is not None else getattr(argv, "input", None))
 
-    def _print_dry_run(self, argvs: Sequence[Argv]) -> None:
-        out = self.out or sys.stdout
-        for argv in argvs:
-            resolved = self.resolve(argv)
-            line = shlex.join(resolved if self.local else self.ssh_argv(shlex.join(resolved)))
-            print(line, file=out)
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
-    def _run_local(self, argv: Argv) -> str:
-        return self._execute(self.resolve(argv), lambda rc, err: CommandError(argv, self.host, rc, err),
-                             ok_codes=accepted_codes(argv))
 
-    def _run_remote(self, argvs: Sequence[Argv]) -> str:
-        script = "\n".join(
-            f"{shlex.join(self.resolve(argv))} || {{ rc=$?; case $rc in {_case(argv)}) ;; "
-            f"*) echo {_STEP_MARK}{index} >&2; exit $rc;; esac; }}"
-            for index, argv in enumerate(argvs))
+class _LocalChannel:
+    def __init__(self, runner: Runner, lock: bool):
+        self.runner = runner
+        self.lock_file = _take_local_lock(runner) if lock else None
 
-        def failure(rc: Optional[int], stderr: str) -> CommandError:
-            step = _STEP_LINE.search(stderr)
-            if step is None:
-                return CommandError(["ssh"], self.host, rc, stderr, hint=_ssh_hint(rc))
-            return CommandError(argvs[int(step.group(1))], self.host, rc,
-                                _STEP_LINE.sub("", stderr))
+    def run(self, argv: Argv, input: Optional[str]) -> str:
+        return _execute(self.runner.resolve(argv), argv, self.runner.host, self.runner.cfg.timeout,
+                        accepted_codes(argv), input)
 
-        return self._execute(self.ssh_argv(script), failure)
+    def close(self) -> None:
+        if self.lock_file is not None:
+            self.lock_file.close()  # releases the flock
 
-    def _execute(self, argv: list[str], failure, ok_codes: tuple[int, ...] = ()) -> str:
+
+def _take_local_lock(runner: Runner):
+    import fcntl
+
+    cfg = runner.cfg
+    lock_file = open(cfg.lock_file, "a")
+    deadline = time.monotonic() + cfg.lock_timeout
+    delay = 0.01
+    while True:
         try:
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=self.cfg.timeout, env=_child_env())
-        except FileNotFoundError:
-            raise failure(127, f"{argv[0]}: command not found") from None
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock_file
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock_file.close()
+                raise _lock_error(runner) from None
+            time.sleep(delay)  # bounded wait for the other holder
+            delay = min(delay * 2, 0.2)
+
+
+def _lock_error(runner: Runner) -> OneIscsiError:
+    return OneIscsiError(f"lock {runner.cfg.lock_file} on {runner.host} is held by another one-iscsi "
+                         f"for more than {runner.cfg.lock_timeout:g} s (LOCK_TIMEOUT)")
+
+
+class _RemoteChannel:
+    """A shell on the host reading commands from our pipe. After each command
+    it prints a marker with the exit status to stdout and a marker to stderr."""
+
+    def __init__(self, runner: Runner, lock: bool):
+        self.runner = runner
+        self.mark = f"one-iscsi-{secrets.token_hex(12)}"
+        shell = ["sh"]
+        if lock:
+            cfg = runner.cfg
+            shell = ["flock", "-w", f"{cfg.lock_timeout:g}", "-E", str(LOCK_BUSY_RC), cfg.lock_file, "sh"]
+        self.process = subprocess.Popen(runner.ssh_argv(shlex.join(shell)), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
+        self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
+        timeout = runner.cfg.timeout + (runner.cfg.lock_timeout if lock else 0)
+        self._exchange(["true"], ":", timeout)  # connected, and holding the lock
+
+    def run(self, argv: Argv, input: Optional[str]) -> str:
+        line = shlex.join(self.runner.resolve(argv))
+        if input is None:
+            line += " </dev/null"
+        else:
+            if self.mark in input:
+                raise InvalidInput("input contains the session marker")
+            line += f" <<'{self.mark}'\n{input.rstrip(chr(10))}\n{self.mark}"
+        rc, out, err = self._exchange(argv, line, self.runner.cfg.timeout)
+        if rc != 0 and rc not in accepted_codes(argv):
+            raise CommandError(argv, self.runner.host, rc, err)
+        return out
+
+    def _exchange(self, argv: Argv, line: str, timeout: float) -> tuple[int, str, str]:
+        script = f"{line}\nprintf '\\n%s %d\\n' {self.mark} \"$?\"\nprintf '%s\\n' {self.mark} >&2\n"
+        try:
+            self.process.stdin.write(script.encode())
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the shell is gone: reading says why
+        out_end = re.compile(rb"\n" + self.mark.encode() + rb" (\d+)\n$")
+        err_end = (self.mark + "\n").encode()
+        done = self._read_until(lambda out, err: out_end.search(out) and err.endswith(err_end), timeout)
+        out, err = self.buffers[self.process.stdout], self.buffers[self.process.stderr]
+        if not done:
+            raise self._broken(argv, timeout)
+        match = out_end.search(out)
+        result = (int(match.group(1)), out[:match.start()].decode(errors="replace"),
+                  err[:-len(err_end)].decode(errors="replace"))
+        out.clear()
+        err.clear()
+        return result
+
+    def _read_until(self, finished, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            for stream in self.buffers:
+                selector.register(stream, selectors.EVENT_READ)
+            while not finished(*self.buffers.values()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.get_map():
+                    return False
+                for key, _ in selector.select(remaining):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        self.buffers[key.fileobj] += data
+                    else:
+                        selector.unregister(key.fileobj)
+        return True
+
+    def _broken(self, argv: Argv, timeout: float) -> CommandError:
+        """The shell ended or stopped answering: why, as a CommandError."""
+        try:
+            rc = self.process.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
-            raise failure(None, f"no answer within {self.cfg.timeout:g} s (TIMEOUT)") from None
-        stderr = done.stderr.decode(errors="replace")
-        if done.returncode != 0 and done.returncode not in ok_codes:
-            raise failure(done.returncode, stderr)
-        return done.stdout.decode(errors="replace")
+            self.process.kill()
+            self.process.wait()
+            return CommandError(argv, self.runner.host, None, f"no answer within {timeout:g} s (TIMEOUT)")
+        stderr = self.buffers[self.process.stderr].decode(errors="replace")
+        if rc == LOCK_BUSY_RC:
+            return _lock_error(self.runner)
+        return CommandError(["ssh"], self.runner.host, rc, stderr, hint=_ssh_hint(rc))
+
+    def close(self) -> None:
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            self.process.wait(timeout=self.runner.cfg.timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+        self.process.stderr.close()
 
 
-class Accepting(list):
-    """An argv whose command may also end with the given exit codes."""
-
-    def __init__(self, argv: Argv, *codes: int):
-        super().__init__(argv)
-        self.codes = codes
-
-
-class Privileged(list):
-    """An argv of a plain program (not a configured tool) that needs the sudo prefix."""
-
-
-def accepted_codes(argv: Argv) -> tuple[int, ...]:
-    return getattr(argv, "codes", ())
-
-
-def _case(argv: Argv) -> str:
-    return "|".join(str(code) for code in accepted_codes(argv)) or "0"
+def _execute(argv: list[str], original: Argv, host: str, timeout: float,
+             ok_codes: tuple[int, ...] = (), input: Optional[str] = None) -> str:
+    try:
+        done = subprocess.run(argv, input=input.encode() if input is not None else None,
+                              stdin=None if input is not None else subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout, env=_child_env())
+    except FileNotFoundError:
+        raise CommandError(original, host, 127, f"{argv[0]}: command not found") from None
+    except subprocess.TimeoutExpired:
+        raise CommandError(original, host, None, f"no answer within {timeout:g} s (TIMEOUT)") from None
+    if done.returncode != 0 and done.returncode not in ok_codes:
+        raise CommandError(original, host, done.returncode, done.stderr.decode(errors="replace"))
+    return done.stdout.decode(errors="replace")
 
 
 def _ssh_hint(rc: Optional[int]) -> str:

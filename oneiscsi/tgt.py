@@ -11,6 +11,7 @@ NOT_RUNNING = "Transport endpoint is not connected"
 STILL_ACTIVE = "this target is still active"
 NO_SUCH_TARGET = "can't find the target"
 ALREADY_EXISTS = "this target already exists"
+ACCOUNT_EXISTS = "this account already exists"
 
 
 def _tgtadm(*args: str) -> list[str]:
@@ -27,6 +28,19 @@ def bind_all(tid: int) -> list[str]:
 
 def bind_address(tid: int, address: str) -> list[str]:
     return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-address", address)
+
+
+def bind_initiator_name(tid: int, name: str) -> list[str]:
+    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-name", name)
+
+
+def new_account(user: str, password: str) -> list[str]:
+    """password should be a run.Secret, so that --dry-run masks it."""
+    return _tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password)
+
+
+def bind_account(tid: int, user: str) -> list[str]:
+    return _tgtadm("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user)
 
 
 def new_lun(tid: int, device: str, lun: int = 1) -> list[str]:

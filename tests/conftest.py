@@ -116,12 +116,15 @@ def tgtd_daemon():
 
 
 @pytest.fixture
-def tgtd(tgtd_daemon, monkeypatch):
+def tgtd(tgtd_daemon, monkeypatch, tmp_path):
     """The session's tgtd, empty at the start and the end of the test; the
-    CLI's tgtadm calls point at it."""
+    CLI's tgtadm calls point at it, its config files and lock go to the test's
+    own folder."""
     tgtd_daemon.delete_all_targets()
     for key, value in tgtd_daemon.env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ONE_ISCSI_CONF_DIR", str(tmp_path / "tgt-conf.d" / "one-iscsi"))
+    monkeypatch.setenv("ONE_ISCSI_LOCK_FILE", str(tmp_path / "one-iscsi.lock"))
     yield tgtd_daemon
     tgtd_daemon.delete_all_targets()
 

@@ -34,6 +34,8 @@ done
 tgtadm -C "$control" --op show --mode portal | grep -q "127.0.0.1:$port," \
   || { echo "tgtd did not listen on 127.0.0.1:$port" >&2; exit 1; }
 export ONE_ISCSI_TGTADM="tgtadm -C $control"
+# the demo's target config files and lock stay in its own folder
+export ONE_ISCSI_CONF_DIR="$work/tgt-conf.d/one-iscsi" ONE_ISCSI_LOCK_FILE="$work/one-iscsi.lock"
 
 step "making a 64 MiB sample image"
 head -c $((64 * 1024 * 1024)) /dev/urandom > "$work/sample.img"

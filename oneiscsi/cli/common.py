@@ -54,6 +54,11 @@ def runner_on(ctx: typer.Context, host: str) -> Runner:
     return Runner(host, load_config(ctx), dry_run=globals_of(ctx).dry_run)
 
 
+def info(message: str) -> None:
+    """A note for people, on stderr, so stdout stays what scripts read."""
+    print(message, file=sys.stderr)
+
+
 def print_json(data: Any) -> None:
     import json
 

@@ -7,7 +7,7 @@ import typer
 
 from ..initiator import Initiator, is_iscsi
 from ..run import check_host
-from .common import load_config, runner_on
+from .common import info, load_config, runner_on
 
 app = typer.Typer(help="Discover, log in to and log out of targets on hypervisor hosts.",
                   no_args_is_help=True)
@@ -15,10 +15,6 @@ app = typer.Typer(help="Discover, log in to and log out of targets on hypervisor
 OnOption = Annotated[str, typer.Option("--on", metavar="HOST", help="Hypervisor host to run on.")]
 IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
 TargetHostArgument = Annotated[str, typer.Argument(metavar="TARGET_HOST", help="Target server (portal).")]
-
-
-def _info(message: str) -> None:
-    print(message, file=__import__("sys").stderr)
 
 
 @app.command("discover")
@@ -31,14 +27,14 @@ def discover(ctx: typer.Context, target_host: TargetHostArgument, on: OnOption) 
 def login(ctx: typer.Context, iqn: IqnArgument, target_host: TargetHostArgument, on: OnOption) -> None:
     """Log in to a target (iscsiadm_login); an existing session is fine."""
     if not Initiator(runner_on(ctx, on)).login(iqn, check_host(target_host)):
-        _info(f"{on}: already logged in to {iqn}")
+        info(f"{on}: already logged in to {iqn}")
 
 
 @app.command("logout")
 def logout(ctx: typer.Context, iqn: IqnArgument, on: OnOption) -> None:
     """Log out of a target (iscsiadm_logout); no session is fine."""
     if not Initiator(runner_on(ctx, on)).logout(iqn):
-        _info(f"{on}: no session to {iqn}")
+        info(f"{on}: no session to {iqn}")
 
 
 @app.command("is-iscsi")

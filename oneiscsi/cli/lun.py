@@ -18,4 +18,5 @@ def bind(ctx: typer.Context,
          lun: Annotated[int, typer.Option("--lun", "-l", min=1, help="Logical unit number.")] = 1,
          host: HostOption = None) -> None:
     """Add a backing store to a target as a LUN (tgtadm_logicalunit_new)."""
-    TargetServer(runner(ctx, host)).bind_lun(tid, device, lun)
+    with runner(ctx, host).session() as session:
+        TargetServer(session).bind_lun(tid, device, lun)

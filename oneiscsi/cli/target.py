@@ -5,8 +5,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from contextlib import contextmanager
+from typing import Iterator
+
 from ..targets import TargetServer
-from .common import HostOption, JsonOption, globals_of, print_json, print_table, runner
+from .common import HostOption, JsonOption, globals_of, info, print_json, print_table, runner
 
 app = typer.Typer(help="Create, list and delete iSCSI targets on the target server.",
                   no_args_is_help=True)
@@ -15,8 +18,10 @@ IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
 TidArgument = Annotated[int, typer.Argument(metavar="TID", min=1, help="Target ID.")]
 
 
-def _server(ctx: typer.Context, host: Optional[str]) -> TargetServer:
-    return TargetServer(runner(ctx, host))
+@contextmanager
+def _server(ctx: typer.Context, host: Optional[str], lock: bool = False) -> Iterator[TargetServer]:
+    with runner(ctx, host).session(lock=lock) as session:
+        yield TargetServer(session)
 
 
 @app.command("new")
@@ -24,8 +29,12 @@ def new(ctx: typer.Context, iqn: IqnArgument,
         tid: Annotated[Optional[int], typer.Option(
             "--tid", min=1, help="Target ID to use (default: the lowest free one >= BASE_TID).")] = None,
         host: HostOption = None) -> None:
-    """Create a target and print its TID (tgtadm_target_new)."""
-    tid = _server(ctx, host).new(iqn, tid)
+    """Create a target and print its TID (tgtadm_target_new); an existing
+    target of that name is kept and its TID printed."""
+    with _server(ctx, host, lock=True) as server:
+        tid, created = server.new(iqn, tid)
+    if not created:
+        info(f"target {iqn} already exists on {server.host} with TID {tid}: nothing changed")
     if not globals_of(ctx).dry_run:
         print(tid)
 
@@ -33,7 +42,8 @@ def new(ctx: typer.Context, iqn: IqnArgument,
 @app.command("bind-all")
 def bind_all(ctx: typer.Context, tid: TidArgument, host: HostOption = None) -> None:
     """Allow every initiator to use a target (tgtadm_target_bind_all)."""
-    _server(ctx, host).bind_all(tid)
+    with _server(ctx, host) as server:
+        server.bind_all(tid)
 
 
 @app.command("delete")
@@ -41,20 +51,28 @@ def delete(ctx: typer.Context,
            target: Annotated[str, typer.Argument(metavar="TID|IQN", help="Target ID or exact target name.")],
            force: Annotated[bool, typer.Option("--force", "-f", help="Delete even if initiators are logged in.")] = False,
            host: HostOption = None) -> None:
-    """Delete a target (tgtadm_target_delete)."""
-    _server(ctx, host).delete(target, force)
+    """Delete a target (tgtadm_target_delete), and its config file if one-iscsi saved one."""
+    with _server(ctx, host) as server:
+        tid = server.resolve_tid(target)
+        iqn = target if not target.isdigit() else next(
+            (t.iqn for t in server.list() if t.tid == tid), None)
+        server.delete(tid, force)
+        if iqn is not None:
+            server.forget(iqn)
 
 
 @app.command("tid")
 def tid(ctx: typer.Context, iqn: IqnArgument, host: HostOption = None) -> None:
     """Print the TID of exactly this IQN (tgtadm_get_tid_for_iqn)."""
-    print(_server(ctx, host).tid_of(iqn))
+    with _server(ctx, host) as server:
+        print(server.tid_of(iqn))
 
 
 @app.command("list")
 def list_targets(ctx: typer.Context, json: JsonOption = False, host: HostOption = None) -> None:
     """List the targets with their LUNs, ACL and sessions."""
-    targets = _server(ctx, host).list()
+    with _server(ctx, host) as server:
+        targets = server.list()
     if json:
         print_json([target.as_dict() for target in targets])
         return
@@ -64,7 +82,8 @@ def list_targets(ctx: typer.Context, json: JsonOption = False, host: HostOption 
 @app.command("show")
 def show(ctx: typer.Context, iqn: IqnArgument, json: JsonOption = False, host: HostOption = None) -> None:
     """Show one target: LUNs with backing store and size, ACL, accounts, sessions."""
-    target = _server(ctx, host).get(iqn)
+    with _server(ctx, host) as server:
+        target = server.get(iqn)
     if json:
         print_json(target.as_dict())
         return
@@ -83,3 +102,14 @@ def show(ctx: typer.Context, iqn: IqnArgument, json: JsonOption = False, host: H
 def _row(target) -> list:
     luns = " ".join(f"{lun.lun}:{lun.backing_store}" for lun in target.luns) or "-"
     return [target.tid, target.iqn, luns, ",".join(target.acl) or "-", len(target.sessions)]
+
+
+@app.command("restore")
+def restore(ctx: typer.Context, host: HostOption = None) -> None:
+    """Bring every target one-iscsi saved (CONF_DIR) back into a running tgtd,
+    e.g. after tgtd restarted; targets one-iscsi does not own are not touched."""
+    with _server(ctx, host, lock=True) as server:
+        restored, present = server.restore()
+    for iqn in restored:
+        info(f"restored {iqn}")
+    info(f"{len(restored)} restored, {len(present)} already present")

@@ -30,15 +30,15 @@ def test_flow_over_ssh(over_ssh, tgtd, cli, tmp_path):
     store = tmp_path / "lv-one-2.img"
     subprocess.run(["truncate", "-s", "8M", str(store)], check=True)
     assert cli("target", "new", iqn).out == "1\n"
-    assert over_ssh() == 2  # list, then create
+    assert over_ssh() == 1  # list and create in one session, under the lock
     assert cli("target", "bind-all", "1").rc == 0
     assert cli("lun", "bind", "1", str(store)).rc == 0
-    assert over_ssh() == 4
+    assert over_ssh() == 3
     listed = json.loads(cli("target", "list", "--json").out)
     assert [(t["iqn"], t["luns"][0]["backing_store"]) for t in listed] == [(iqn, str(store))]
     assert quiet(["iscsi-inq", tgtd.url(iqn)]).returncode == 0
     assert cli("target", "delete", iqn).rc == 0
-    assert over_ssh() == 7  # list, lookup + delete
+    assert over_ssh() == 5  # list; lookup, delete and config file removal in one
     assert tgtd.target_ids() == []
 
 

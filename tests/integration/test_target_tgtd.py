@@ -83,12 +83,15 @@ def test_show_table_for_people(tgtd, cli):
     assert ["ACL", "ALL"] in [line.split() for line in shown.out.splitlines()]
 
 
-def test_existing_iqn_or_tid_is_refused(tgtd, cli):
+def test_existing_iqn_is_kept_and_a_taken_tid_refused(tgtd, cli):
     iqn = f"{BASE}.lv-one-1"
     assert cli("target", "new", iqn).rc == 0
     again = cli("target", "new", iqn)
-    assert again.rc == 1
-    assert again.err == f"one-iscsi: error: target {iqn} already exists on localhost with TID 1\n"
+    assert (again.rc, again.out) == (0, "1\n")
+    assert again.err == f"target {iqn} already exists on localhost with TID 1: nothing changed\n"
+    other_tid = cli("target", "new", "--tid", "2", iqn)
+    assert (other_tid.rc, other_tid.err) == (
+        1, f"one-iscsi: error: target {iqn} already exists on localhost with TID 1\n")
     taken = cli("target", "new", "--tid", "1", f"{BASE}.lv-one-2")
     assert (taken.rc, taken.err) == (1, "one-iscsi: error: TID 1 is already used on localhost\n")
     assert tgtd.target_ids() == [1]
