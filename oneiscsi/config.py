@@ -4,6 +4,7 @@ Built once per invocation into an immutable `Config` and passed down.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -100,10 +101,8 @@ def hostname() -> str:
 
 
 def parse_shell_conf(text: str, origin: str, env: Mapping[str, str]) -> dict[str, str]:
-    """Read `KEY=VALUE` lines in shell syntax: comments, quotes, `$VAR`/`${VAR}`.
-
-    Values in single quotes are taken literally, as the shell would.
-    """
+    """Read `KEY=VALUE` lines in shell syntax: comments, quotes, backslashes,
+    `$VAR` and `${VAR}` (expanded outside single quotes, as the shell does)."""
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -114,28 +113,55 @@ def parse_shell_conf(text: str, origin: str, env: Mapping[str, str]) -> dict[str
             raise ConfigError(f"{origin}:{number}: expected KEY=VALUE, got {stripped!r}")
         key, raw = match.groups()
         try:
-            words = shlex.split(raw, comments=True)
+            values[key] = _shell_word(raw, lambda name: _lookup(name, values, env))
         except ValueError as err:
-            raise ConfigError(f"{origin}:{number}: {err}") from None
-        if len(words) > 1:
-            raise ConfigError(f"{origin}:{number}: value of {key} has spaces and must be quoted")
-        value = words[0] if words else ""
-        if not raw.lstrip().startswith("'"):
-            value = _expand(value, values, env)
-        values[key] = value
+            raise ConfigError(f"{origin}:{number}: {err} in the value of {key}") from None
     return values
 
 
-def _expand(value: str, known: Mapping[str, str], env: Mapping[str, str]) -> str:
-    def lookup(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        if name in known:
-            return known[name]
-        if name == "HOSTNAME":
-            return env.get("HOSTNAME") or hostname()
-        return env.get(name, "")
+def _shell_word(raw: str, lookup) -> str:
+    """The one word raw holds, quotes removed and variables expanded."""
+    word, i, quote = [], 0, None
+    while i < len(raw):
+        char = raw[i]
+        if quote == "'":
+            if char == "'":
+                quote = None
+            else:
+                word.append(char)
+        elif char == "\\" and i + 1 < len(raw) and (quote is None or raw[i + 1] in '$`"\\'):
+            i += 1
+            word.append(raw[i])
+        elif char == "$" and (variable := _VARIABLE.match(raw, i)):
+            word.append(lookup(variable.group(1) or variable.group(2)))
+            i = variable.end()
+            continue
+        elif quote == '"':
+            if char == '"':
+                quote = None
+            else:
+                word.append(char)
+        elif char in "'\"":
+            quote = char
+        elif char.isspace():
+            rest = raw[i:].strip()
+            if rest and not rest.startswith("#"):
+                raise ValueError("spaces outside quotes")
+            break
+        else:
+            word.append(char)
+        i += 1
+    if quote:
+        raise ValueError(f"no closing {quote}")
+    return "".join(word)
 
-    return _VARIABLE.sub(lookup, value)
+
+def _lookup(name: str, known: Mapping[str, str], env: Mapping[str, str]) -> str:
+    if name in known:
+        return known[name]
+    if name == "HOSTNAME":
+        return env.get("HOSTNAME") or hostname()
+    return env.get(name, "")
 
 
 @dataclass(frozen=True)
@@ -222,7 +248,7 @@ def _number(values: Mapping[str, str], key: str, kind: type, minimum: float):
         number = kind(text)
     except ValueError:
         number = None
-    if number is None or number < minimum:
+    if number is None or not math.isfinite(number) or number < minimum:
         wanted = "a positive integer" if kind is int else "a positive number"
         raise ConfigError(f"{key} must be {wanted}, got {text!r}")
     return number

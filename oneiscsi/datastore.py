@@ -19,7 +19,7 @@ from .targets import TargetServer
 
 BUILTIN_RESTRICTED = ("/var/lib/one", "/etc/one")
 FILESYSTEMS = {
-    "ext2": ["-F"], "ext3": ["-F"], "ext4": ["-F"], "ntfs": ["-F"],
+    "ext2": ["-F"], "ext3": ["-F"], "ext4": ["-F"], "ntfs": ["-F", "-Q"],
     "reiserfs": ["-f", "-q"], "jfs": ["-q"], "swap": None, "raw": None,
 }
 DEFAULT_FSTYPE = "ext3"
@@ -45,9 +45,10 @@ class Undo:
     def step(self, name: str, work: Callable[[], T]) -> T:
         try:
             return work()
-        except OneIscsiError as err:
+        except Exception as err:  # whatever failed, what was made must go
             self.rollback()
-            raise StepFailed(f"{name} failed on {self.runner.host}: {err}") from None
+            detail = err if isinstance(err, OneIscsiError) else f"{type(err).__name__}: {err}"
+            raise StepFailed(f"{name} failed on {self.runner.host}: {detail}") from None
 
     def rollback(self) -> None:
         commands, self.commands = list(reversed(self.commands)), []
@@ -96,7 +97,8 @@ def _create(session: Session, undo: Undo, target: names.TargetName, volume: stor
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
         undo.push(*remove)
     if make_filesystem:
-        undo.step("making the filesystem", lambda: [session.run(c) for c in make_filesystem])
+        undo.step("making the filesystem", lambda: [
+            session.run(c, timeout=session.runner.cfg.copy_timeout) for c in make_filesystem])
     server = TargetServer(session)
     spec = _spec(target, volume, server.cfg)
     tid, created = undo.step("creating target", lambda: server.new(target.iqn))
@@ -131,7 +133,7 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     check_allowed(path, cfg)
     target, volume = _names(act, cfg)
     local = Runner("localhost", cfg)
-    image = source.inspect(path, local)
+    image = source.inspect(path if source.is_url(path) else os.path.realpath(path), local)
     expected = {name: opennebula.optional(act.image_template, name.upper()) or "" for name in ("md5", "sha1")}
     server = Runner(cfg.host, cfg, dry_run=dry_run)
     undo = Undo(server, "cp")
@@ -146,7 +148,7 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
         if not dry_run:
             check_copied(report, image.size, server.host)
         if image.format == "qcow2" and digests.hashes:
-            with open(path, "rb") as original:
+            with open(image.path, "rb") as original:
                 for _ in digests.through(source.read_chunks(original)):
                     pass
 
@@ -170,7 +172,7 @@ def mkfs(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     if fstype not in FILESYSTEMS and fstype != "save_as":
         raise InvalidInput(f"unsupported FSTYPE {fstype!r} (one of {', '.join(FILESYSTEMS)}, save_as)")
     size = act.require("SIZE")
-    if not size.isdigit() or int(size) < 1:
+    if not (size.isascii() and size.isdigit()) or int(size) < 1:
         raise InvalidInput(f"IMAGE/SIZE must be a positive number of MB, got {size!r}")
     target, volume = _names(act, cfg)
     if fstype == "save_as":  # OpenNebula fills the image later: nothing to create
@@ -192,6 +194,8 @@ def mkfs_commands(fstype: str, device: str) -> list[list[str]]:
 def rm(act: DriverAction, cfg: Config, dry_run: bool = False) -> list[str]:
     """Delete the image's target, its config file and its volume; returns INFO lines."""
     target = names.parse(act.require("SOURCE"))
+    if (target.vg, target.lv) != (cfg.vg_name, storage.lv_name(act.image_id)):
+        raise InvalidInput(f"SOURCE {target.iqn} is not image {act.image_id} of volume group {cfg.vg_name}")
     volume = storage.volume_named(target.vg, target.lv, cfg)
     info = []
     with Runner(cfg.host, cfg, dry_run=dry_run).session() as session:

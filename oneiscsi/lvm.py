@@ -6,7 +6,8 @@ MISSING_LV_RC = 5  # "Failed to find logical volume"
 
 
 def create(vg: str, lv: str, size_mb: int) -> list[str]:
-    return ["lvcreate", "-L", f"{size_mb}M", "-n", lv, vg]
+    # --yes -W y: wipe old signatures on the extents instead of asking (stdin is not a terminal)
+    return ["lvcreate", "--yes", "-W", "y", "-L", f"{size_mb}M", "-n", lv, vg]
 
 
 def remove(vg: str, lv: str) -> list[str]:

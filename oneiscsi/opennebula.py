@@ -38,7 +38,7 @@ def decode(data: str, image_id: str) -> DriverAction:
     from defusedxml import ElementTree
     from defusedxml.common import DefusedXmlException
 
-    if not image_id.isdigit():
+    if not (image_id.isascii() and image_id.isdigit()):
         raise InvalidInput(f"image ID must be a non-negative integer, got {image_id!r}")
     try:
         xml = base64.b64decode("".join(data.split()), validate=True)

@@ -13,6 +13,7 @@ changes cannot interleave with another one-iscsi.
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -162,6 +163,10 @@ class Runner:
     def output_stream(self, argv: Argv, privileged: bool = False) -> Iterator[BinaryIO]:
         """A command's stdout as a stream (not privileged: as the invoking user,
         when local); its exit status is checked when the stream is closed."""
+        if self.dry_run:
+            self.print_dry_run(argv)
+            yield io.BytesIO()
+            return
         resolved = self.resolve(argv, privileged=privileged)
         process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
                               stdin=None, stdout=subprocess.PIPE)
@@ -238,13 +243,16 @@ class Session:
         self.lock = lock
         self._channel = None
 
-    def run(self, argv: Argv, query: bool = False, input: Optional[str] = None) -> str:
+    def run(self, argv: Argv, query: bool = False, input: Optional[str] = None,
+            timeout: Optional[float] = None) -> str:
+        """Run one command; stdout. A longer timeout than TIMEOUT may be given."""
         if self.runner.dry_run and not query:
             self.runner.print_dry_run(argv)
             return ""
         if self._channel is None:
             self._channel = (_LocalChannel if self.runner.local else _RemoteChannel)(self.runner, self.lock)
-        return self._channel.run(argv, input if input is not None else getattr(argv, "input", None))
+        return self._channel.run(argv, input if input is not None else getattr(argv, "input", None),
+                                 timeout or self.runner.cfg.timeout)
 
     def close(self) -> None:
         if self._channel is not None:
@@ -257,9 +265,8 @@ class _LocalChannel:
         self.runner = runner
         self.lock_file = _take_local_lock(runner) if lock else None
 
-    def run(self, argv: Argv, input: Optional[str]) -> str:
-        return _execute(self.runner.resolve(argv), argv, self.runner.host, self.runner.cfg.timeout,
-                        accepted_codes(argv), input)
+    def run(self, argv: Argv, input: Optional[str], timeout: float) -> str:
+        return _execute(self.runner.resolve(argv), argv, self.runner.host, timeout, accepted_codes(argv), input)
 
     def close(self) -> None:
         if self.lock_file is not None:
@@ -297,17 +304,17 @@ class _RemoteChannel:
     def __init__(self, runner: Runner, lock: bool):
         self.runner = runner
         self.mark = f"one-iscsi-{secrets.token_hex(12)}"
-        shell = ["sh"]
+        shell = ["env", "LC_ALL=C", "sh"]  # messages in English, whatever the host's locale
         if lock:
             cfg = runner.cfg
-            shell = ["flock", "-w", f"{cfg.lock_timeout:g}", "-E", str(LOCK_BUSY_RC), cfg.lock_file, "sh"]
+            shell = ["flock", "-w", f"{cfg.lock_timeout:g}", "-E", str(LOCK_BUSY_RC), cfg.lock_file, *shell]
         self.process = subprocess.Popen(runner.ssh_argv(shlex.join(shell)), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
         self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
         timeout = runner.cfg.timeout + (runner.cfg.lock_timeout if lock else 0)
         self._exchange(["true"], ":", timeout)  # connected, and holding the lock
 
-    def run(self, argv: Argv, input: Optional[str]) -> str:
+    def run(self, argv: Argv, input: Optional[str], timeout: float) -> str:
         line = shlex.join(self.runner.resolve(argv))
         if input is None:
             line += " </dev/null"
@@ -315,7 +322,7 @@ class _RemoteChannel:
             if self.mark in input:
                 raise InvalidInput("input contains the session marker")
             line += f" <<'{self.mark}'\n{input.rstrip(chr(10))}\n{self.mark}"
-        rc, out, err = self._exchange(argv, line, self.runner.cfg.timeout)
+        rc, out, err = self._exchange(argv, line, timeout)
         if rc != 0 and rc not in accepted_codes(argv):
             raise CommandError(argv, self.runner.host, rc, err)
         return out

@@ -49,24 +49,30 @@ def inspect(path: str, local: Runner) -> Image:
     if magic != QCOW2_MAGIC:
         return Image(path, "raw", size)
     info = json.loads(local.read_local(["qemu-img", "info", "--output=json", "-f", "qcow2", path]))
+    data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
+    if info.get("backing-filename") or data_file:
+        # qemu would read the other file too, past the restricted-directory check
+        raise InvalidInput(f"qcow2 image {path} uses another file "
+                           f"({info.get('backing-filename') or data_file}): not supported")
     return Image(path, "qcow2", int(info["virtual-size"]))
 
 
 def _url_size(url: str, timeout: float) -> int:
     with _open_url(url, timeout) as response:
         length = response.headers.get("Content-Length")
-    if length is None or not length.isdigit():
+    if length is None or not (length.isascii() and length.isdigit()):
         raise OneIscsiError(f"{url} does not say its size (no Content-Length)")
     return int(length)
 
 
 def _open_url(url: str, timeout: float):
+    import http.client
     import urllib.error
     import urllib.request
 
     try:
         return urllib.request.urlopen(url, timeout=timeout)
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise OneIscsiError(f"cannot download {url}: {reason}") from None
 

@@ -100,7 +100,7 @@ class TargetServer:
 
     def resolve_tid(self, tid_or_iqn: str) -> int:
         """A TID given as a number, or the TID of exactly that IQN."""
-        if tid_or_iqn.isdigit():
+        if tid_or_iqn.isascii() and tid_or_iqn.isdigit():
             tid = int(tid_or_iqn)
             if tid < 1:
                 raise InvalidInput(f"TID must be a positive integer, got {tid_or_iqn!r}")
@@ -109,6 +109,14 @@ class TargetServer:
 
     def delete(self, tid: int, force: bool = False) -> None:
         self._tgtadm(tgt.delete_target(tid, force), tid=tid)
+
+    def delete_and_forget(self, tid_or_iqn: str, force: bool = False) -> None:
+        """Delete a target given by TID or exact IQN, and its config file."""
+        tid = self.resolve_tid(tid_or_iqn)
+        iqn = next((target.iqn for target in self.list() if target.tid == tid), None)
+        self.delete(tid, force)
+        if iqn is not None:
+            self.forget(iqn)
 
     def save(self, spec: tgtconf.TargetSpec) -> None:
         """Write the target's persistence file (and the include of CONF_DIR)."""

@@ -52,27 +52,43 @@ def ln(iqn: str, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
     if not is_iscsi(dst.host, cfg):
         host.run_all([mkdir, ["ln", "-sfn", device_of(target, cfg), dst.path]])
         return f"linked {dst} to {device_of(target, cfg)}"
-    try:
-        host.run_all([
-            mkdir,
-            iscsiadm.discovery(target.host),
-            Accepting(iscsiadm.login(iqn, target.host), iscsiadm.SESSION_EXISTS_RC),
-            wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
-        ])
-    except CommandError as err:
-        _logout_after_failure(host, iqn)
-        if err.rc == TIMED_OUT_RC and err.argv[0] == "timeout":
-            raise OneIscsiError(f"no device for {iqn} on {dst.host} within {cfg.device_timeout:g} s "
-                                "(DEVICE_TIMEOUT): logged out again") from None
-        raise
+    with host.session() as session:
+        session.run(mkdir)
+        session.run(iscsiadm.discovery(target.host))
+        logged_in = _login(session, iqn, target.host)
+        try:
+            session.run(wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
+                        timeout=cfg.device_timeout + cfg.timeout)
+        except CommandError as err:
+            if logged_in:  # only a session this action opened is closed again
+                _quietly(session, logout_commands(iqn))
+            if err.rc == TIMED_OUT_RC:
+                raise OneIscsiError(f"no device for {iqn} on {dst.host} within {cfg.device_timeout:g} s "
+                                    f"(DEVICE_TIMEOUT){': logged out again' if logged_in else ''}") from None
+            raise
     return f"logged in to {iqn} on {dst.host}, linked {dst.path}"
 
 
-def _logout_after_failure(host: Runner, iqn: str) -> None:
+def _login(session, iqn: str, portal: str) -> bool:
+    """Log in; False if a session existed already. A failed login leaves no
+    node record of the target behind."""
     try:
-        host.run_all(logout_commands(iqn))
-    except CommandError:
-        pass  # the original error is the one to report
+        session.run(iscsiadm.login(iqn, portal))
+    except CommandError as err:
+        if err.rc == iscsiadm.SESSION_EXISTS_RC:
+            return False
+        _quietly(session, logout_commands(iqn)[1:])
+        raise
+    return True
+
+
+def _quietly(session, commands: list[list[str]]) -> None:
+    """Clean-up after a failure: the original error is the one to report."""
+    for command in commands:
+        try:
+            session.run(command)
+        except CommandError:
+            pass
 
 
 def mvds(src: HostPath, iqn: str, cfg: Config, dry_run: bool = False) -> str:
@@ -138,11 +154,11 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
         iqn = iqn_of_link(link, cfg)
         if iqn is None:
             raise OneIscsiError(f"{src} points at {link}, which is not an iSCSI disk")
+        ln(iqn, dst, cfg, dry_run)  # first: if it fails, the disk is still where it was
         if is_iscsi(src.host, cfg) and src.host != dst.host:
             source_host.run_all([*logout_commands(iqn), ["rm", "-f", src.path]])
         else:
             source_host.run(["rm", "-f", src.path])
-        ln(iqn, dst, cfg, dry_run)
         return f"moved {iqn} from {src} to {dst}"
     _copy_directory(source_host, src.path, Runner(dst.host, cfg, dry_run=dry_run), dst.path)
     source_host.run(["rm", "-rf", src.path])

@@ -41,8 +41,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def quiet(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+def quiet(argv: list[str], timeout: float = 30, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @dataclass
@@ -156,10 +156,13 @@ def sshd(tmp_path_factory):
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory}/host_key\n"
         f"AuthorizedKeysFile {directory}/authorized_keys\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "AcceptEnv ONE_ISCSI_TEST_HOST\n"
         f"PidFile {directory}/sshd.pid\nLogLevel ERROR\n")
     config = directory / "ssh_config"
-    config.write_text(
-        f"Host tgtserver node1 node2\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+    # every alias reaches the same sshd; ONE_ISCSI_TEST_HOST tells a command which one it is on
+    config.write_text("".join(f"Host {alias}\n  SetEnv ONE_ISCSI_TEST_HOST={alias}\n"
+                              for alias in ("tgtserver", "node1", "node2")) +
+        f"Host *\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
         f"  IdentityFile {directory}/client_key\n  IdentitiesOnly yes\n  BatchMode yes\n"
         "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
     process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],

@@ -65,6 +65,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(err, err.exit_code)
     except click_errors.UsageError as err:
         where = err.ctx.command_path if err.ctx else PROG
+        if where.split()[1:2] in (["image"], ["tm"]):  # a driver action: OpenNebula reads this block
+            from ..opennebula import error_message
+
+            error_message(where.split()[-1], err.format_message())
+            return 2
         return _fail(f"{err.format_message()} (see '{where} --help')", 2, prefix=where)
     except click_errors.ClickException as err:
         return _fail(err.format_message(), err.exit_code)

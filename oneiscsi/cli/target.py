@@ -53,12 +53,7 @@ def delete(ctx: typer.Context,
            host: HostOption = None) -> None:
     """Delete a target (tgtadm_target_delete), and its config file if one-iscsi saved one."""
     with _server(ctx, host) as server:
-        tid = server.resolve_tid(target)
-        iqn = target if not target.isdigit() else next(
-            (t.iqn for t in server.list() if t.tid == tid), None)
-        server.delete(tid, force)
-        if iqn is not None:
-            server.forget(iqn)
+        server.delete_and_forget(target, force)
 
 
 @app.command("tid")

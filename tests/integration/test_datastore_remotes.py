@@ -245,3 +245,52 @@ class TestRestrictedDirectories:
         assert refused.returncode == 2
         allowed = self.cp(image, ds, RESTRICTED_DIRS=str(restricted), SAFE_DIRS=str(restricted / "images"))
         assert allowed.returncode == 0, allowed.stderr
+
+
+def test_qcow2_with_a_backing_file_is_refused(tgtd, ds, tmp_path):
+    """qemu would read the backing file too, whatever directory it is in."""
+    secret = random_image(tmp_path / "secret.raw", MIB)
+    overlay = tmp_path / "overlay.qcow2"
+    quiet(["qemu-img", "create", "-f", "qcow2", "-b", str(secret), "-F", "raw", str(overlay)]).check_returncode()
+    done = remote("datastore", "cp", action_xml({"PATH": str(overlay)}, {}, ds), "70")
+    assert done.returncode == 2
+    assert error_block(done.stderr) == (
+        f"qcow2 image {overlay} uses another file ({secret}): not supported")
+    assert tgtd.target_ids() == []
+
+
+def test_rm_removes_only_the_image_it_is_called_for(tgtd, ds, pool):
+    assert remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "raw"}, {}, ds), "71").returncode == 0
+    for source in (IQN.format(71), "iqn.2012-02.org.opennebula:localhost.other-vg.lv-one-72"):
+        done = remote("datastore", "rm", action_xml({"SOURCE": source}, {}, ds), "72")
+        assert done.returncode == 2
+        assert error_block(done.stderr) == f"SOURCE {source} is not image 72 of volume group vg-one"
+    assert len(tgtd.target_ids()) == 1 and (pool / "vg-one" / "lv-one-71").exists()
+
+
+def test_a_download_cut_short_is_an_error(tgtd, ds, pool):
+    """The server announces 8 MiB and closes after 1 MiB."""
+    import http.server
+    import threading
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(8 * MIB))
+            self.end_headers()
+            self.wfile.write(bytes(MIB))
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/image"
+        done = remote("datastore", "cp", action_xml({"PATH": url}, {}, ds), "73")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 1
+    assert error_block(done.stderr).startswith(f"copying {url} to {pool}/vg-one/lv-one-73 failed on localhost:")
+    assert tgtd.target_ids() == [] and not (pool / "vg-one" / "lv-one-73").exists()

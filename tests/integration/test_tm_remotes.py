@@ -3,14 +3,16 @@
 The hosts' kernels here have no iSCSI initiator, so iscsiadm is replaced where
 the Runner resolves commands (ONE_ISCSI_ISCSIADM) by tests/data/fake-iscsiadm,
 which keeps sessions and node records as files and makes the by-path link a
-udev would make. Everything else (ssh, the shell on the host, waiting for the
+udev would make. SUDO is empty here, since sudo would drop the variable that
+tells the stand-in which host it runs on (sudo over ssh is tested in
+test_over_ssh). Everything else (ssh, the shell on the host, waiting for the
 device, links, directories) is real; the NO_ISCSI path is real end to end."""
 import os
 import shlex
 
 import pytest
 
-from conftest import DATA
+from conftest import DATA, quiet
 from driver import action_xml, error_block, remote
 
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
@@ -27,21 +29,24 @@ def hosts(sshd, tgtd, tmp_path, monkeypatch):
         f'#!/bin/sh\nprev=\nfor arg; do [ "$prev" = -- ] && echo "$arg" >> {shlex.quote(str(log))}; prev=$arg; done\n'
         f'exec {sshd.ssh} "$@"\n')
     wrapper.chmod(0o755)
-    for key, value in {"SSH": str(wrapper), "ISCSIADM": f"{DATA / 'fake-iscsiadm'} {state}",
+    for key, value in {"SSH": str(wrapper), "ISCSIADM": f"{DATA / 'fake-iscsiadm'} {state}", "SUDO": "",
                        "DEVICE_DIR": str(state / "by-path"), "NO_ISCSI": "front-end",
                        "BACKEND": "file", "POOL_DIR": str(tmp_path / "pool")}.items():
         monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
 
     class Hosts:
         directory = tmp_path / "datastores" / "0" / "7"
+        initiator_state = state
 
         @staticmethod
-        def sessions():
-            return sorted(os.listdir(state / "sessions")) if (state / "sessions").exists() else []
+        def sessions(host="node1"):
+            folder = state / host / "sessions"
+            return sorted(os.listdir(folder)) if folder.exists() else []
 
         @staticmethod
-        def nodes():
-            return sorted(os.listdir(state / "nodes")) if (state / "nodes").exists() else []
+        def nodes(host="node1"):
+            folder = state / host / "nodes"
+            return sorted(os.listdir(folder)) if folder.exists() else []
 
         @staticmethod
         def ssh_sessions():
@@ -98,6 +103,17 @@ def test_ln_without_device_times_out_and_logs_out(hosts, tmp_path, monkeypatch):
     assert not os.path.lexists(disk)
 
 
+def test_failed_ln_keeps_a_session_it_did_not_open(hosts, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONE_ISCSI_DEVICE_TIMEOUT", "1")
+    hosts.export(IQN.format(8), tmp_path / "never-there")
+    opened = quiet([str(DATA / "fake-iscsiadm"), str(hosts.initiator_state), "-m", "node", "--targetname", IQN.format(8),
+                    "-p", "localhost", "--login"], env={**os.environ, "ONE_ISCSI_TEST_HOST": "node1"})
+    assert opened.returncode == 0, opened.stderr
+    done = remote("tm", "ln", IQN.format(8), f"node1:{hosts.directory}/disk.1")
+    assert error_block(done.stderr) == f"no device for {IQN.format(8)} on node1 within 1 s (DEVICE_TIMEOUT)"
+    assert hosts.sessions() == [IQN.format(8)]
+
+
 def test_ln_to_an_unknown_target_fails_cleanly(hosts):
     done = remote("tm", "ln", IQN.format(99), f"node1:{hosts.directory}/disk.0")
     assert done.returncode == 1
@@ -148,8 +164,8 @@ def test_mv_disk_between_hosts(hosts, tmp_path):
     assert done.returncode == 0, done.stderr
     assert not os.path.lexists(src)
     assert os.readlink(dst).endswith(f"-iscsi-{IQN.format(11)}-lun-1")
-    assert hosts.sessions() == [IQN.format(11)]
-    assert [call.split()[-1] for call in hosts.calls() if "--log" in call] == ["--login", "--logout", "--login"]
+    assert (hosts.sessions("node1"), hosts.sessions("node2")) == ([], [IQN.format(11)])
+    assert (hosts.nodes("node1"), hosts.nodes("node2")) == ([], [IQN.format(11)])
 
 
 def test_mv_directory_between_hosts(hosts, tmp_path):

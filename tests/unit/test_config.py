@@ -35,6 +35,21 @@ def test_shell_syntax(tmp_path):
     assert cfg.ssh == ("ssh", "-p", "2222")
 
 
+@pytest.mark.parametrize("line, value", [
+    ("BASE_IQN=iqn.x#y", "iqn.x#y"),              # '#' inside a word is not a comment
+    ("BASE_IQN=iqn.x #comment", "iqn.x"),
+    ("BASE_IQN=pre'$HOSTNAME'", "pre$HOSTNAME"),   # single quotes anywhere: literal
+    ("BASE_IQN=''$HOSTNAME", "front1"),
+    ('BASE_IQN="\\$HOSTNAME"', "$HOSTNAME"),        # escaped in double quotes
+    ('BASE_IQN=a\\ b', "a b"),
+    ('BASE_IQN="a b"c', "a bc"),
+    ("BASE_IQN=${HOSTNAME}-x", "front1-x"),
+    ("BASE_IQN=$UNSET_VARIABLE_X", ""),
+])
+def test_values_are_read_as_the_shell_reads_them(line, value):
+    assert config.parse_shell_conf(line + "\n", "iscsi.conf", {"HOSTNAME": "front1"})["BASE_IQN"] == value
+
+
 def test_hostname_from_the_machine_when_not_in_environment(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "hostname", lambda: "front9")
     conf = tmp_path / "iscsi.conf"
@@ -76,8 +91,11 @@ def test_commands_are_argv_prefixes():
     ("TIMEOUT=-1\n", "TIMEOUT must be a positive number"),
     ("TGTADM=\n", "TGTADM must not be empty"),
     ("HOST tgt1\n", ":1: expected KEY=VALUE"),
-    ("HOST='tgt1\n", ":1: No closing quotation"),
-    ("# x\nHOST=a b\n", ":2: value of HOST has spaces and must be quoted"),
+    ("HOST='tgt1\n", ":1: no closing ' in the value of HOST"),
+    ("# x\nHOST=a b\n", ":2: spaces outside quotes in the value of HOST"),
+    ("TIMEOUT=nan\n", "TIMEOUT must be a positive number"),
+    ("TIMEOUT=inf\n", "TIMEOUT must be a positive number"),
+    ("CHAP_USER=joe\n", "CHAP_USER and CHAP_PASSWORD go together"),
 ])
 def test_bad_configuration_is_refused_with_a_clear_message(tmp_path, text, message):
     conf = tmp_path / "iscsi.conf"

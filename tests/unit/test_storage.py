@@ -12,7 +12,7 @@ def cfg(**values):
 def test_lvm_volume():
     volume = storage.volume(7, cfg())
     assert volume.device == "/dev/vg-one/lv-one-7"
-    assert volume.create(12) == [([["lvcreate", "-L", "12M", "-n", "lv-one-7", "vg-one"]],
+    assert volume.create(12) == [([["lvcreate", "--yes", "-W", "y", "-L", "12M", "-n", "lv-one-7", "vg-one"]],
                                   [["lvremove", "-f", "vg-one/lv-one-7"]])]
     assert volume.remove() == [["lvremove", "-f", "vg-one/lv-one-7"]]
 
