@@ -7,7 +7,8 @@ reverse order, and reports the step and host that failed.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from . import iqn as names
 from . import opennebula, source, storage, tgt, tgtconf
@@ -89,6 +90,16 @@ def _spec(target: names.TargetName, volume: storage.Volume, cfg: Config) -> tgtc
     return tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
 
 
+@contextmanager
+def _locked(server: Runner, undo: Undo) -> Iterator[Session]:
+    """A session on the target server holding its lock, opened as a step."""
+    session = undo.step("connecting and taking the lock", lambda: Session(server, lock=True))
+    try:
+        yield session
+    finally:
+        session.close()
+
+
 def _create(session: Session, undo: Undo, target: names.TargetName, volume: storage.Volume,
             size_mb: int, make_filesystem: Sequence[list[str]] = ()) -> None:
     """Volume, filesystem, target with its access rules and LUN 1, persistence
@@ -137,7 +148,7 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     expected = {name: opennebula.optional(act.image_template, name.upper()) or "" for name in ("md5", "sha1")}
     server = Runner(cfg.host, cfg, dry_run=dry_run)
     undo = Undo(server, "cp")
-    with server.session(lock=True) as session:
+    with _locked(server, undo) as session:
         _create(session, undo, target, volume, max(image.size_mb, 1))
     digests = source.Digests(expected)
 
@@ -178,8 +189,9 @@ def mkfs(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     if fstype == "save_as":  # OpenNebula fills the image later: nothing to create
         return f"{target.iqn} {size}"
     server = Runner(cfg.host, cfg, dry_run=dry_run)
-    with server.session(lock=True) as session:
-        _create(session, Undo(server, "mkfs"), target, volume, int(size), mkfs_commands(fstype, volume.device))
+    undo = Undo(server, "mkfs")
+    with _locked(server, undo) as session:
+        _create(session, undo, target, volume, int(size), mkfs_commands(fstype, volume.device))
     return f"{target.iqn} {size}"
 
 

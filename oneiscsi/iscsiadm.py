@@ -27,3 +27,15 @@ def delete_node(iqn: str) -> list[str]:
 
 def show_node(iqn: str) -> list[str]:
     return ["iscsiadm", "-m", "node", "--targetname", iqn]
+
+
+def update_node(iqn: str, portal: str, name: str, value: str) -> list[str]:
+    """value may be a run.Secret (a CHAP password), which --dry-run masks."""
+    return ["iscsiadm", "-m", "node", "--targetname", iqn, "-p", portal, "-o", "update",
+            "-n", name, "-v", value]
+
+
+def chap_settings(iqn: str, portal: str, user: str, password: str) -> list[list[str]]:
+    return [update_node(iqn, portal, "node.session.auth.authmethod", "CHAP"),
+            update_node(iqn, portal, "node.session.auth.username", user),
+            update_node(iqn, portal, "node.session.auth.password", password)]

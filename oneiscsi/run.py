@@ -51,7 +51,9 @@ class CommandError(OneIscsiError):
 
     def __str__(self) -> str:
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        detail = lines[-1] if lines else "no error output"
+        # the program's own complaint, rather than e.g. dd's closing statistics
+        own = [line for line in lines if line.startswith(f"{self.program}:")]
+        detail = (own or lines or ["no error output"])[-1]
         status = "timed out" if self.rc is None else f"exit {self.rc}"
         message = f"{self.program} failed on {self.host} ({status}): {detail}"
         return f"{self.hint}: {message}" if self.hint else message
@@ -127,7 +129,7 @@ class Runner:
     @contextmanager
     def session(self, lock: bool = False) -> Iterator["Session"]:
         """Commands on this host over one connection; with lock, the host's
-        LOCK_FILE is held until the session ends."""
+        LOCK_FILE is taken at once and held until the session ends."""
         session = Session(self, lock)
         try:
             yield session
@@ -242,6 +244,13 @@ class Session:
         self.runner = runner
         self.lock = lock
         self._channel = None
+        if lock and not runner.dry_run:  # the lock is the point: take it now, fail now
+            self._open()
+
+    def _open(self):
+        if self._channel is None:
+            self._channel = (_LocalChannel if self.runner.local else _RemoteChannel)(self.runner, self.lock)
+        return self._channel
 
     def run(self, argv: Argv, query: bool = False, input: Optional[str] = None,
             timeout: Optional[float] = None) -> str:
@@ -249,10 +258,8 @@ class Session:
         if self.runner.dry_run and not query:
             self.runner.print_dry_run(argv)
             return ""
-        if self._channel is None:
-            self._channel = (_LocalChannel if self.runner.local else _RemoteChannel)(self.runner, self.lock)
-        return self._channel.run(argv, input if input is not None else getattr(argv, "input", None),
-                                 timeout or self.runner.cfg.timeout)
+        return self._open().run(argv, input if input is not None else getattr(argv, "input", None),
+                                timeout or self.runner.cfg.timeout)
 
     def close(self) -> None:
         if self._channel is not None:

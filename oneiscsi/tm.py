@@ -11,7 +11,7 @@ from .config import Config
 from .errors import OneIscsiError
 from .initiator import is_iscsi
 from .opennebula import HostPath
-from .run import Accepting, CommandError, Runner
+from .run import Accepting, CommandError, Runner, Secret
 
 CLONE_ERROR = "CLONE not supported for TM_ISCSI. Use persistent images"
 TIMED_OUT_RC = 124  # timeout(1)
@@ -55,6 +55,9 @@ def ln(iqn: str, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
     with host.session() as session:
         session.run(mkdir)
         session.run(iscsiadm.discovery(target.host))
+        if cfg.chap_user:
+            for command in iscsiadm.chap_settings(iqn, target.host, cfg.chap_user, Secret(cfg.chap_password)):
+                session.run(command)
         logged_in = _login(session, iqn, target.host)
         try:
             session.run(wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
