@@ -210,3 +210,21 @@ def test_bad_host_path_is_refused(hosts):
     done = remote("tm", "delete", "node1-without-path")
     assert done.returncode == 2
     assert error_block(done.stderr) == "expected HOST:/PATH, got 'node1-without-path'"
+
+
+def test_ln_sets_chap_on_the_node_record_and_masks_it(hosts, tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("ONE_ISCSI_CHAP_USER", "oneadmin")
+    monkeypatch.setenv("ONE_ISCSI_CHAP_PASSWORD", "s3cret-Pass.12")
+    _, backing = register(tmp_path, 13, size=4096)
+    hosts.export(IQN.format(13), backing)
+    disk = hosts.directory / "disk.0"
+    preview = cli("--dry-run", "tm", "ln", IQN.format(13), f"node1:{disk}")
+    [line] = [line for line in preview.out.splitlines() if "auth.password" in line]
+    assert shlex.split(shlex.split(line)[-1])[-4:] == ["-n", "node.session.auth.password", "-v", "********"]
+    assert "s3cret" not in preview.out + preview.err
+    done = remote("tm", "ln", IQN.format(13), f"node1:{disk}")
+    assert done.returncode == 0, done.stderr
+    record = (hosts.initiator_state / "node1" / "nodes" / IQN.format(13)).read_text().splitlines()
+    assert record == ["node.session.auth.authmethod = CHAP", "node.session.auth.username = oneadmin",
+                      "node.session.auth.password = s3cret-Pass.12"]
+    assert "s3cret" not in done.stdout + done.stderr
