@@ -144,7 +144,7 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
     check_allowed(path, cfg)
     target, volume = _names(act, cfg)
     local = Runner("localhost", cfg)
-    image = source.inspect(path if source.is_url(path) else os.path.realpath(path), local)
+    image = source.inspect(path, local)
     expected = {name: opennebula.optional(act.image_template, name.upper()) or "" for name in ("md5", "sha1")}
     server = Runner(cfg.host, cfg, dry_run=dry_run)
     undo = Undo(server, "cp")

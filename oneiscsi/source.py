@@ -40,21 +40,22 @@ def is_url(path: str) -> bool:
 def inspect(path: str, local: Runner) -> Image:
     if is_url(path):
         return Image(path, "raw", _url_size(path, local.cfg.timeout))
+    real = os.path.realpath(path)  # the file the restricted-directory check judged
     try:
-        with open(path, "rb") as image:
+        with open(real, "rb") as image:
             magic = image.read(4)
             size = os.fstat(image.fileno()).st_size
     except OSError as err:
         raise InvalidInput(f"cannot read image file {path}: {err.strerror}") from None
     if magic != QCOW2_MAGIC:
-        return Image(path, "raw", size)
-    info = json.loads(local.read_local(["qemu-img", "info", "--output=json", "-f", "qcow2", path]))
+        return Image(real, "raw", size)
+    info = json.loads(local.read_local(["qemu-img", "info", "--output=json", "-f", "qcow2", real]))
     data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
     if info.get("backing-filename") or data_file:
         # qemu would read the other file too, past the restricted-directory check
         raise InvalidInput(f"qcow2 image {path} uses another file "
                            f"({info.get('backing-filename') or data_file}): not supported")
-    return Image(path, "qcow2", int(info["virtual-size"]))
+    return Image(real, "qcow2", int(info["virtual-size"]))
 
 
 def _url_size(url: str, timeout: float) -> int:
