@@ -1,38 +1,42 @@
-"""Operations on a hypervisor host's open-iscsi initiator, through a Runner."""
+"""Operations on a hypervisor host's open-iscsi initiator. `on` is a Runner or
+a Session of that host: anything with run(argv)."""
 from __future__ import annotations
 
 from . import iscsiadm
 from . import iqn as iqn_names
 from .config import Config
-from .run import CommandError, Runner
+from .run import Accepting, CommandError
 
 
-class Initiator:
-    def __init__(self, runner: Runner):
-        self.runner = runner
+def discover(on, target_host: str) -> str:
+    return on.run(iscsiadm.discovery(target_host))
 
-    def discover(self, target_host: str) -> str:
-        return self.runner.run(iscsiadm.discovery(target_host))
 
-    def login(self, iqn: str, target_host: str) -> bool:
-        """Log in; False if a session to that target already existed."""
-        try:
-            self.runner.run(iscsiadm.login(iqn_names.validate(iqn), target_host))
-        except CommandError as err:
-            if err.rc == iscsiadm.SESSION_EXISTS_RC:
-                return False
-            raise
-        return True
+def login(on, iqn: str, target_host: str) -> bool:
+    """Log in; False if a session to that target already existed."""
+    try:
+        on.run(iscsiadm.login(iqn_names.validate(iqn), target_host))
+    except CommandError as err:
+        if err.rc == iscsiadm.SESSION_EXISTS_RC:
+            return False
+        raise
+    return True
 
-    def logout(self, iqn: str) -> bool:
-        """Log out; False if there was no session to that target."""
-        try:
-            self.runner.run(iscsiadm.logout(iqn_names.validate(iqn)))
-        except CommandError as err:
-            if err.rc == iscsiadm.NO_SESSION_RC:
-                return False
-            raise
-        return True
+
+def logout(on, iqn: str) -> bool:
+    """Log out; False if there was no session to that target."""
+    try:
+        on.run(iscsiadm.logout(iqn_names.validate(iqn)))
+    except CommandError as err:
+        if err.rc == iscsiadm.NO_SESSION_RC:
+            return False
+        raise
+    return True
+
+
+def forget(on, iqn: str) -> None:
+    """Delete the node record, so nothing logs in again at boot; none is fine."""
+    on.run(Accepting(iscsiadm.delete_node(iqn), iscsiadm.NO_SESSION_RC))
 
 
 def is_iscsi(host: str, cfg: Config) -> bool:

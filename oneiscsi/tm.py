@@ -9,9 +9,10 @@ from . import iqn as names
 from . import iscsiadm, source, storage
 from .config import Config
 from .errors import OneIscsiError
+from . import initiator
 from .initiator import is_iscsi
 from .opennebula import HostPath
-from .run import Accepting, CommandError, Runner, Secret
+from .run import CommandError, Runner, Secret
 
 CLONE_ERROR = "CLONE not supported for TM_ISCSI. Use persistent images"
 TIMED_OUT_RC = 124  # timeout(1)
@@ -34,11 +35,11 @@ def describe(path: str) -> list[str]:
     return ["find", path, "-maxdepth", "0", "-printf", "%y %l\\n"]
 
 
-def logout_commands(iqn: str) -> list[list[str]]:
-    """Log out and forget the node record, so nothing logs in again at boot;
-    no session or no record is fine."""
-    return [Accepting(iscsiadm.logout(iqn), iscsiadm.NO_SESSION_RC),
-            Accepting(iscsiadm.delete_node(iqn), iscsiadm.NO_SESSION_RC)]
+def logout_and_forget(on, iqn: str) -> bool:
+    """Log out and delete the node record; False if there was no session."""
+    was_logged_in = initiator.logout(on, iqn)
+    initiator.forget(on, iqn)
+    return was_logged_in
 
 
 def device_of(target: names.TargetName, cfg: Config) -> str:
@@ -58,47 +59,40 @@ def ln(iqn: str, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
         if cfg.chap_user:
             for command in iscsiadm.chap_settings(iqn, target.host, cfg.chap_user, Secret(cfg.chap_password)):
                 session.run(command)
-        logged_in = _login(session, iqn, target.host)
+        try:
+            logged_in = initiator.login(session, iqn, target.host)
+        except CommandError:
+            _quietly(lambda: initiator.forget(session, iqn))  # no node record of a failed login stays
+            raise
         try:
             session.run(wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
                         timeout=cfg.device_timeout + cfg.timeout)
         except CommandError as err:
             if logged_in:  # only a session this action opened is closed again
-                _quietly(session, logout_commands(iqn))
+                _quietly(lambda: logout_and_forget(session, iqn))
             if err.rc == TIMED_OUT_RC:
                 raise OneIscsiError(f"no device for {iqn} on {dst.host} within {cfg.device_timeout:g} s "
                                     f"(DEVICE_TIMEOUT){': logged out again' if logged_in else ''}") from None
             raise
-    return f"logged in to {iqn} on {dst.host}, linked {dst.path}"
+    what = "logged in to" if logged_in else "already logged in to"
+    return f"{what} {iqn} on {dst.host}, linked {dst.path}"
 
 
-def _login(session, iqn: str, portal: str) -> bool:
-    """Log in; False if a session existed already. A failed login leaves no
-    node record of the target behind."""
-    try:
-        session.run(iscsiadm.login(iqn, portal))
-    except CommandError as err:
-        if err.rc == iscsiadm.SESSION_EXISTS_RC:
-            return False
-        _quietly(session, logout_commands(iqn)[1:])
-        raise
-    return True
-
-
-def _quietly(session, commands: list[list[str]]) -> None:
+def _quietly(cleanup) -> None:
     """Clean-up after a failure: the original error is the one to report."""
-    for command in commands:
-        try:
-            session.run(command)
-        except CommandError:
-            pass
+    try:
+        cleanup()
+    except CommandError:
+        pass
 
 
 def mvds(src: HostPath, iqn: str, cfg: Config, dry_run: bool = False) -> str:
     names.parse(iqn)
     if not is_iscsi(src.host, cfg):
         return f"{src.host} uses the volume directly: nothing to log out"
-    Runner(src.host, cfg, dry_run=dry_run).run_all(logout_commands(iqn))
+    with Runner(src.host, cfg, dry_run=dry_run).session() as session:
+        if not logout_and_forget(session, iqn):
+            return f"no session to {iqn} on {src.host}: nothing to log out"
     return f"logged out of {iqn} on {src.host}"
 
 
@@ -138,11 +132,10 @@ def delete(dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
         host.run(["rm", "-rf", dst.path])
         return f"removed {dst}"
     iqn = iqn_of_link(link, cfg)
-    commands = [["rm", "-f", dst.path]]
-    if iqn and is_iscsi(dst.host, cfg):
-        commands[:0] = logout_commands(iqn)
-    host.run_all(commands)
-    return f"logged out of {iqn} on {dst.host}, removed {dst.path}" if len(commands) > 1 else f"removed {dst}"
+    with host.session() as session:
+        logged_out = bool(iqn and is_iscsi(dst.host, cfg) and logout_and_forget(session, iqn))
+        session.run(["rm", "-f", dst.path])
+    return f"logged out of {iqn} on {dst.host}, removed {dst.path}" if logged_out else f"removed {dst}"
 
 
 def mv(src: HostPath, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
@@ -158,10 +151,10 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
         if iqn is None:
             raise OneIscsiError(f"{src} points at {link}, which is not an iSCSI disk")
         ln(iqn, dst, cfg, dry_run)  # first: if it fails, the disk is still where it was
-        if is_iscsi(src.host, cfg) and src.host != dst.host:
-            source_host.run_all([*logout_commands(iqn), ["rm", "-f", src.path]])
-        else:
-            source_host.run(["rm", "-f", src.path])
+        with source_host.session() as session:
+            if is_iscsi(src.host, cfg) and src.host != dst.host:
+                logout_and_forget(session, iqn)
+            session.run(["rm", "-f", src.path])
         return f"moved {iqn} from {src} to {dst}"
     _copy_directory(source_host, src.path, Runner(dst.host, cfg, dry_run=dry_run), dst.path)
     source_host.run(["rm", "-rf", src.path])

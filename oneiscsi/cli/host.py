@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ..initiator import Initiator, is_iscsi
+from .. import initiator
 from ..run import check_host
 from .common import info, load_config, runner_on
 
@@ -20,20 +20,20 @@ TargetHostArgument = Annotated[str, typer.Argument(metavar="TARGET_HOST", help="
 @app.command("discover")
 def discover(ctx: typer.Context, target_host: TargetHostArgument, on: OnOption) -> None:
     """Discover the targets of a target server (iscsiadm_discovery)."""
-    print(Initiator(runner_on(ctx, on)).discover(check_host(target_host)), end="")
+    print(initiator.discover(runner_on(ctx, on), check_host(target_host)), end="")
 
 
 @app.command("login")
 def login(ctx: typer.Context, iqn: IqnArgument, target_host: TargetHostArgument, on: OnOption) -> None:
     """Log in to a target (iscsiadm_login); an existing session is fine."""
-    if not Initiator(runner_on(ctx, on)).login(iqn, check_host(target_host)):
+    if not initiator.login(runner_on(ctx, on), iqn, check_host(target_host)):
         info(f"{on}: already logged in to {iqn}")
 
 
 @app.command("logout")
 def logout(ctx: typer.Context, iqn: IqnArgument, on: OnOption) -> None:
     """Log out of a target (iscsiadm_logout); no session is fine."""
-    if not Initiator(runner_on(ctx, on)).logout(iqn):
+    if not initiator.logout(runner_on(ctx, on), iqn):
         info(f"{on}: no session to {iqn}")
 
 
@@ -41,5 +41,5 @@ def logout(ctx: typer.Context, iqn: IqnArgument, on: OnOption) -> None:
 def is_iscsi_host(ctx: typer.Context,
                   host: Annotated[str, typer.Argument(metavar="HOST", help="Host name.")]) -> None:
     """Exit 0 if logins are done on HOST, 1 if HOST is listed in NO_ISCSI (is_iscsi)."""
-    if not is_iscsi(host, load_config(ctx)):
+    if not initiator.is_iscsi(host, load_config(ctx)):
         raise typer.Exit(1)

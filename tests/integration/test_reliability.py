@@ -295,3 +295,29 @@ class TestOverSsh:
         assert message.startswith(f"copying {tmp_path}/img.raw to {tmp_path}/pool/vg-one/lv-one-603 failed on "
                                   "tgtserver: cannot reach host over ssh: dd failed on tgtserver (exit 255)"), message
         assert_nothing_left(tgtd, tmp_path, 603)
+
+
+def test_tgt_admin_brings_the_saved_targets_back_as_at_boot(own_tgtd, ds, tmp_path, monkeypatch):
+    """tgt's own start-up (tgt-admin -e on targets.conf, which on Debian
+    includes conf.d/*.conf) reads the files one-iscsi writes."""
+    daemon = own_tgtd[0]
+    for key, value in daemon.env.items():
+        monkeypatch.setenv(key, value)
+    conf_d = tmp_path / "tgt" / "conf.d"
+    monkeypatch.setenv("ONE_ISCSI_CONF_DIR", str(conf_d / "one-iscsi"))
+    monkeypatch.setenv("ONE_ISCSI_LOCK_FILE", str(tmp_path / "lock"))
+    secured = {**ds, "INITIATORS": "127.0.0.1", "CHAP_USER": "oneadmin", "CHAP_PASSWORD": "s3cret-Pass.12"}
+    for i in range(3):
+        assert cp(random_image(tmp_path / f"img{i}.raw", 4096), 700 + i, secured).returncode == 0
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    daemon = restart(daemon)
+    own_tgtd.append(daemon)
+    targets_conf = tmp_path / "tgt" / "targets.conf"
+    targets_conf.write_text(f"default-driver iscsi\ninclude {conf_d}/*.conf\n")
+    booted = quiet(["tgt-admin", "-C", str(daemon.control), "-e", "-c", str(targets_conf)])
+    assert booted.returncode == 0, booted.stderr
+    assert luns(daemon) == {IQN.format(700 + i): str(tmp_path / "pool" / "vg-one" / f"lv-one-{700 + i}")
+                            for i in range(3)}
+    shown = daemon.tgtadm("--op", "show", "--mode", "target").stdout
+    assert shown.count("oneadmin") == 3 and shown.count("127.0.0.1\n") >= 3

@@ -86,7 +86,8 @@ def test_ln_logs_in_waits_for_the_device_and_links_it(hosts, tmp_path):
     assert hosts.calls()[0] == "-m discovery -t st -p localhost"
 
     again = remote("tm", "ln", IQN.format(7), f"node1:{disk}")
-    assert again.returncode == 0, again.stderr
+    assert (again.returncode, again.stderr) == (
+        0, f"INFO: ln: already logged in to {IQN.format(7)} on node1, linked {disk}\n")
     assert hosts.sessions() == [IQN.format(7)]
     assert disk.read_bytes()[:image.stat().st_size] == image.read_bytes()
 
@@ -129,7 +130,9 @@ def test_mvds_logs_out_and_forgets_the_node(hosts, tmp_path):
     done = remote("tm", "mvds", f"node1:{disk}", IQN.format(9), "7", "0")
     assert (done.returncode, done.stderr) == (0, f"INFO: mvds: logged out of {IQN.format(9)} on node1\n")
     assert hosts.sessions() == [] and hosts.nodes() == []
-    assert remote("tm", "mvds", f"node1:{disk}", IQN.format(9)).returncode == 0  # nothing to do
+    again = remote("tm", "mvds", f"node1:{disk}", IQN.format(9))
+    assert (again.returncode, again.stderr) == (
+        0, f"INFO: mvds: no session to {IQN.format(9)} on node1: nothing to log out\n")
 
 
 def test_delete_of_a_disk_and_of_the_directory(hosts, tmp_path):
