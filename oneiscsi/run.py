@@ -182,12 +182,12 @@ class Runner:
             process.stdout.close()
         self._finish(process, argv)
 
-    def feed(self, argv: Argv, chunks: Iterable[bytes]) -> str:
+    def feed(self, argv: Argv, chunks: Iterable[bytes]) -> None:
         """Run argv on the host with chunks as its stdin (one ssh session),
-        within COPY_TIMEOUT. Returns the command's stderr."""
+        within COPY_TIMEOUT."""
         if self.dry_run:
             self.print_dry_run(argv)
-            return ""
+            return
         resolved = self.resolve(argv)
         process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -205,7 +205,7 @@ class Runner:
             raise
         finally:
             watchdog.cancel()
-        return self._finish(process, argv)
+        self._finish(process, argv)
 
     def _start(self, argv: list[str], stdin, stdout) -> subprocess.Popen:
         errors = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill up and block
@@ -217,7 +217,7 @@ class Runner:
         process.errors = errors
         return process
 
-    def _finish(self, process: subprocess.Popen, argv: Argv) -> str:
+    def _finish(self, process: subprocess.Popen, argv: Argv) -> None:
         timeout = self.cfg.copy_timeout
         try:
             rc = process.wait(timeout=timeout)
@@ -233,7 +233,6 @@ class Runner:
             raise CommandError(argv, self.host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
         if rc != 0:
             raise CommandError(argv, self.host, rc, stderr, hint="" if self.local else _ssh_hint(rc))
-        return stderr
 
 
 class Session:

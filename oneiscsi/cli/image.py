@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .common import driver_action, globals_of, load_config
+from .common import HostOption, driver_action, globals_of, info, load_config
 
 app = typer.Typer(help="Datastore actions: register (cp, mkfs), remove (rm), size (stat), monitor.",
                   no_args_is_help=True)
@@ -72,3 +72,17 @@ def monitor(ctx: typer.Context, data: DataArgument, ds_id: Annotated[str, typer.
     with driver_action("monitor"):
         _, cfg = _prepare(ctx, data, ds_id)
         print(datastore.monitor(cfg))
+
+
+@app.command("copy")
+def copy(ctx: typer.Context,
+         path: Annotated[str, typer.Argument(metavar="SRC", help="Image: local raw or qcow2 file, or http(s) URL.")],
+         device: Annotated[str, typer.Argument(metavar="DEV", help="Existing device or file on the target server.")],
+         host: HostOption = None) -> None:
+    """Write an image onto an existing device of the target server (by hand:
+    restore a volume, re-image a disk). Zero blocks are not sent over the
+    network, but written there, so nothing of the old content survives."""
+    from .. import datastore
+
+    size = datastore.copy(path, device, load_config(ctx, host=host), dry_run=globals_of(ctx).dry_run)
+    info(f"wrote {size} bytes to {device}")

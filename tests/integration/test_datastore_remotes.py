@@ -1,6 +1,7 @@
 """Datastore actions through the remote stubs, as OpenNebula calls them, against
 a real tgtd with the file backend; data checked end to end over iSCSI."""
 import hashlib
+import os
 import subprocess
 
 import pytest
@@ -294,3 +295,29 @@ def test_a_download_cut_short_is_an_error(tgtd, ds, pool):
     assert done.returncode == 1
     assert error_block(done.stderr).startswith(f"copying {url} to {pool}/vg-one/lv-one-73 failed on localhost:")
     assert tgtd.target_ids() == [] and not (pool / "vg-one" / "lv-one-73").exists()
+
+
+@pytest.mark.parametrize("where", ["localhost", "tgtserver"])
+def test_image_copy_leaves_no_stale_data(tgtd, cli, tmp_path, monkeypatch, sshd, where):
+    """An existing device full of a pattern: after the copy it is the image,
+    zeros included, though zero blocks never crossed the connection."""
+    monkeypatch.setenv("ONE_ISCSI_SSH", sshd.ssh)
+    blocks = [os.urandom(MIB) if i % 3 == 0 else bytes(MIB) for i in range(8)] + [b"end"]
+    image = tmp_path / "sparse.raw"
+    image.write_bytes(b"".join(blocks))
+    device = tmp_path / "device"
+    device.write_bytes(b"\xa5" * (9 * MIB))
+    done = cli("image", "copy", str(image), str(device), "--host", where)
+    assert (done.rc, done.err) == (0, f"wrote {8 * MIB + 3} bytes to {device}\n")
+    assert device.read_bytes()[:8 * MIB + 3] == image.read_bytes()
+
+
+def test_image_copy_of_qcow2(tgtd, cli, tmp_path):
+    raw = tmp_path / "src.raw"
+    raw.write_bytes(bytes(MIB) + os.urandom(MIB) + bytes(2 * MIB))
+    qcow2 = tmp_path / "src.qcow2"
+    quiet(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)]).check_returncode()
+    device = tmp_path / "device"
+    device.write_bytes(b"\x5a" * (4 * MIB))
+    assert cli("image", "copy", str(qcow2), str(device)).rc == 0
+    assert device.read_bytes() == raw.read_bytes()

@@ -285,7 +285,7 @@ class TestOverSsh:
         dropper = tmp_path / "dropping-ssh"
         dropper.write_text(
             "#!/bin/sh\n# passes 1 MiB of a copy, then the connection drops\n"
-            'case "$*" in *conv=notrunc,fsync*) head -c 1048576 | ' + sshd.ssh + ' "$@"; exit 255 ;; esac\n'
+            'case "$*" in *image-writer*) head -c 1048576 | ' + sshd.ssh + ' "$@"; exit 255 ;; esac\n'
             f'exec {sshd.ssh} "$@"\n')
         dropper.chmod(0o755)
         monkeypatch.setenv("ONE_ISCSI_SSH", str(dropper))
@@ -293,7 +293,7 @@ class TestOverSsh:
         assert done.returncode == 1
         message = error_block(done.stderr)
         assert message.startswith(f"copying {tmp_path}/img.raw to {tmp_path}/pool/vg-one/lv-one-603 failed on "
-                                  "tgtserver: cannot reach host over ssh: dd failed on tgtserver (exit 255)"), message
+                                  "tgtserver: cannot reach host over ssh: sh failed on tgtserver (exit 255)"), message
         assert_nothing_left(tgtd, tmp_path, 603)
 
 

@@ -1,0 +1,61 @@
+import os
+
+import pytest
+
+from oneiscsi import transfer
+
+MIB = transfer.MIB
+
+
+def decode(stream: bytes):
+    """Parse a record stream back into (kind, offset, length, data) tuples."""
+    records, i = [], 0
+    while i < len(stream):
+        end = stream.index(b"\n", i)
+        kind, offset, length = stream[i:end].decode().split()
+        i = end + 1
+        data = b""
+        if kind == "D":
+            data = stream[i:i + int(length)]
+            i += int(length)
+        records.append((kind, int(offset), int(length), data))
+    return records
+
+
+def image_of(*parts):
+    return b"".join(parts)
+
+
+def test_zero_blocks_become_zero_records_and_data_is_coalesced():
+    data = os.urandom(2 * MIB)
+    image = image_of(bytes(3 * MIB), data, bytes(MIB), b"tail")
+    records = decode(b"".join(transfer.records([image[i:i + 777777] for i in range(0, len(image), 777777)],
+                                               len(image))))
+    assert [(k, o, n) for k, o, n, _ in records] == [
+        ("Z", 0, 3 * MIB), ("D", 3 * MIB, 2 * MIB), ("Z", 5 * MIB, MIB), ("D", 6 * MIB, 4),
+        ("E", len(image), 0)]
+    assert records[1][3] == data and records[3][3] == b"tail"
+
+
+def test_zero_blocks_are_skipped_on_a_sparse_device():
+    image = image_of(bytes(MIB), b"x" * MIB, bytes(2 * MIB))
+    records = decode(b"".join(transfer.records([image], len(image), zero_holes=False)))
+    assert [(k, o, n) for k, o, n, _ in records] == [("D", MIB, MIB), ("E", 4 * MIB, 0)]
+
+
+def test_data_records_are_bounded():
+    image = os.urandom(transfer.MAX_RECORD * 2 + 5)
+    records = decode(b"".join(transfer.records([image], len(image))))
+    assert [n for k, _, n, _ in records if k == "D"] == [transfer.MAX_RECORD, transfer.MAX_RECORD, 5]
+    assert b"".join(d for k, _, _, d in records) == image
+
+
+def test_a_short_source_never_ends_the_stream():
+    stream = transfer.records([b"x" * 10], 20)
+    with pytest.raises(transfer.ShortImage, match="gave 10 bytes, 20 were expected"):
+        b"".join(stream)
+
+
+def test_writer_gets_values_as_arguments():
+    argv = transfer.writer_command("/dev/vg one/lv", ["sudo", "dd"])
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo", "dd"]
