@@ -4,11 +4,11 @@
 SHELL      := /bin/bash
 PYTHON     ?= python3
 VENV       ?= .venv
-APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils libnbd-bin e2fsprogs openssh-server sudo
+APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils libnbd-bin e2fsprogs openssh-server sudo zsh fish tmux man-db groff-base
 ROOT       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps system-deps venv clean
+.PHONY: demo test bench completions man dist deps system-deps venv clean
 
 demo: deps
 	tests/demo.sh
@@ -31,6 +31,20 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	touch $@
+
+completions: venv
+	$(VENV)/bin/python -m oneiscsi.completion completions
+
+man: venv
+	$(VENV)/bin/python -m oneiscsi.manpage man/one-iscsi.1
+
+bench: deps
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+dist: venv
+	$(VENV)/bin/python -m pip install -q build
+	rm -rf dist
+	$(VENV)/bin/python -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

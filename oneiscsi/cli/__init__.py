@@ -9,7 +9,7 @@ from typing import Annotated, Optional, Sequence
 
 import typer
 
-from .. import __version__
+from .. import __version__, completion
 from ..errors import OneIscsiError
 from . import host, image, iqn, lun, target, tm
 from .common import Globals
@@ -57,6 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; return the exit status instead of raising SystemExit."""
     from typer._click import exceptions as click_errors  # typer vendors click
 
+    completion.enable_if_asked()
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 
-from .. import config
+from .. import completion, config
 from ..run import Runner
 
 
@@ -74,6 +74,10 @@ def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
 
 HostOption = Annotated[
     Optional[str],
-    typer.Option("--host", "-H", help="Target server to run on (default: HOST from the configuration)."),
+    typer.Option("--host", "-H", autocompletion=completion.hosts,
+                 help="Target server to run on (default: HOST from the configuration)."),
 ]
+IqnArgument = Annotated[str, typer.Argument(metavar="IQN", autocompletion=completion.iqns, help="Target name.")]
+TidArgument = Annotated[int, typer.Argument(metavar="TID", min=1, autocompletion=completion.tids,
+                                            help="Target ID.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

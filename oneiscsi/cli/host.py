@@ -5,15 +5,15 @@ from typing import Annotated
 
 import typer
 
-from .. import initiator
+from .. import completion, initiator
 from ..run import check_host
-from .common import info, load_config, runner_on
+from .common import IqnArgument, info, load_config, runner_on
 
 app = typer.Typer(help="Discover, log in to and log out of targets on hypervisor hosts.",
                   no_args_is_help=True)
 
-OnOption = Annotated[str, typer.Option("--on", metavar="HOST", help="Hypervisor host to run on.")]
-IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
+OnOption = Annotated[str, typer.Option("--on", metavar="HOST", autocompletion=completion.hosts,
+                                       help="Hypervisor host to run on.")]
 TargetHostArgument = Annotated[str, typer.Argument(metavar="TARGET_HOST", help="Target server (portal).")]
 
 

@@ -6,14 +6,14 @@ from typing import Annotated
 import typer
 
 from ..targets import TargetServer
-from .common import HostOption, runner
+from .common import HostOption, TidArgument, runner
 
 app = typer.Typer(help="Attach backing stores to targets as logical units.", no_args_is_help=True)
 
 
 @app.command("bind")
 def bind(ctx: typer.Context,
-         tid: Annotated[int, typer.Argument(metavar="TID", min=1, help="Target ID.")],
+         tid: TidArgument,
          device: Annotated[str, typer.Argument(metavar="DEV", help="Backing store: block device or file.")],
          lun: Annotated[int, typer.Option("--lun", "-l", min=1, help="Logical unit number.")] = 1,
          host: HostOption = None) -> None:

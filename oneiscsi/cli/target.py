@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..targets import TargetServer
-from .common import HostOption, JsonOption, globals_of, info, print_json, print_table, runner
+from .. import completion
+from .common import (HostOption, IqnArgument, JsonOption, TidArgument, globals_of, info, print_json,
+                     print_table, runner)
 
 app = typer.Typer(help="Create, list and delete iSCSI targets on the target server.",
                   no_args_is_help=True)
 
-IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
-TidArgument = Annotated[int, typer.Argument(metavar="TID", min=1, help="Target ID.")]
 
 
 @contextmanager
@@ -48,7 +48,8 @@ def bind_all(ctx: typer.Context, tid: TidArgument, host: HostOption = None) -> N
 
 @app.command("delete")
 def delete(ctx: typer.Context,
-           target: Annotated[str, typer.Argument(metavar="TID|IQN", help="Target ID or exact target name.")],
+           target: Annotated[str, typer.Argument(metavar="TID|IQN", autocompletion=completion.tids_and_iqns,
+                                                 help="Target ID or exact target name.")],
            force: Annotated[bool, typer.Option("--force", "-f", help="Delete even if initiators are logged in.")] = False,
            host: HostOption = None) -> None:
     """Delete a target (tgtadm_target_delete), and its config file if one-iscsi saved one."""
