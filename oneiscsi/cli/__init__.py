@@ -12,7 +12,7 @@ import typer
 from .. import __version__, completion
 from ..errors import OneIscsiError
 from . import host, image, iqn, lun, target, tm
-from .common import Globals
+from .common import Globals, globals_of
 
 PROG = "one-iscsi"
 
@@ -51,6 +51,26 @@ def root(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run)
+
+
+@app.command("install")
+def install(
+    ctx: typer.Context,
+    prefix: Annotated[str, typer.Option("--prefix", metavar="DIR",
+                                        help="OpenNebula's remotes tree.")] = "/var/lib/one/remotes",
+    share: Annotated[str, typer.Option("--share", metavar="DIR",
+                                       help="Where the completions and the man page go.")] = "/usr/local/share",
+) -> None:
+    """Install the remotes into OpenNebula (keeping an existing iscsi.conf),
+    the shell completions and the man page. With --dry-run, list what it would do."""
+    from .. import install as installer
+
+    copies = installer.plan(prefix, share)
+    if globals_of(ctx).dry_run:
+        print("\n".join(copy.describe() for copy in copies))
+        return
+    for line in installer.install(copies):
+        print(line, file=sys.stderr)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

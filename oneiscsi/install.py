@@ -1,0 +1,74 @@
+"""`one-iscsi install`: the remotes into OpenNebula's remotes tree, the shell
+completions and the man page into the system's places. An existing
+iscsi.conf is kept."""
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .completion import FILES as COMPLETION_FILES
+from .errors import OneIscsiError
+
+DEFAULT_REMOTES = "/var/lib/one/remotes"
+DEFAULT_SHARE = "/usr/local/share"
+REMOTES = ("datastore/iscsi", "tm/iscsi")
+KEEP = ("iscsi.conf",)
+# where each completion goes under the share directory, named as each shell looks for it
+COMPLETION_PLACES = {"bash": "bash-completion/completions/one-iscsi",
+                     "zsh": "zsh/site-functions/_one-iscsi",
+                     "fish": "fish/vendor_completions.d/one-iscsi.fish"}
+
+
+@dataclass(frozen=True)
+class Copy:
+    source: Path
+    target: Path
+    mode: int
+    keep_existing: bool = False
+
+    def describe(self) -> str:
+        if self.keep_existing and self.target.exists():
+            return f"keep {self.target} (exists)"
+        return f"install -m {self.mode:o} {self.source} {self.target}"
+
+
+def data_dir() -> Path:
+    """Where remotes/, completions/ and man/ are: the installed package's
+    share directory, or the source checkout."""
+    for candidate in (Path(sys.prefix) / "share" / "one-iscsi", Path(__file__).resolve().parents[1]):
+        if (candidate / "remotes").is_dir():
+            return candidate
+    raise OneIscsiError("cannot find the remotes, completions and man page of this installation")
+
+
+def plan(remotes_prefix: str, share_prefix: str) -> list[Copy]:
+    data = data_dir()
+    copies = []
+    for folder in REMOTES:
+        for source in sorted((data / "remotes" / folder).iterdir()):
+            keep = source.name in KEEP
+            copies.append(Copy(source, Path(remotes_prefix) / folder / source.name, 0o644 if keep else 0o755, keep))
+    for shell, place in COMPLETION_PLACES.items():
+        copies.append(Copy(data / "completions" / COMPLETION_FILES[shell], Path(share_prefix) / place, 0o644))
+    copies.append(Copy(data / "man" / "one-iscsi.1", Path(share_prefix) / "man" / "man1" / "one-iscsi.1", 0o644))
+    return copies
+
+
+def install(copies: list[Copy]) -> list[str]:
+    """Carry out the plan; returns what was done, a line each."""
+    done = []
+    for copy in copies:
+        done.append(copy.describe())
+        if copy.keep_existing and copy.target.exists():
+            continue
+        try:
+            copy.target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = copy.target.with_name(f".{copy.target.name}.tmp")
+            shutil.copyfile(copy.source, temporary)
+            temporary.chmod(copy.mode)
+            temporary.replace(copy.target)
+        except OSError as err:
+            raise OneIscsiError(f"cannot install {copy.target}: {err.strerror}") from None
+    return done
