@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
 
 from . import iqn as names
-from . import opennebula, source, storage, tgt, tgtconf, transfer
+from . import lvm, opennebula, source, storage, tgt, tgtconf, transfer
 from .config import Config
 from .errors import InvalidInput, OneIscsiError
 from .opennebula import DriverAction
@@ -105,7 +105,7 @@ def _create(session: Session, undo: Undo, target: names.TargetName, volume: stor
     """Volume, filesystem, target with its access rules and LUN 1, persistence
     file: under the target server's lock, each step with its undo."""
     for commands, remove in volume.create(size_mb):
-        undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
+        undo.step("creating volume", lambda commands=commands: _run_explained(session, commands, volume.vg))
         undo.push(*remove)
     if make_filesystem:
         undo.step("making the filesystem", lambda: [
@@ -124,6 +124,15 @@ def _create(session: Session, undo: Undo, target: names.TargetName, volume: stor
     undo.step("writing the target's config file", lambda: server.save(spec))
 
 
+def _run_explained(session: Session, commands: Sequence[list[str]], vg: str) -> None:
+    try:
+        for command in commands:
+            session.run(command)
+    except CommandError as err:
+        err.hint = err.hint or lvm.hint(err.stderr, vg, session.runner.host)
+        raise
+
+
 def _check_same(server: TargetServer, spec: tgtconf.TargetSpec) -> None:
     stores = tuple(lun.backing_store for lun in server.get(spec.iqn).luns)
     if stores != spec.backing_stores:
@@ -135,7 +144,10 @@ def _names(act: DriverAction, cfg: Config) -> tuple[names.TargetName, storage.Vo
     return names.build(cfg.base_iqn, cfg.host, volume.vg, volume.lv), volume
 
 
-def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
+ProgressFor = Callable[[int], Optional[Callable[[int], None]]]  # image size -> reporter of bytes done
+
+
+def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: ProgressFor = lambda size: None) -> str:
     path = act.require("PATH")
     check_allowed(path, cfg)
     target, volume = _names(act, cfg)
@@ -148,7 +160,8 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
         _create(session, undo, target, volume, max(image.size_mb, 1))
     digests = source.Digests(expected)
     # a new file of the file backend is sparse: it reads as zeros already
-    write = lambda: write_image(image, volume.device, server, local, digests, zero_holes=cfg.backend != "file")
+    write = lambda: write_image(image, volume.device, server, local, digests, zero_holes=cfg.backend != "file",
+                                progress=progress_for(image.size))
     undo.step(f"copying {path} to {volume.device}", write)
     if not dry_run:
         undo.step("checking the image checksum", lambda: digests.check(path))
@@ -156,11 +169,15 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
 
 
 def write_image(image: source.Image, device: str, server: Runner, local: Runner,
-                digests: source.Digests, zero_holes: bool = True) -> None:
+                digests: source.Digests, zero_holes: bool = True,
+                progress: Optional[Callable[[int], None]] = None) -> None:
     """Stream the image onto the device on the target server (one ssh
-    session), flushed to disk; zero blocks are not sent."""
+    session), flushed to disk; zero blocks are not sent. progress, if given,
+    is told the bytes read as they go."""
     with source.raw_chunks(image, local) as chunks:
         data = digests.through(chunks) if image.format == "raw" else chunks
+        if progress is not None:
+            data = _reporting(data, progress)
         server.feed(transfer.writer_command(device, server.resolve(["dd"])),
                     transfer.records(data, image.size, zero_holes))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
@@ -169,7 +186,14 @@ def write_image(image: source.Image, device: str, server: Runner, local: Runner,
                 pass
 
 
-def copy(path: str, device: str, cfg: Config, dry_run: bool = False) -> int:
+def _reporting(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        progress(len(chunk))
+        yield chunk
+
+
+def copy(path: str, device: str, cfg: Config, dry_run: bool = False,
+         progress_for: ProgressFor = lambda size: None) -> int:
     """Write a local image or URL onto an existing device of the target
     server, leaving no stale data under it; returns the bytes written."""
     check_allowed(path, cfg)
@@ -177,7 +201,8 @@ def copy(path: str, device: str, cfg: Config, dry_run: bool = False) -> int:
         raise InvalidInput(f"device must be an absolute path, got {device!r}")
     local = Runner("localhost", cfg)
     image = source.inspect(path, local)
-    write_image(image, device, Runner(cfg.host, cfg, dry_run=dry_run), local, source.Digests({}))
+    write_image(image, device, Runner(cfg.host, cfg, dry_run=dry_run), local, source.Digests({}),
+                progress=progress_for(image.size))
     return image.size
 
 

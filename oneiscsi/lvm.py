@@ -23,3 +23,12 @@ def parse_vg_usage(text: str) -> tuple[int, int]:
     """(total, free) in MiB from `vgs ... -o vg_size,vg_free`."""
     size, free = (int(field) for field in text.strip().split(":"))
     return size // MIB, free // MIB
+
+
+def hint(stderr: str, vg: str, host: str) -> str:
+    """A hint for a failed lvcreate, when the fix is obvious."""
+    if f'Volume group "{vg}" not found' in stderr:
+        return f"volume group {vg} does not exist on {host}: create it, or set VG_NAME"
+    if "Insufficient free" in stderr:
+        return f"volume group {vg} on {host} is full"
+    return ""

@@ -70,6 +70,9 @@ def render() -> str:
            ".SH OPTIONS", *_options(root, indent=False),
            ".SH COMMANDS"]
     for group_name, group in root.commands.items():
+        if not hasattr(group, "commands"):  # a command of its own, e.g. install
+            out += [f".SS {escape(group_name)}", *_command("", group_name, group)]
+            continue
         out += [f".SS {escape(group_name)}", escape(group.help or "")]
         for name, command in group.commands.items():
             out += _command(group_name, name, command)
@@ -97,7 +100,8 @@ def render() -> str:
 def _command(group_name: str, name: str, command) -> list:
     arguments = " ".join(f"\\fI{escape(p.human_readable_name)}\\fR" for p in command.params
                          if p.param_type_name == "argument")
-    lines = [".TP", f"\\fBone\\-iscsi {escape(group_name)} {escape(name)}\\fR [\\fIOPTIONS\\fR] {arguments}",
+    words = " ".join(escape(word) for word in ("one-iscsi", group_name, name) if word)
+    lines = [".TP", f"\\fB{words}\\fR [\\fIOPTIONS\\fR] {arguments}",
              escape(" ".join((command.help or "").split()))]
     for option in _options(command):
         lines.append(option)

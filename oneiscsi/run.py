@@ -42,7 +42,8 @@ class CommandError(OneIscsiError):
     """A command that could not be started, failed, or ran out of time."""
 
     def __init__(self, argv: Argv, host: str, rc: Optional[int], stderr: str, hint: str = ""):
-        self.argv, self.host, self.rc, self.stderr, self.hint = list(argv), host, rc, stderr, hint
+        self.argv, self.host, self.rc, self.stderr = list(argv), host, rc, stderr
+        self.hint = hint or _sudo_hint(stderr, self.program, host)
         super().__init__(str(self))
 
     @property
@@ -410,6 +411,12 @@ def _execute(argv: list[str], original: Argv, host: str, timeout: float,
     if done.returncode != 0 and done.returncode not in ok_codes:
         raise CommandError(original, host, done.returncode, done.stderr.decode(errors="replace"))
     return done.stdout.decode(errors="replace")
+
+
+def _sudo_hint(stderr: str, program: str, host: str) -> str:
+    if "sudo: a password is required" in stderr or "sudo: a terminal is required" in stderr:
+        return f"sudo on {host} asks for a password: add a NOPASSWD sudoers rule for {program} (see README)"
+    return ""
 
 
 def _ssh_hint(rc: Optional[int]) -> str:

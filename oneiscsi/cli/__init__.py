@@ -12,7 +12,7 @@ import typer
 from .. import __version__, completion
 from ..errors import OneIscsiError
 from . import host, image, iqn, lun, target, tm
-from .common import Globals, globals_of
+from .common import QUIET, Globals, globals_of
 
 PROG = "one-iscsi"
 
@@ -47,10 +47,13 @@ def root(
         help="iscsi.conf to read (shell KEY=VALUE syntax).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="Print the commands that would change something instead of running them.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Print only what scripts need: no notes, no progress.")] = False,
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run)
+    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run, quiet=quiet)
+    QUIET["on"] = quiet
 
 
 @app.command("install")

@@ -16,6 +16,11 @@ from ..run import Runner
 class Globals:
     conf_file: Optional[str] = None
     dry_run: bool = False
+    quiet: bool = False
+
+
+# --quiet: a setting of the whole run, read where notes are printed
+QUIET = {"on": False}
 
 
 def globals_of(ctx: typer.Context) -> Globals:
@@ -56,7 +61,41 @@ def runner_on(ctx: typer.Context, host: str) -> Runner:
 
 def info(message: str) -> None:
     """A note for people, on stderr, so stdout stays what scripts read."""
-    print(message, file=sys.stderr)
+    if not QUIET["on"]:
+        print(message, file=sys.stderr)
+
+
+class Progress:
+    """Bytes done, rate and time left of a copy, on one line of a terminal."""
+
+    def __init__(self, total: int, stream=None):
+        import time
+
+        self.clock = time.monotonic
+        self.total, self.done, self.stream = total, 0, stream or sys.stderr
+        self.started = self.shown = self.clock()
+
+    @classmethod
+    def for_terminal(cls, total: int) -> Optional["Progress"]:
+        """Only for people: not when stderr is not a terminal (OpenNebula), not with --quiet."""
+        return cls(total) if sys.stderr.isatty() and not QUIET["on"] else None
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.shown < 0.5 and self.done < self.total:
+            return
+        self.shown = now
+        rate = self.done / max(now - self.started, 1e-6)
+        left = (self.total - self.done) / rate if rate else 0
+        self.stream.write(f"\r{self.done / MIB:10.1f} / {self.total / MIB:.1f} MiB  {rate / MIB:7.1f} MiB/s  "
+                          f"{int(left) // 60}:{int(left) % 60:02d} left ")
+        if self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+MIB = 1024 * 1024
 
 
 def print_json(data: Any) -> None:

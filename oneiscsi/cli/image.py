@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .common import HostOption, driver_action, globals_of, info, load_config
+from .common import HostOption, Progress, driver_action, globals_of, info, load_config
 
 app = typer.Typer(help="Datastore actions: register (cp, mkfs), remove (rm), size (stat), monitor.",
                   no_args_is_help=True)
@@ -29,7 +29,7 @@ def cp(ctx: typer.Context, data: DataArgument, image_id: IdArgument) -> None:
 
     with driver_action("cp"):
         act, cfg = _prepare(ctx, data, image_id)
-        print(datastore.cp(act, cfg, dry_run=globals_of(ctx).dry_run))
+        print(datastore.cp(act, cfg, dry_run=globals_of(ctx).dry_run, progress_for=Progress.for_terminal))
 
 
 @app.command("mkfs")
@@ -84,5 +84,6 @@ def copy(ctx: typer.Context,
     network, but written there, so nothing of the old content survives."""
     from .. import datastore
 
-    size = datastore.copy(path, device, load_config(ctx, host=host), dry_run=globals_of(ctx).dry_run)
+    size = datastore.copy(path, device, load_config(ctx, host=host), dry_run=globals_of(ctx).dry_run,
+                          progress_for=Progress.for_terminal)
     info(f"wrote {size} bytes to {device}")

@@ -321,3 +321,47 @@ def test_tgt_admin_brings_the_saved_targets_back_as_at_boot(own_tgtd, ds, tmp_pa
                             for i in range(3)}
     shown = daemon.tgtadm("--op", "show", "--mode", "target").stdout
     assert shown.count("oneadmin") == 3 and shown.count("127.0.0.1\n") >= 3
+
+
+def test_missing_volume_group_gets_a_hint(tgtd, tmp_path):
+    """Real lvcreate (activation off: no device-mapper here) on a VG that does not exist."""
+    vg = f"vg-absent-{os.getpid()}"
+    done = cp(random_image(tmp_path / "img.raw", 4096), 800, {"BACKEND": "lvm", "VG_NAME": vg, "HOST": "localhost"},
+              ONE_ISCSI_LVCREATE="lvcreate --config global/activation=0")
+    assert done.returncode == 1
+    assert error_block(done.stderr).startswith(
+        f"creating volume failed on localhost: volume group {vg} does not exist on localhost: create it, "
+        "or set VG_NAME: lvcreate failed on localhost (exit 5)")
+    assert tgtd.target_ids() == []
+
+
+def test_progress_on_a_terminal_only(tgtd, tmp_path):
+    """image copy on a pseudo-terminal shows progress on stderr; through a pipe it does not."""
+    import pty
+    import sys
+
+    image = random_image(tmp_path / "img.raw", 3 * MIB)
+    device = tmp_path / "device"
+    device.write_bytes(bytes(3 * MIB))
+    one_iscsi = os.path.join(os.path.dirname(sys.executable), "one-iscsi")
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([one_iscsi, "image", "copy", str(image), str(device)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        seen += data
+    process.wait(timeout=60)
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"3.0 / 3.0 MiB" in seen and b"MiB/s" in seen
+    piped = quiet([one_iscsi, "image", "copy", str(image), str(device)])
+    assert piped.stderr == f"wrote {3 * MIB} bytes to {device}\n"
+    silent = quiet([one_iscsi, "--quiet", "image", "copy", str(image), str(device)])
+    assert (silent.returncode, silent.stderr) == (0, "")

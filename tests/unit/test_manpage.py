@@ -33,12 +33,15 @@ def test_renders_without_warnings_with_every_section():
 def test_documents_every_command_option_and_key():
     text = " ".join(rendered().split())
     root = typer.main.get_command(app)
-    for group_name, group in root.commands.items():
-        for name, command in group.commands.items():
-            assert f"one-iscsi {group_name} {name}" in text
-            for param in command.params:
-                for flag in getattr(param, "opts", []):
-                    if flag.startswith("-"):
-                        assert flag in text, (name, flag)
+    commands = [(f"{group_name} {name}", command) for group_name, group in root.commands.items()
+                for name, command in getattr(group, "commands", {}).items()]
+    commands += [(name, command) for name, command in root.commands.items() if not hasattr(command, "commands")]
+    assert len(commands) > 25
+    for name, command in commands:
+        assert f"one-iscsi {name} [OPTIONS]" in text
+        for param in command.params:
+            for flag in getattr(param, "opts", []):
+                if flag.startswith("-"):
+                    assert flag in text, (name, flag)
     for key in config.DEFAULTS:
         assert f"{key} (default:" in text, key

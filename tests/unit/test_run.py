@@ -124,3 +124,9 @@ def test_ssh_failure_names_ssh_and_host(tmp_path):
         Runner("tgtserver", cfg(SSH=str(script))).run(["tgtadm"])
     assert str(caught.value) == ("cannot reach host over ssh: ssh failed on tgtserver (exit 255): "
                                  "ssh: connect to host tgtserver port 22: Connection refused")
+
+
+def test_sudo_asking_for_a_password_gets_a_hint():
+    err = CommandError(["tgtadm", "--op", "show"], "tgt1", 1, "sudo: a password is required\n")
+    assert str(err) == ("sudo on tgt1 asks for a password: add a NOPASSWD sudoers rule for tgtadm (see README): "
+                        "tgtadm failed on tgt1 (exit 1): sudo: a password is required")
