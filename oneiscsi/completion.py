@@ -2,9 +2,7 @@
 (target IQNs and TIDs of the live tgtd, host names). Completion never hangs:
 a dead tgtd or host just gives no candidates, within COMPLETION_TIMEOUT."""
 import os
-import re
 import sys
-from pathlib import Path
 from typing import List
 
 import typer
@@ -72,6 +70,9 @@ def tids(ctx: typer.Context, incomplete: str) -> List[str]:
 
 def hosts(incomplete: str) -> List[str]:
     """Host aliases of the user's ssh configuration, and the local names."""
+    import re
+    from pathlib import Path
+
     names = {"localhost"}
     try:
         text = (Path.home() / ".ssh" / "config").read_text(errors="replace")
@@ -85,6 +86,8 @@ def hosts(incomplete: str) -> List[str]:
 
 
 def write_all(directory: str) -> None:
+    from pathlib import Path
+
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     for shell, name in FILES.items():

@@ -17,13 +17,9 @@ import io
 import math
 import os
 import re
-import secrets
-import selectors
 import shlex
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
@@ -192,6 +188,8 @@ class Runner:
         resolved = self.resolve(argv)
         process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        import threading
+
         watchdog = threading.Timer(self.cfg.copy_timeout, process.kill)
         watchdog.start()
         try:
@@ -209,6 +207,8 @@ class Runner:
         self._finish(process, argv)
 
     def _start(self, argv: list[str], stdin, stdout) -> subprocess.Popen:
+        import tempfile
+
         errors = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill up and block
         try:
             process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env())
@@ -309,6 +309,8 @@ class _RemoteChannel:
     it prints a marker with the exit status to stdout and a marker to stderr."""
 
     def __init__(self, runner: Runner, lock: bool):
+        import secrets
+
         self.runner = runner
         self.mark = f"one-iscsi-{secrets.token_hex(12)}"
         shell = ["env", "LC_ALL=C", "sh"]  # messages in English, whatever the host's locale
@@ -355,6 +357,8 @@ class _RemoteChannel:
         return result
 
     def _read_until(self, finished, timeout: float) -> bool:
+        import selectors
+
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             for stream in self.buffers:

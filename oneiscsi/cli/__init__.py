@@ -1,9 +1,13 @@
 """The `one-iscsi` command: the root app, global options and error handling.
 
 This is the only place where errors become messages and exit codes.
-"""
-from __future__ import annotations
 
+Start-up matters (OpenNebula runs this thousands of times a day): the command
+tree typer builds costs time per command, so a run builds only the group its
+arguments name, and domain modules load inside the commands.
+"""
+import importlib
+import os
 import sys
 from typing import Annotated, Optional, Sequence
 
@@ -11,26 +15,47 @@ import typer
 
 from .. import __version__, completion
 from ..errors import OneIscsiError
-from . import host, image, iqn, lun, target, tm
 from .common import QUIET, Globals, globals_of
 
 PROG = "one-iscsi"
+GROUPS = ("target", "lun", "host", "iqn", "image", "tm")
+ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
 
-app = typer.Typer(
-    name=PROG,
-    help="iSCSI datastore driver for OpenNebula: tgtd targets, volumes and initiator logins.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-app.add_typer(target.app, name="target")
-app.add_typer(lun.app, name="lun")
-app.add_typer(host.app, name="host")
-app.add_typer(iqn.app, name="iqn")
-app.add_typer(image.app, name="image")
-app.add_typer(tm.app, name="tm")
+
+def build_app(args: Optional[Sequence[str]] = None) -> typer.Typer:
+    """The root app with the group args name, or with every group."""
+    root = typer.Typer(
+        name=PROG,
+        help="iSCSI datastore driver for OpenNebula: tgtd targets, volumes and initiator logins.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    root.callback()(root_options)
+    root.command("install")(install)
+    wanted = _group_named(args) if args is not None and not os.environ.get(completion.COMPLETE_VAR) else None
+    for name in [wanted] if wanted else GROUPS:
+        root.add_typer(importlib.import_module(f"{__name__}.{name}").app, name=name)
+    return root
+
+
+def _group_named(args: Sequence[str]) -> Optional[str]:
+    """The group the command line names, if any (its first word that is not an option)."""
+    words = iter(args)
+    for word in words:
+        if word in ROOT_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in GROUPS else None
+    return None
+
+
+def __getattr__(name: str):
+    if name == "app":  # the whole app, for the man page and completion scripts
+        return build_app()
+    raise AttributeError(name)
 
 
 def _version(value: bool) -> None:
@@ -39,8 +64,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def root(
+def root_options(
     ctx: typer.Context,
     conf_file: Annotated[Optional[str], typer.Option(
         "--config", "-c", metavar="FILE", envvar="ONE_ISCSI_CONF",
@@ -56,7 +80,6 @@ def root(
     QUIET["on"] = quiet
 
 
-@app.command("install")
 def install(
     ctx: typer.Context,
     prefix: Annotated[str, typer.Option("--prefix", metavar="DIR",
@@ -81,8 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from typer._click import exceptions as click_errors  # typer vendors click
 
     completion.enable_if_asked()
-    command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(build_app(args))
     try:
         result = command.main(args, prog_name=PROG, standalone_mode=False)
     except OneIscsiError as err:

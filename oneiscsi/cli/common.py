@@ -1,5 +1,4 @@
 """What every command group shares: global options, configuration, output."""
-from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
@@ -8,8 +7,7 @@ from typing import Annotated, Any, Iterator, Optional, Sequence
 
 import typer
 
-from .. import completion, config
-from ..run import Runner
+from .. import completion
 
 
 @dataclass(frozen=True)
@@ -27,7 +25,9 @@ def globals_of(ctx: typer.Context) -> Globals:
     return ctx.find_root().obj or Globals()
 
 
-def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides: Optional[str]) -> config.Config:
+def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides: Optional[str]):
+    from .. import config  # domain modules load when a command runs: start-up stays fast
+
     return config.load(globals_of(ctx).conf_file, template=template,
                        overrides={k.upper(): v for k, v in overrides.items()})
 
@@ -48,14 +48,18 @@ def driver_action(action: str) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def runner(ctx: typer.Context, host: Optional[str]) -> Runner:
+def runner(ctx: typer.Context, host: Optional[str]):
     """A Runner for host, or for the configured HOST when host is None."""
+    from ..run import Runner
+
     cfg = load_config(ctx, host=host)
     return Runner(cfg.host, cfg, dry_run=globals_of(ctx).dry_run)
 
 
-def runner_on(ctx: typer.Context, host: str) -> Runner:
+def runner_on(ctx: typer.Context, host: str):
     """A Runner for a hypervisor host named on the command line."""
+    from ..run import Runner
+
     return Runner(host, load_config(ctx), dry_run=globals_of(ctx).dry_run)
 
 

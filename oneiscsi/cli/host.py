@@ -1,12 +1,10 @@
 """`one-iscsi host ...`: the initiator side, on the hypervisor hosts."""
-from __future__ import annotations
 
 from typing import Annotated
 
 import typer
 
-from .. import completion, initiator
-from ..run import check_host
+from .. import completion
 from .common import IqnArgument, info, load_config, runner_on
 
 app = typer.Typer(help="Discover, log in to and log out of targets on hypervisor hosts.",
@@ -20,12 +18,18 @@ TargetHostArgument = Annotated[str, typer.Argument(metavar="TARGET_HOST", help="
 @app.command("discover")
 def discover(ctx: typer.Context, target_host: TargetHostArgument, on: OnOption) -> None:
     """Discover the targets of a target server (iscsiadm_discovery)."""
+    from .. import initiator
+    from ..run import check_host
+
     print(initiator.discover(runner_on(ctx, on), check_host(target_host)), end="")
 
 
 @app.command("login")
 def login(ctx: typer.Context, iqn: IqnArgument, target_host: TargetHostArgument, on: OnOption) -> None:
     """Log in to a target (iscsiadm_login); an existing session is fine."""
+    from .. import initiator
+    from ..run import check_host
+
     if not initiator.login(runner_on(ctx, on), iqn, check_host(target_host)):
         info(f"{on}: already logged in to {iqn}")
 
@@ -33,6 +37,8 @@ def login(ctx: typer.Context, iqn: IqnArgument, target_host: TargetHostArgument,
 @app.command("logout")
 def logout(ctx: typer.Context, iqn: IqnArgument, on: OnOption) -> None:
     """Log out of a target (iscsiadm_logout); no session is fine."""
+    from .. import initiator
+
     if not initiator.logout(runner_on(ctx, on), iqn):
         info(f"{on}: no session to {iqn}")
 
@@ -41,5 +47,7 @@ def logout(ctx: typer.Context, iqn: IqnArgument, on: OnOption) -> None:
 def is_iscsi_host(ctx: typer.Context,
                   host: Annotated[str, typer.Argument(metavar="HOST", help="Host name.")]) -> None:
     """Exit 0 if logins are done on HOST, 1 if HOST is listed in NO_ISCSI (is_iscsi)."""
+    from .. import initiator
+
     if not initiator.is_iscsi(host, load_config(ctx)):
         raise typer.Exit(1)

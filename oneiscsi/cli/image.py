@@ -1,5 +1,4 @@
 """`one-iscsi image ...`: the datastore actions, as OpenNebula calls them."""
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -1,11 +1,9 @@
 """`one-iscsi iqn ...`: build and take apart target names. Runs nothing."""
-from __future__ import annotations
 
 from typing import Annotated, Optional
 
 import typer
 
-from .. import iqn as names
 from .common import JsonOption, load_config, print_json
 
 app = typer.Typer(help="Build, check and take apart target names (IQNs).", no_args_is_help=True)
@@ -16,6 +14,8 @@ IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
 @app.command("parse")
 def parse(iqn: IqnArgument, json: JsonOption = False) -> None:
     """Print the base IQN, target host, volume group, volume and device of an IQN."""
+    from .. import iqn as names
+
     data = names.parse(iqn).as_dict()
     if json:
         print_json(data)
@@ -28,18 +28,24 @@ def parse(iqn: IqnArgument, json: JsonOption = False) -> None:
 @app.command("lv-name")
 def lv_name(iqn: IqnArgument) -> None:
     """Print the volume name of an IQN (iqn_get_lv_name)."""
+    from .. import iqn as names
+
     print(names.parse(iqn).lv)
 
 
 @app.command("vg-name")
 def vg_name(iqn: IqnArgument) -> None:
     """Print the volume group of an IQN (iqn_get_vg_name)."""
+    from .. import iqn as names
+
     print(names.parse(iqn).vg)
 
 
 @app.command("host")
 def host(iqn: IqnArgument) -> None:
     """Print the target host of an IQN (iqn_get_host)."""
+    from .. import iqn as names
+
     print(names.parse(iqn).host)
 
 
@@ -51,5 +57,7 @@ def build(ctx: typer.Context,
           base_iqn: Annotated[Optional[str], typer.Option("--base-iqn", help="Base IQN (default: BASE_IQN).")] = None,
           ) -> None:
     """Print the IQN for a volume, after checking that tgtd would accept it."""
+    from .. import iqn as names
+
     cfg = load_config(ctx, host=host, vg_name=vg, base_iqn=base_iqn)
     print(names.build(cfg.base_iqn, cfg.host, cfg.vg_name, lv).iqn)

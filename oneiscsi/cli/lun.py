@@ -1,11 +1,9 @@
 """`one-iscsi lun ...`: logical units of targets."""
-from __future__ import annotations
 
 from typing import Annotated
 
 import typer
 
-from ..targets import TargetServer
 from .common import HostOption, TidArgument, runner
 
 app = typer.Typer(help="Attach backing stores to targets as logical units.", no_args_is_help=True)
@@ -18,5 +16,7 @@ def bind(ctx: typer.Context,
          lun: Annotated[int, typer.Option("--lun", "-l", min=1, help="Logical unit number.")] = 1,
          host: HostOption = None) -> None:
     """Add a backing store to a target as a LUN (tgtadm_logicalunit_new)."""
+    from ..targets import TargetServer
+
     with runner(ctx, host).session() as session:
         TargetServer(session).bind_lun(tid, device, lun)

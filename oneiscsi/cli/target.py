@@ -1,15 +1,14 @@
 """`one-iscsi target ...`: targets on the target server's tgtd."""
-from __future__ import annotations
 
-from typing import Annotated, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
 import typer
 
-from contextlib import contextmanager
-from typing import Iterator
-
-from ..targets import TargetServer
 from .. import completion
+
+if TYPE_CHECKING:
+    from ..targets import TargetServer
 from .common import (HostOption, IqnArgument, JsonOption, TidArgument, globals_of, info, print_json,
                      print_table, runner)
 
@@ -19,7 +18,9 @@ app = typer.Typer(help="Create, list and delete iSCSI targets on the target serv
 
 
 @contextmanager
-def _server(ctx: typer.Context, host: Optional[str], lock: bool = False) -> Iterator[TargetServer]:
+def _server(ctx: typer.Context, host: Optional[str], lock: bool = False) -> Iterator["TargetServer"]:
+    from ..targets import TargetServer
+
     with runner(ctx, host).session(lock=lock) as session:
         yield TargetServer(session)
 

@@ -1,5 +1,4 @@
 """`one-iscsi tm ...`: the transfer actions, as OpenNebula calls them."""
-from __future__ import annotations
 
 from typing import Annotated, List, Optional
 

@@ -63,3 +63,23 @@ def test_module_and_console_script_entry_points():
                             capture_output=True, text=True, timeout=30)
     assert script.returncode == 2
     assert script.stderr == "one-iscsi: error: IQN 'bad' is not of the form iqn.YYYY-MM.reverse.domain[:name]\n"
+
+
+@pytest.mark.parametrize("args, group", [
+    (["iqn", "parse", "x"], "iqn"),
+    (["--config", "target", "tm", "ln"], "tm"),      # the value of --config is not the group
+    (["-c", "f", "--dry-run", "target", "list"], "target"),
+    (["--config=f", "image", "cp"], "image"),
+    (["install"], None), (["--help"], None), ([], None), (["nonsense"], None),
+])
+def test_a_run_builds_only_the_group_it_names(args, group):
+    from oneiscsi.cli import _group_named, build_app
+
+    assert _group_named(args) == group
+    built = {info.name for info in build_app(args).registered_groups}
+    assert built == ({group} if group else {"target", "lun", "host", "iqn", "image", "tm"})
+
+
+def test_unknown_group_is_a_usage_error(cli):
+    result = cli("nonsense")
+    assert result.rc == 2 and "No such command 'nonsense'" in result.err
