@@ -47,6 +47,7 @@ DEFAULTS = {
     "LOCK_TIMEOUT": "60",
     "DEVICE_TIMEOUT": "30",
     "DEVICE_DIR": "/dev/disk/by-path",
+    "PORTAL_PORT": "3260",
     "BACKEND": "lvm",
     "POOL_DIR": "/srv/one-iscsi",
     "RESTRICTED_DIRS": "",
@@ -74,6 +75,7 @@ DESCRIPTIONS = {
     "LOCK_TIMEOUT": "seconds to wait for LOCK_FILE",
     "DEVICE_TIMEOUT": "seconds to wait for the device after an iSCSI login",
     "DEVICE_DIR": "where the hosts' udev links iSCSI devices by path",
+    "PORTAL_PORT": "TCP port of the target server's iSCSI portal, for discovery and login",
     "BACKEND": "storage of the images on the target server: lvm or file",
     "POOL_DIR": "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)",
     "RESTRICTED_DIRS": "directories (space separated) images may not be copied from, besides the built-in ones",
@@ -177,6 +179,7 @@ class Config:
     lock_timeout: float
     device_timeout: float
     device_dir: str
+    portal_port: int
     backend: str
     pool_dir: str
     restricted_dirs: tuple[str, ...]
@@ -226,6 +229,7 @@ class Config:
             lock_timeout=_number(values, "LOCK_TIMEOUT", float, minimum=0.001),
             device_timeout=_number(values, "DEVICE_TIMEOUT", float, minimum=0.001),
             device_dir=values["DEVICE_DIR"],
+            portal_port=_number(values, "PORTAL_PORT", int, minimum=1),
             backend=_choice(values, "BACKEND", ("lvm", "file")),
             pool_dir=values["POOL_DIR"],
             restricted_dirs=tuple(values["RESTRICTED_DIRS"].split()),

@@ -1,8 +1,16 @@
 """open-iscsi: builders of `iscsiadm` command lines for the hypervisor hosts. Pure."""
 from __future__ import annotations
 
+DEFAULT_PORT = 3260
 NO_SESSION_RC = 21  # iscsiadm: "No matching sessions found"
 SESSION_EXISTS_RC = 15
+
+
+def portal(host: str, port: int) -> str:
+    """iscsiadm's -p value: the host alone for the standard port."""
+    if port == DEFAULT_PORT:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def discovery(target_host: str) -> list[str]:

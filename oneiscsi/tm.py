@@ -55,12 +55,13 @@ def ln(iqn: str, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
         return f"linked {dst} to {device_of(target, cfg)}"
     with host.session() as session:
         session.run(mkdir)
-        session.run(iscsiadm.discovery(target.host))
+        portal = iscsiadm.portal(target.host, cfg.portal_port)
+        session.run(iscsiadm.discovery(portal))
         if cfg.chap_user:
-            for command in iscsiadm.chap_settings(iqn, target.host, cfg.chap_user, Secret(cfg.chap_password)):
+            for command in iscsiadm.chap_settings(iqn, portal, cfg.chap_user, Secret(cfg.chap_password)):
                 session.run(command)
         try:
-            logged_in = initiator.login(session, iqn, target.host)
+            logged_in = initiator.login(session, iqn, portal)
         except CommandError:
             _quietly(lambda: initiator.forget(session, iqn))  # no node record of a failed login stays
             raise

@@ -231,3 +231,12 @@ def test_ln_sets_chap_on_the_node_record_and_masks_it(hosts, tmp_path, monkeypat
     assert record == ["node.session.auth.authmethod = CHAP", "node.session.auth.username = oneadmin",
                       "node.session.auth.password = s3cret-Pass.12"]
     assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_ln_uses_the_configured_portal_port(hosts, tmp_path, monkeypatch):
+    monkeypatch.setenv("ONE_ISCSI_PORTAL_PORT", "3261")
+    _, backing = register(tmp_path, 14, size=4096)
+    hosts.export(IQN.format(14), backing)
+    assert remote("tm", "ln", IQN.format(14), f"node1:{hosts.directory}/disk.0").returncode == 0
+    assert "-m discovery -t st -p localhost:3261" in hosts.calls()
+    assert f"-m node --targetname {IQN.format(14)} -p localhost:3261 --login" in hosts.calls()

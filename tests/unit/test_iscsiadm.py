@@ -21,3 +21,9 @@ def test_node_record_argvs():
         "iscsiadm", "-m", "node", "--targetname", IQN, "-p", "10.0.0.1:3260", "-o", "new"]
     assert iscsiadm.delete_node(IQN) == ["iscsiadm", "-m", "node", "--targetname", IQN, "-o", "delete"]
     assert iscsiadm.show_node(IQN) == ["iscsiadm", "-m", "node", "--targetname", IQN]
+
+
+def test_portal():
+    assert iscsiadm.portal("tgt1", 3260) == "tgt1"
+    assert iscsiadm.portal("tgt1", 3261) == "tgt1:3261"
+    assert iscsiadm.portal("fd00::5", 3261) == "[fd00::5]:3261"
