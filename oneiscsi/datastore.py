@@ -114,7 +114,7 @@ def _create(session: Session, undo: Undo, target: names.TargetName, volume: stor
     spec = _spec(target, volume, server.cfg)
     tid, created = undo.step("creating target", lambda: server.new(target.iqn))
     if not created:
-        undo.step("creating target", lambda: _check_same(server, spec))
+        undo.step("creating target", lambda: server.check_same(spec))
         opennebula.log_info(undo.action, f"target {target.iqn} already exists with TID {tid}: kept")
         return
     undo.push(tgt.delete_target(tid, force=True))
@@ -131,12 +131,6 @@ def _run_explained(session: Session, commands: Sequence[list[str]], vg: str) -> 
     except CommandError as err:
         err.hint = err.hint or lvm.hint(err.stderr, vg, session.runner.host)
         raise
-
-
-def _check_same(server: TargetServer, spec: tgtconf.TargetSpec) -> None:
-    stores = tuple(lun.backing_store for lun in server.get(spec.iqn).luns)
-    if stores != spec.backing_stores:
-        raise OneIscsiError(f"target {spec.iqn} already exists on {server.host} with other LUNs")
 
 
 def _names(act: DriverAction, cfg: Config) -> tuple[names.TargetName, storage.Volume]:

@@ -135,14 +135,18 @@ class TargetServer:
         existing target with the same backing stores is kept as it is."""
         tid, created = self.new(spec.iqn)
         if not created:
-            existing = self.get(spec.iqn)
-            if tuple(lun.backing_store for lun in existing.luns) != spec.backing_stores:
-                raise OneIscsiError(f"target {spec.iqn} already exists on {self.host} with other LUNs")
+            self.check_same(spec)
             return tid, False
         self.allow(tid, spec)
         for lun, store in enumerate(spec.backing_stores, 1):
             self.bind_lun(tid, store, lun)
         return tid, True
+
+    def check_same(self, spec: tgtconf.TargetSpec) -> None:
+        """An existing target of spec's name must have spec's LUNs."""
+        stores = tuple(lun.backing_store for lun in self.get(spec.iqn).luns)
+        if stores != spec.backing_stores:
+            raise OneIscsiError(f"target {spec.iqn} already exists on {self.host} with other LUNs")
 
     def restore(self) -> tuple[list[str], list[str]]:
         """Create again every target saved in CONF_DIR that tgtd does not have.
