@@ -33,6 +33,8 @@ TOOL_KEYS = {
     "MKFS": "mkfs",
     "MKSWAP": "mkswap",
     "TRUNCATE": "truncate",
+    "FALLOCATE": "fallocate",
+    "BLKDISCARD": "blkdiscard",
 }
 
 DEFAULTS = {
@@ -59,6 +61,7 @@ DEFAULTS = {
     "CHAP_PASSWORD": "",
     "SUDO": "sudo",
     "SSH": "ssh",
+    "COPY_SSH_OPTIONS": "-o Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
     **{key: program for key, program in TOOL_KEYS.items()},
 }
 
@@ -87,6 +90,7 @@ DESCRIPTIONS = {
     "CHAP_PASSWORD": "CHAP password of CHAP_USER (12 to 16 characters)",
     "SUDO": "prefix for privileged commands (empty: none)",
     "SSH": "ssh command used to reach other hosts",
+    "COPY_SSH_OPTIONS": "more ssh options for image data (default: AES-GCM first, the fastest cipher with AES-NI)",
     **{key: f"command line for {program}" for key, program in TOOL_KEYS.items()},
 }
 
@@ -191,6 +195,7 @@ class Config:
     chap_password: str = field(repr=False)
     sudo: tuple[str, ...]
     ssh: tuple[str, ...]
+    copy_ssh_options: tuple[str, ...]
     tools: Mapping[str, tuple[str, ...]] = field(repr=False)
     values: Mapping[str, str] = field(repr=False)
 
@@ -241,6 +246,7 @@ class Config:
             chap_password=values["CHAP_PASSWORD"],
             sudo=split("SUDO"),
             ssh=split("SSH"),
+            copy_ssh_options=split("COPY_SSH_OPTIONS"),
             tools=MappingProxyType(tools),
             values=MappingProxyType(dict(values)),
         )

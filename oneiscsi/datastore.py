@@ -172,8 +172,10 @@ def write_image(image: source.Image, device: str, server: Runner, local: Runner,
         data = digests.through(chunks) if image.format == "raw" else chunks
         if progress is not None:
             data = _reporting(data, progress)
-        server.feed(transfer.writer_command(device, server.resolve(["dd"])),
-                    transfer.records(data, image.size, zero_holes))
+        writer = transfer.writer_command(device, server.resolve(["dd"]),
+                                         server.resolve(transfer.zero_block_command()),
+                                         server.resolve(transfer.zero_file_command()))
+        server.feed(writer, transfer.records(data, image.size, zero_holes))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
         with open(image.path, "rb") as original:
             for _ in digests.through(source.read_chunks(original)):

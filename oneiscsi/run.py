@@ -118,9 +118,9 @@ class Runner:
         needs_sudo = privileged and (not self.local or os.geteuid() != 0)
         return [*(self.cfg.sudo if needs_sudo else ()), *command]
 
-    def ssh_argv(self, remote_command: str) -> list[str]:
+    def ssh_argv(self, remote_command: str, options: Sequence[str] = ()) -> list[str]:
         connect = max(1, math.ceil(self.cfg.timeout))
-        return [*self.cfg.ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}",
+        return [*self.cfg.ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}", *options,
                 "--", self.host, remote_command]
 
     @contextmanager
@@ -180,16 +180,16 @@ class Runner:
         self._finish(process, argv)
 
     def feed(self, argv: Argv, chunks: Iterable[bytes]) -> None:
-        """Run argv on the host with chunks as its stdin (one ssh session),
-        within COPY_TIMEOUT."""
+        """Run argv on the host with chunks as its stdin (one ssh session,
+        with COPY_SSH_OPTIONS: it carries image data), within COPY_TIMEOUT."""
+        import threading
+
         if self.dry_run:
             self.print_dry_run(argv)
             return
         resolved = self.resolve(argv)
-        process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
-                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        import threading
-
+        remote = self.ssh_argv(shlex.join(resolved), self.cfg.copy_ssh_options)
+        process = self._start(resolved if self.local else remote, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         watchdog = threading.Timer(self.cfg.copy_timeout, process.kill)
         watchdog.start()
         try:

@@ -13,7 +13,7 @@ from .errors import InvalidInput, OneIscsiError
 from .run import Runner
 
 MIB = 1024 * 1024
-CHUNK = 4 * MIB
+CHUNK = MIB  # the zero-detection block of transfer.py
 QCOW2_MAGIC = b"QFI\xfb"
 
 

@@ -12,7 +12,7 @@ from .errors import OneIscsiError
 from . import initiator
 from .initiator import is_iscsi
 from .opennebula import HostPath
-from .run import CommandError, Runner, Secret
+from .run import CommandError, Runner, Secret, Session
 
 CLONE_ERROR = "CLONE not supported for TM_ISCSI. Use persistent images"
 TIMED_OUT_RC = 124  # timeout(1)
@@ -47,34 +47,37 @@ def device_of(target: names.TargetName, cfg: Config) -> str:
 
 
 def ln(iqn: str, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
+    with Runner(dst.host, cfg, dry_run=dry_run).session() as session:
+        return link(session, iqn, dst, cfg)
+
+
+def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> str:
+    """ln on dst's host, in a session of that host."""
     target = names.parse(iqn)
-    host = Runner(dst.host, cfg, dry_run=dry_run)
-    mkdir = ["mkdir", "-p", posixpath.dirname(dst.path)]
+    session.run(["mkdir", "-p", posixpath.dirname(dst.path)])
     if not is_iscsi(dst.host, cfg):
-        host.run_all([mkdir, ["ln", "-sfn", device_of(target, cfg), dst.path]])
+        session.run(["ln", "-sfn", device_of(target, cfg), dst.path])
         return f"linked {dst} to {device_of(target, cfg)}"
-    with host.session() as session:
-        session.run(mkdir)
-        portal = iscsiadm.portal(target.host, cfg.portal_port)
-        session.run(iscsiadm.discovery(portal))
-        if cfg.chap_user:
-            for command in iscsiadm.chap_settings(iqn, portal, cfg.chap_user, Secret(cfg.chap_password)):
-                session.run(command)
-        try:
-            logged_in = initiator.login(session, iqn, portal)
-        except CommandError:
-            _quietly(lambda: initiator.forget(session, iqn))  # no node record of a failed login stays
-            raise
-        try:
-            session.run(wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
-                        timeout=cfg.device_timeout + cfg.timeout)
-        except CommandError as err:
-            if logged_in:  # only a session this action opened is closed again
-                _quietly(lambda: logout_and_forget(session, iqn))
-            if err.rc == TIMED_OUT_RC:
-                raise OneIscsiError(f"no device for {iqn} on {dst.host} within {cfg.device_timeout:g} s "
-                                    f"(DEVICE_TIMEOUT){': logged out again' if logged_in else ''}") from None
-            raise
+    portal = iscsiadm.portal(target.host, cfg.portal_port)
+    session.run(iscsiadm.discovery(portal))
+    if cfg.chap_user:
+        for command in iscsiadm.chap_settings(iqn, portal, cfg.chap_user, Secret(cfg.chap_password)):
+            session.run(command)
+    try:
+        logged_in = initiator.login(session, iqn, portal)
+    except CommandError:
+        _quietly(lambda: initiator.forget(session, iqn))  # no node record of a failed login stays
+        raise
+    try:
+        session.run(wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout),
+                    timeout=cfg.device_timeout + cfg.timeout)
+    except CommandError as err:
+        if logged_in:  # only a session this action opened is closed again
+            _quietly(lambda: logout_and_forget(session, iqn))
+        if err.rc == TIMED_OUT_RC:
+            raise OneIscsiError(f"no device for {iqn} on {dst.host} within {cfg.device_timeout:g} s "
+                                f"(DEVICE_TIMEOUT){': logged out again' if logged_in else ''}") from None
+        raise
     what = "logged in to" if logged_in else "already logged in to"
     return f"{what} {iqn} on {dst.host}, linked {dst.path}"
 
@@ -97,7 +100,7 @@ def mvds(src: HostPath, iqn: str, cfg: Config, dry_run: bool = False) -> str:
     return f"logged out of {iqn} on {src.host}"
 
 
-def _inspect(host: Runner, path: str) -> Optional[tuple[str, str]]:
+def _inspect(host, path: str) -> Optional[tuple[str, str]]:
     """(kind, link target) of path on host, or None if it does not exist."""
     try:
         kind, _, link = host.run(describe(path), query=True).rstrip("\n").partition(" ")
@@ -124,42 +127,45 @@ def iqn_of_link(link: str, cfg: Config) -> Optional[str]:
 
 
 def delete(dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
-    host = Runner(dst.host, cfg, dry_run=dry_run)
-    found = _inspect(host, dst.path)
-    if found is None:
-        return f"{dst} does not exist: nothing to delete"
-    kind, link = found
-    if kind != "l":
-        host.run(["rm", "-rf", dst.path])
-        return f"removed {dst}"
-    iqn = iqn_of_link(link, cfg)
-    with host.session() as session:
+    with Runner(dst.host, cfg, dry_run=dry_run).session() as session:
+        found = _inspect(session, dst.path)
+        if found is None:
+            return f"{dst} does not exist: nothing to delete"
+        kind, target = found
+        if kind != "l":
+            session.run(["rm", "-rf", dst.path])
+            return f"removed {dst}"
+        iqn = iqn_of_link(target, cfg)
         logged_out = bool(iqn and is_iscsi(dst.host, cfg) and logout_and_forget(session, iqn))
         session.run(["rm", "-f", dst.path])
     return f"logged out of {iqn} on {dst.host}, removed {dst.path}" if logged_out else f"removed {dst}"
 
 
 def mv(src: HostPath, dst: HostPath, cfg: Config, dry_run: bool = False) -> str:
+    """One session on each host (a directory's data takes a second)."""
     if src == dst:
         return f"{src} is already in place: nothing to move"
     source_host = Runner(src.host, cfg, dry_run=dry_run)
-    found = _inspect(source_host, src.path)
-    if found is None:
-        raise OneIscsiError(f"{src} does not exist")
-    kind, link = found
-    if kind == "l":
-        iqn = iqn_of_link(link, cfg)
+    with source_host.session() as source:
+        found = _inspect(source, src.path)
+        if found is None:
+            raise OneIscsiError(f"{src} does not exist")
+        kind, target = found
+        if kind != "l":
+            _copy_directory(source_host, src.path, Runner(dst.host, cfg, dry_run=dry_run), dst.path)
+            source.run(["rm", "-rf", src.path])
+            return f"moved {src} to {dst}"
+        iqn = iqn_of_link(target, cfg)
         if iqn is None:
-            raise OneIscsiError(f"{src} points at {link}, which is not an iSCSI disk")
-        ln(iqn, dst, cfg, dry_run)  # first: if it fails, the disk is still where it was
-        with source_host.session() as session:
-            if is_iscsi(src.host, cfg) and src.host != dst.host:
-                logout_and_forget(session, iqn)
-            session.run(["rm", "-f", src.path])
-        return f"moved {iqn} from {src} to {dst}"
-    _copy_directory(source_host, src.path, Runner(dst.host, cfg, dry_run=dry_run), dst.path)
-    source_host.run(["rm", "-rf", src.path])
-    return f"moved {src} to {dst}"
+            raise OneIscsiError(f"{src} points at {target}, which is not an iSCSI disk")
+        if src.host == dst.host:
+            link(source, iqn, dst, cfg)
+        else:
+            ln(iqn, dst, cfg, dry_run)  # first: if it fails, the disk is still where it was
+            if is_iscsi(src.host, cfg):
+                logout_and_forget(source, iqn)
+        source.run(["rm", "-f", src.path])
+    return f"moved {iqn} from {src} to {dst}"
 
 
 def _copy_directory(src: Runner, src_path: str, dst: Runner, dst_path: str) -> None:

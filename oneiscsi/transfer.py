@@ -1,20 +1,23 @@
 """Writing an image onto a device on the target server, zero-aware.
 
 The image goes as a stream of records to a small fixed script on the target
-server, which writes each record with dd:
+server, which writes each record:
 
-    D <offset> <length>\\n<length bytes>   data, written at offset
-    Z <offset> <length>\\n                 zeros, written there from /dev/zero
+    D <offset> <length>\\n<length bytes>   data, written at offset with dd
+    Z <offset> <length>\\n                 zeros: the range is zeroed in place
+                                          (blkdiscard -z, fallocate --punch-hole,
+                                          else dd from /dev/zero)
     E <size>\\n                            end: flush the device to disk
 
 Blocks of zeros are never sent: on a fresh sparse file they are skipped
-altogether, elsewhere the target server writes them itself, so no stale data
+altogether, elsewhere the target server zeroes them itself, so no stale data
 survives under the image. The stream's bytes are only ever data to dd (the
 script reads record headers with `read`, never executes them); a stream that
 ends without its E record fails. Pure: no I/O here.
 """
 from __future__ import annotations
 
+import shlex
 from typing import Iterable, Iterator
 
 MIB = 1024 * 1024
@@ -22,16 +25,20 @@ BLOCK = MIB                # zero detection granularity
 MAX_RECORD = 16 * MIB      # data buffered before it is sent (bounds memory)
 _ZEROS = bytes(BLOCK)
 
-# Arguments: the device, then the dd command (with its sudo prefix).
+# Arguments: the device, then three command lines, each made by shlex.join:
+# dd, and the zeroing commands for a block device and for a file. The
+# records' numbers are only ever expanded inside double quotes.
 WRITER = r'''
-dev=$1; shift
+dev=$1 dd=$2 zero_block=$3 zero_file=$4
+if [ -b "$dev" ]; then zero=$zero_block; else zero=$zero_file; fi
 while read -r kind offset length; do
   case $kind in
-    D) "$@" of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes,fullblock \
-         oflag=seek_bytes conv=notrunc status=none || exit 1 ;;
-    Z) "$@" if=/dev/zero of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes \
-         oflag=seek_bytes conv=notrunc status=none || exit 1 ;;
-    E) "$@" of="$dev" count=0 conv=notrunc,fsync status=none || exit 1
+    D) eval "$dd"' of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes,fullblock \
+         oflag=seek_bytes conv=notrunc status=none' || exit 1 ;;
+    Z) eval "$zero"' -o "$offset" -l "$length" "$dev"' 2>/dev/null ||
+       eval "$dd"' if=/dev/zero of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes \
+         oflag=seek_bytes conv=notrunc status=none' || exit 1 ;;
+    E) eval "$dd"' of="$dev" count=0 conv=notrunc,fsync status=none' || exit 1
        echo "wrote $offset bytes"; exit 0 ;;
     *) echo "image writer: bad record" >&2; exit 2 ;;
   esac
@@ -44,33 +51,47 @@ class ShortImage(Exception):
     """The source gave fewer or more bytes than it announced."""
 
 
-def writer_command(device: str, dd: list[str]) -> list[str]:
-    """argv of the writer script; dd is the resolved dd command line."""
-    return ["sh", "-c", WRITER, "image-writer", device, *dd]
+def writer_command(device: str, dd: list[str], zero_block: list[str], zero_file: list[str]) -> list[str]:
+    """argv of the writer script, given the resolved commands (sudo prefix
+    included) of dd, of zeroing a block device range, of punching a file's."""
+    return ["sh", "-c", WRITER, "image-writer", device, shlex.join(dd), shlex.join(zero_block),
+            shlex.join(zero_file)]
+
+
+def zero_block_command() -> list[str]:
+    return ["blkdiscard", "-z"]
+
+
+def zero_file_command() -> list[str]:
+    return ["fallocate", "--punch-hole"]
 
 
 def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True) -> Iterator[bytes]:
-    """The record stream for an image of size bytes given in chunks. With
-    zero_holes False, zero blocks are skipped: only for a device known to read
-    as zeros (a new sparse file)."""
+    """The record stream for an image of size bytes given in chunks of at
+    most BLOCK bytes. With zero_holes False, zero blocks are skipped: only for
+    a device known to read as zeros (a new sparse file)."""
     offset = 0
-    pending = bytearray()   # data not yet sent, starting at offset - len(pending)
-    zeros = 0               # zero bytes not yet sent, just before offset
-    for block in _blocks(chunks):
-        if block == _ZEROS[:len(block)]:
+    pending: list[bytes] = []  # data blocks not yet sent, ending at offset
+    pending_size = 0
+    zeros = 0                  # zero bytes not yet sent, ending at offset
+    for block in chunks:
+        if _is_zero(block):
             if pending:
-                yield from _data(offset - len(pending), pending)
+                yield from _data(offset - pending_size, pending, pending_size)
+                pending, pending_size = [], 0
             zeros += len(block)
         else:
             if zeros:
                 yield from _zero(offset - zeros, zeros, zero_holes)
                 zeros = 0
-            pending += block
-            if len(pending) >= MAX_RECORD:
-                yield from _data(offset + len(block) - len(pending), pending)
+            pending.append(block)
+            pending_size += len(block)
+            if pending_size >= MAX_RECORD:
+                yield from _data(offset + len(block) - pending_size, pending, pending_size)
+                pending, pending_size = [], 0
         offset += len(block)
     if pending:
-        yield from _data(offset - len(pending), pending)
+        yield from _data(offset - pending_size, pending, pending_size)
     if zeros:
         yield from _zero(offset - zeros, zeros, zero_holes)
     if offset != size:
@@ -78,25 +99,16 @@ def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True) -> Iter
     yield f"E {offset} 0\n".encode()
 
 
-def _data(offset: int, pending: bytearray) -> Iterator[bytes]:
-    yield f"D {offset} {len(pending)}\n".encode()
-    yield bytes(pending)
-    pending.clear()
+def _is_zero(block: bytes) -> bool:
+    # most data blocks give themselves away by their first or last byte
+    return not block[0] and not block[-1] and block == _ZEROS[:len(block)]
+
+
+def _data(offset: int, blocks: list[bytes], size: int) -> Iterator[bytes]:
+    yield f"D {offset} {size}\n".encode()
+    yield from blocks
 
 
 def _zero(offset: int, length: int, zero_holes: bool) -> Iterator[bytes]:
     if zero_holes:
         yield f"Z {offset} {length}\n".encode()
-
-
-def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The stream cut in BLOCK-sized pieces (the last may be shorter)."""
-    rest = b""
-    for chunk in chunks:
-        data = rest + chunk if rest else chunk
-        whole = len(data) - len(data) % BLOCK
-        for start in range(0, whole, BLOCK):
-            yield data[start:start + BLOCK]
-        rest = data[whole:]
-    if rest:
-        yield rest

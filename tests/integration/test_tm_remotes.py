@@ -240,3 +240,17 @@ def test_ln_uses_the_configured_portal_port(hosts, tmp_path, monkeypatch):
     assert remote("tm", "ln", IQN.format(14), f"node1:{hosts.directory}/disk.0").returncode == 0
     assert "-m discovery -t st -p localhost:3261" in hosts.calls()
     assert f"-m node --targetname {IQN.format(14)} -p localhost:3261 --login" in hosts.calls()
+
+
+def test_one_ssh_session_per_host_per_action(hosts, tmp_path):
+    _, backing = register(tmp_path, 15, size=4096)
+    hosts.export(IQN.format(15), backing)
+    src, dst = hosts.directory / "disk.0", tmp_path / "elsewhere" / "disk.0"
+    steps = [("ln", [IQN.format(15), f"node1:{src}"], ["node1"]),
+             ("mv", [f"node1:{src}", f"node2:{dst}"], ["node1", "node2"]),
+             ("mvds", [f"node2:{dst}", IQN.format(15)], ["node2"]),
+             ("delete", [f"node2:{dst}"], ["node2"])]
+    for action, args, hosts_used in steps:
+        before = len(hosts.ssh_sessions())
+        assert remote("tm", action, *args).returncode == 0
+        assert sorted(hosts.ssh_sessions()[before:]) == hosts_used, action

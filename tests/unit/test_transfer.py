@@ -26,11 +26,31 @@ def image_of(*parts):
     return b"".join(parts)
 
 
+def blocks(image, size=MIB):
+    return [image[i:i + size] for i in range(0, len(image), size)]
+
+
+def rebuild(stream: bytes, size: int) -> bytes:
+    """What the writer leaves on a device full of 0xff."""
+    device = bytearray(b"\xff" * size)
+    for kind, offset, length, data in decode(stream):
+        if kind == "D":
+            device[offset:offset + length] = data
+        elif kind == "Z":
+            device[offset:offset + length] = bytes(length)
+    return bytes(device)
+
+
+@pytest.mark.parametrize("chunk", [MIB, 777777, 4096, 3 * MIB + 1])
+def test_any_chunking_rebuilds_the_image_exactly(chunk):
+    image = image_of(bytes(2 * MIB + 5), os.urandom(MIB + 17), bytes(MIB), os.urandom(100), bytes(3))
+    assert rebuild(b"".join(transfer.records(blocks(image, chunk), len(image))), len(image)) == image
+
+
 def test_zero_blocks_become_zero_records_and_data_is_coalesced():
     data = os.urandom(2 * MIB)
     image = image_of(bytes(3 * MIB), data, bytes(MIB), b"tail")
-    records = decode(b"".join(transfer.records([image[i:i + 777777] for i in range(0, len(image), 777777)],
-                                               len(image))))
+    records = decode(b"".join(transfer.records(blocks(image), len(image))))
     assert [(k, o, n) for k, o, n, _ in records] == [
         ("Z", 0, 3 * MIB), ("D", 3 * MIB, 2 * MIB), ("Z", 5 * MIB, MIB), ("D", 6 * MIB, 4),
         ("E", len(image), 0)]
@@ -39,13 +59,13 @@ def test_zero_blocks_become_zero_records_and_data_is_coalesced():
 
 def test_zero_blocks_are_skipped_on_a_sparse_device():
     image = image_of(bytes(MIB), b"x" * MIB, bytes(2 * MIB))
-    records = decode(b"".join(transfer.records([image], len(image), zero_holes=False)))
+    records = decode(b"".join(transfer.records(blocks(image), len(image), zero_holes=False)))
     assert [(k, o, n) for k, o, n, _ in records] == [("D", MIB, MIB), ("E", 4 * MIB, 0)]
 
 
 def test_data_records_are_bounded():
     image = os.urandom(transfer.MAX_RECORD * 2 + 5)
-    records = decode(b"".join(transfer.records([image], len(image))))
+    records = decode(b"".join(transfer.records(blocks(image), len(image))))
     assert [n for k, _, n, _ in records if k == "D"] == [transfer.MAX_RECORD, transfer.MAX_RECORD, 5]
     assert b"".join(d for k, _, _, d in records) == image
 
@@ -57,5 +77,7 @@ def test_a_short_source_never_ends_the_stream():
 
 
 def test_writer_gets_values_as_arguments():
-    argv = transfer.writer_command("/dev/vg one/lv", ["sudo", "dd"])
-    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo", "dd"]
+    argv = transfer.writer_command("/dev/vg one/lv", ["sudo", "dd"], ["sudo", "blkdiscard", "-z"],
+                                   ["fallocate", "--punch-hole"])
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo dd", "sudo blkdiscard -z", "fallocate --punch-hole"]

@@ -1,0 +1,149 @@
+"""A real hypervisor host: a Debian guest under qemu, driven by one-iscsi over ssh.
+
+`guest` boots the cached image of guest_image.py under qemu with plain
+emulation (TCG: the nested KVM of the project's machines cannot boot a normal
+kernel) and qemu's user network, with the guest's sshd forwarded to a free
+loopback port. one-iscsi reaches it as host `guest` and logs in as oneadmin,
+who runs iscsiadm through sudo; the tests inspect it as root (`Guest.root`).
+Real in the guest: the kernel's iSCSI initiator, iscsid, udev's
+/dev/disk/by-path links, sshd, sudo. The target server is the session's tgtd
+(tests/conftest.py, portal 127.0.0.1:PORT), reached by the front-end over the
+loopback sshd as `tgtserver`.
+
+How the guest reaches that tgtd: qemu's user network turns the guest's
+connections to 10.0.2.2 into connections to this machine's 127.0.0.1, so tgtd
+answers SendTargets discovery with `TargetAddress=127.0.0.1:PORT`, and
+open-iscsi records and logs in to that address. So that it means the target
+server inside the guest too, `tgtserver` resolves to 127.0.0.1 there and a
+relay (systemd-socket-proxyd) carries the guest's 127.0.0.1:PORT to
+10.0.2.2:PORT. one-iscsi uses PORTAL_PORT=PORT, so the guest's by-path links
+read `ip-127.0.0.1:PORT-iscsi-<IQN>-lun-1`.
+
+qemu is killed by PID at the end of the session, also when tests fail.
+"""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, quiet
+
+from . import guest_image
+
+BOOT_TIMEOUT = 240  # seconds; a boot takes about 45 s here
+MEMORY_MB = 1024
+KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 quiet "
+               "systemd.mask=e2scrub_reap.service systemd.mask=systemd-networkd-wait-online.service")
+VM_ROOT = "/var/lib/one/datastores"
+
+
+@dataclass
+class Guest:
+    process: subprocess.Popen
+    ssh_config: Path
+    console: Path
+
+    def root(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a shell script in the guest as root (over a shared ssh connection)."""
+        return quiet(["ssh", "-F", str(self.ssh_config), "guest-root", script], timeout=timeout)
+
+    def reachable(self) -> bool:
+        try:
+            return self.root("true", timeout=30).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def sessions(self) -> list[str]:
+        """IQNs of the guest's iSCSI sessions (`iscsiadm -m session`)."""
+        return self._iqns("iscsiadm -m session", column=3)
+
+    def nodes(self) -> list[str]:
+        """IQNs of the guest's open-iscsi node records (`iscsiadm -m node`)."""
+        return self._iqns("iscsiadm -m node", column=1)
+
+    def _iqns(self, command: str, column: int) -> list[str]:
+        done = self.root(command)
+        if done.returncode == 21:  # no sessions / no records
+            return []
+        assert done.returncode == 0, done.stderr
+        return sorted(line.split()[column] for line in done.stdout.splitlines())
+
+    def exists(self, path: str) -> bool:
+        return self.root(f"test -e {shlex.quote(path)} || test -L {shlex.quote(path)}").returncode == 0
+
+    def tail(self) -> str:
+        return "\n".join(self.console.read_text(errors="replace").splitlines()[-30:])
+
+    def reset(self) -> None:
+        """Log out of everything, forget every node record, empty the VM directories."""
+        self.root("iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete; "
+                  f"rm -rf {VM_ROOT}/*; udevadm settle --timeout=30")
+
+
+def ssh_blocks(port: int, key: Path, folder: Path) -> str:
+    """Host `guest` (as one-iscsi logs in) and `guest-root` (for inspection)."""
+    return (f"Host guest guest-root\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {key}\n"
+            "  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n"
+            "  UserKnownHostsFile /dev/null\n  ConnectTimeout 20\n  LogLevel ERROR\n"
+            "Host guest\n  User oneadmin\n"
+            f"Host guest-root\n  User root\n  ControlMaster auto\n  ControlPath {folder}/root-%C\n"
+            "  ControlPersist 300\n")
+
+
+@pytest.fixture(scope="session")
+def guest(tmp_path_factory, tgtd_daemon, sshd):
+    """The booted guest, with the relay to the session's tgtd. Its ssh config
+    also holds the loopback sshd's aliases (`tgtserver`), so it serves as SSH."""
+    image = guest_image.image()
+    folder = tmp_path_factory.mktemp("guest")
+    port = free_port()
+    config = folder / "ssh_config"
+    config.write_text(ssh_blocks(port, image.key, folder) + sshd.config.read_text())
+    qemu_log = folder / "qemu.log"
+    process = subprocess.Popen(
+        ["qemu-system-x86_64", "-accel", "tcg", "-m", str(MEMORY_MB), "-smp", "2",
+         "-nodefaults", "-display", "none", "-no-reboot",
+         "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_ARGS,
+         "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # the image stays as built
+         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+         "-device", "virtio-net-pci,netdev=net0", "-serial", f"file:{folder / 'console.log'}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(qemu_log, "w"))
+    machine = Guest(process, config, folder / "console.log")
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while not machine.reachable():
+            if process.poll() is not None:
+                raise RuntimeError(f"qemu exited ({process.returncode}): {qemu_log.read_text()}\n"
+                                   f"{machine.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"guest sshd not reachable within {BOOT_TIMEOUT} s:\n{machine.tail()}")
+            time.sleep(1)  # between polls of a bounded wait
+        relay = machine.root(shlex.join([
+            "systemd-run", "--unit=tgtserver-relay",
+            f"--socket-property=ListenStream=127.0.0.1:{tgtd_daemon.port}",
+            "/lib/systemd/systemd-socket-proxyd", f"10.0.2.2:{tgtd_daemon.port}"]))
+        assert relay.returncode == 0, relay.stderr
+        yield machine
+    finally:
+        quiet(["ssh", "-F", str(config), "-O", "exit", "guest-root"])
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def frontend(guest, tgtd, monkeypatch, tmp_path):
+    """The front-end's configuration, as an admin would write it in iscsi.conf:
+    target server `tgtserver` (file backend in the test's folder), hosts over
+    ssh with sudo, portal port of the session's tgtd. The guest is emptied
+    after each test (sessions, node records, VM directories)."""
+    for key, value in {"SSH": shlex.join(["ssh", "-F", str(guest.ssh_config)]), "HOST": "tgtserver",
+                       "PORTAL_PORT": str(tgtd.port), "BACKEND": "file",
+                       "POOL_DIR": str(tmp_path / "pool")}.items():
+        monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
+    yield guest
+    guest.reset()

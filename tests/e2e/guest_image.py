@@ -1,0 +1,157 @@
+"""Builds, once, the disk image of the end-to-end guest: a Debian bookworm that
+plays an OpenNebula hypervisor host.
+
+Everything in it is Debian's own: debootstrap (minbase) from the Debian mirror,
+the stock kernel (linux-image-amd64) with the initramfs Debian generates for it,
+systemd, udev, open-iscsi, openssh-server and sudo. On top, only configuration:
+a static address on qemu's user network, a fixed initiator name, a throwaway
+ssh key for root and for `oneadmin`, who may run iscsiadm through sudo exactly
+as the README's sudoers line for hosts says, and owns /var/lib/one.
+
+The result (kernel, initramfs, ext4 disk image, ssh key) is cached outside the
+checkout in CACHE/<hash of this file>/, so changing the recipe rebuilds it and
+every later run reuses it. Needs root, debootstrap and e2fsprogs.
+Run `python tests/e2e/guest_image.py` to build it ahead of the tests.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "bookworm"
+MIRROR = os.environ.get("ONE_ISCSI_E2E_MIRROR", "http://deb.debian.org/debian")
+CACHE = Path(os.environ.get("ONE_ISCSI_E2E_CACHE", "/var/cache/one-iscsi-e2e"))
+PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "kmod", "openssh-server",
+            "open-iscsi", "sudo", "iproute2"]
+INITIATOR = "iqn.1993-08.org.debian:01:one-iscsi-e2e"
+HOSTNAME = "guest"
+# qemu's user network: the guest is 10.0.2.15, the machine running qemu 10.0.2.2
+NETWORK = "[Match]\nType=ether\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\n"
+# The target server's name as the guest sees it (see conftest.py: a relay on
+# the guest's loopback carries its iSCSI connections to the machine's tgtd).
+TARGET_SERVER = "tgtserver"
+DISK_SIZE = "3G"
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    directory: Path
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.img"
+
+    @property
+    def key(self) -> Path:
+        return self.directory / "id_ed25519"
+
+
+def recipe_hash() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def run(argv: list, timeout: float, **kwargs) -> None:
+    done = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+@contextmanager
+def locked(path: Path):
+    """One builder at a time (several test runs may start together)."""
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def image() -> GuestImage:
+    """The cached guest image, built first if this recipe has none yet."""
+    CACHE.mkdir(mode=0o700, parents=True, exist_ok=True)
+    guest = GuestImage(CACHE / recipe_hash())
+    with locked(CACHE / ".lock"):
+        if not (guest.directory / "ready").exists():
+            build(guest.directory)
+    return guest
+
+
+def write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def build(target: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE))
+    root = work / "root"
+    try:
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+             SUITE, root, MIRROR], timeout=540)
+        configure(root, work)
+        [kernel] = sorted((root / "boot").glob("vmlinuz-*"))
+        [initrd] = sorted((root / "boot").glob("initrd.img-*"))
+        shutil.copy(kernel, work / "vmlinuz")
+        shutil.copy(initrd, work / "initrd.img")
+        for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
+        run(["mkfs.ext4", "-q", "-F", "-L", HOSTNAME, "-d", root, work / "disk.img", DISK_SIZE], timeout=300)
+        remove_tree(root)
+        (work / "ready").touch()
+        if target.exists():
+            remove_tree(target)
+        work.rename(target)
+    finally:
+        if work.exists():
+            remove_tree(work)
+
+
+def configure(root: Path, work: Path) -> None:
+    write(root / "etc/hostname", f"{HOSTNAME}\n")
+    write(root / "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {HOSTNAME}\n127.0.0.1 {TARGET_SERVER}\n")
+    write(root / "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    write(root / "etc/systemd/network/10-qemu.network", NETWORK)
+    write(root / "etc/iscsi/initiatorname.iscsi", f"InitiatorName={INITIATOR}\n", 0o600)
+    write(root / "etc/sudoers.d/one-iscsi", "oneadmin ALL=(root) NOPASSWD: /usr/sbin/iscsiadm\n", 0o440)
+    run(["chroot", root, "systemctl", "enable", "systemd-networkd"], timeout=60)
+    run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "oneadmin"], timeout=60)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "one-iscsi-e2e", "-f", work / "id_ed25519"],
+        timeout=60)
+    public = (work / "id_ed25519.pub").read_text()
+    for home, owner in (("root", "root"), ("home/oneadmin", "oneadmin")):
+        write(root / home / ".ssh/authorized_keys", public, 0o600)
+        run(["chroot", root, "chown", "-R", f"{owner}:{owner}", f"/{home}/.ssh"], timeout=60)
+    (root / "var/lib/one/datastores").mkdir(parents=True)
+    run(["chroot", root, "chown", "-R", "oneadmin:oneadmin", "/var/lib/one"], timeout=60)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf, refused while anything is still mounted below path."""
+    below = str(path.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    busy = [mount for mount in mounts if mount.startswith(below)]
+    if busy:
+        raise RuntimeError(f"not removing {path}: still mounted: {busy}")
+    shutil.rmtree(path)
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    built = image()
+    print(f"{built.directory} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
