@@ -153,8 +153,11 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: Prog
     with _locked(server, undo) as session:
         _create(session, undo, target, volume, max(image.size_mb, 1))
     digests = source.Digests(expected)
-    # a new file of the file backend is sparse: it reads as zeros already
-    write = lambda: write_image(image, volume.device, server, local, digests, zero_holes=cfg.backend != "file",
+    # a new file of the file backend is sparse: it reads as zeros already; a
+    # new LV may hold old data, also in the last MiB past the image
+    fresh_sparse = cfg.backend == "file"
+    write = lambda: write_image(image, volume.device, server, local, digests, zero_holes=not fresh_sparse,
+                                pad_to=0 if fresh_sparse else image.size_mb * source.MIB,
                                 progress=progress_for(image.size))
     undo.step(f"copying {path} to {volume.device}", write)
     if not dry_run:
@@ -163,7 +166,7 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: Prog
 
 
 def write_image(image: source.Image, device: str, server: Runner, local: Runner,
-                digests: source.Digests, zero_holes: bool = True,
+                digests: source.Digests, zero_holes: bool = True, pad_to: int = 0,
                 progress: Optional[Callable[[int], None]] = None) -> None:
     """Stream the image onto the device on the target server (one ssh
     session), flushed to disk; zero blocks are not sent. progress, if given,
@@ -172,10 +175,9 @@ def write_image(image: source.Image, device: str, server: Runner, local: Runner,
         data = digests.through(chunks) if image.format == "raw" else chunks
         if progress is not None:
             data = _reporting(data, progress)
-        writer = transfer.writer_command(device, server.resolve(["dd"]),
-                                         server.resolve(transfer.zero_block_command()),
-                                         server.resolve(transfer.zero_file_command()))
-        server.feed(writer, transfer.records(data, image.size, zero_holes))
+        writer = transfer.writer_command(device, [server.resolve(c) for c in transfer.commands()],
+                                         [server.resolve(c, privileged=False) for c in transfer.commands()])
+        server.feed(writer, transfer.records(data, image.size, zero_holes, pad_to))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
         with open(image.path, "rb") as original:
             for _ in digests.through(source.read_chunks(original)):

@@ -23,13 +23,16 @@ from typing import Iterable, Iterator
 MIB = 1024 * 1024
 BLOCK = MIB                # zero detection granularity
 MAX_RECORD = 16 * MIB      # data buffered before it is sent (bounds memory)
+MERGE_GAP = 4 * MIB        # shorter zero runs between data are sent as data
 _ZEROS = bytes(BLOCK)
 
-# Arguments: the device, then three command lines, each made by shlex.join:
-# dd, and the zeroing commands for a block device and for a file. The
-# records' numbers are only ever expanded inside double quotes.
+# Arguments: the device, then command lines made by shlex.join: dd, zeroing a
+# block device range, punching a file's; then the same three without the
+# sudo prefix, used when the device is writable anyway (sudo costs a process
+# per record). The records' numbers are only expanded inside double quotes.
 WRITER = r'''
 dev=$1 dd=$2 zero_block=$3 zero_file=$4
+if [ -w "$dev" ]; then dd=$5 zero_block=$6 zero_file=$7; fi
 if [ -b "$dev" ]; then zero=$zero_block; else zero=$zero_file; fi
 while read -r kind offset length; do
   case $kind in
@@ -51,52 +54,61 @@ class ShortImage(Exception):
     """The source gave fewer or more bytes than it announced."""
 
 
-def writer_command(device: str, dd: list[str], zero_block: list[str], zero_file: list[str]) -> list[str]:
-    """argv of the writer script, given the resolved commands (sudo prefix
-    included) of dd, of zeroing a block device range, of punching a file's."""
-    return ["sh", "-c", WRITER, "image-writer", device, shlex.join(dd), shlex.join(zero_block),
-            shlex.join(zero_file)]
+def writer_command(device: str, privileged: list[list[str]], plain: list[list[str]]) -> list[str]:
+    """argv of the writer script, given the resolved commands of dd, of
+    zeroing a block device range, of punching a file's: with their sudo
+    prefix (privileged) and without (plain)."""
+    return ["sh", "-c", WRITER, "image-writer", device, *map(shlex.join, privileged), *map(shlex.join, plain)]
 
 
-def zero_block_command() -> list[str]:
-    return ["blkdiscard", "-z"]
+def commands() -> list[list[str]]:
+    """The writer's commands, in its order: dd, zeroing a block device range,
+    punching a file's."""
+    return [["dd"], ["blkdiscard", "-z"], ["fallocate", "--punch-hole"]]
 
 
-def zero_file_command() -> list[str]:
-    return ["fallocate", "--punch-hole"]
-
-
-def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True) -> Iterator[bytes]:
+def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True, pad_to: int = 0) -> Iterator[bytes]:
     """The record stream for an image of size bytes given in chunks of at
-    most BLOCK bytes. With zero_holes False, zero blocks are skipped: only for
-    a device known to read as zeros (a new sparse file)."""
+    most BLOCK bytes. With zero_holes False, zero runs are skipped: only for a
+    device known to read as zeros (a new sparse file). Zero runs shorter than
+    MERGE_GAP between data travel as data: a record costs a process on the
+    target server. pad_to zeroes the device on past the image, up to there."""
     offset = 0
-    pending: list[bytes] = []  # data blocks not yet sent, ending at offset
+    pending: list[bytes] = []  # data not yet sent, ending at offset - zeros
     pending_size = 0
     zeros = 0                  # zero bytes not yet sent, ending at offset
     for block in chunks:
         if _is_zero(block):
-            if pending:
-                yield from _data(offset - pending_size, pending, pending_size)
-                pending, pending_size = [], 0
             zeros += len(block)
         else:
-            if zeros:
+            if zeros and pending and zeros < MERGE_GAP:
+                pending += _zero_filler(zeros)
+                pending_size += zeros
+            elif zeros:
+                if pending:
+                    yield from _data(offset - zeros - pending_size, pending, pending_size)
+                    pending, pending_size = [], 0
                 yield from _zero(offset - zeros, zeros, zero_holes)
-                zeros = 0
+            zeros = 0
             pending.append(block)
             pending_size += len(block)
             if pending_size >= MAX_RECORD:
                 yield from _data(offset + len(block) - pending_size, pending, pending_size)
                 pending, pending_size = [], 0
         offset += len(block)
-    if pending:
-        yield from _data(offset - pending_size, pending, pending_size)
-    if zeros:
-        yield from _zero(offset - zeros, zeros, zero_holes)
     if offset != size:
         raise ShortImage(f"the image gave {offset} bytes, {size} were expected")
+    if pending:
+        yield from _data(offset - zeros - pending_size, pending, pending_size)
+    zeros += max(pad_to - offset, 0)
+    if zeros:
+        yield from _zero(offset - (zeros - max(pad_to - offset, 0)), zeros, zero_holes)
     yield f"E {offset} 0\n".encode()
+
+
+def _zero_filler(length: int) -> list[bytes]:
+    """length zero bytes as slices of one shared block: no memory to speak of."""
+    return [_ZEROS] * (length // BLOCK) + ([_ZEROS[:length % BLOCK]] if length % BLOCK else [])
 
 
 def _is_zero(block: bytes) -> bool:

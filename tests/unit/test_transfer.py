@@ -47,14 +47,22 @@ def test_any_chunking_rebuilds_the_image_exactly(chunk):
     assert rebuild(b"".join(transfer.records(blocks(image, chunk), len(image))), len(image)) == image
 
 
-def test_zero_blocks_become_zero_records_and_data_is_coalesced():
+def test_zero_runs_become_zero_records_and_short_gaps_travel_as_data():
     data = os.urandom(2 * MIB)
-    image = image_of(bytes(3 * MIB), data, bytes(MIB), b"tail")
+    image = image_of(bytes(3 * MIB), data, bytes(MIB), b"tail", bytes(5 * MIB), b"end")
     records = decode(b"".join(transfer.records(blocks(image), len(image))))
+    # 1 MiB blocks: the one holding "tail" is data, the 4 MiB after it a zero run
     assert [(k, o, n) for k, o, n, _ in records] == [
-        ("Z", 0, 3 * MIB), ("D", 3 * MIB, 2 * MIB), ("Z", 5 * MIB, MIB), ("D", 6 * MIB, 4),
-        ("E", len(image), 0)]
-    assert records[1][3] == data and records[3][3] == b"tail"
+        ("Z", 0, 3 * MIB), ("D", 3 * MIB, 4 * MIB), ("Z", 7 * MIB, 4 * MIB),
+        ("D", 11 * MIB, 7), ("E", len(image), 0)]
+    assert records[1][3] == image[3 * MIB:7 * MIB] and records[3][3] == image[11 * MIB:]
+
+
+def test_padding_zeroes_the_device_past_the_image():
+    image = image_of(b"x" * 10, bytes(MIB - 10), bytes(20))
+    records = decode(b"".join(transfer.records(blocks(image), len(image), pad_to=2 * MIB)))
+    assert [(k, o, n) for k, o, n, _ in records] == [
+        ("D", 0, MIB), ("Z", MIB, MIB), ("E", len(image), 0)]
 
 
 def test_zero_blocks_are_skipped_on_a_sparse_device():
@@ -77,7 +85,8 @@ def test_a_short_source_never_ends_the_stream():
 
 
 def test_writer_gets_values_as_arguments():
-    argv = transfer.writer_command("/dev/vg one/lv", ["sudo", "dd"], ["sudo", "blkdiscard", "-z"],
-                                   ["fallocate", "--punch-hole"])
+    plain = transfer.commands()
+    argv = transfer.writer_command("/dev/vg one/lv", [["sudo", *c] for c in plain], plain)
     assert argv[:2] == ["sh", "-c"]
-    assert argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo dd", "sudo blkdiscard -z", "fallocate --punch-hole"]
+    assert argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo dd", "sudo blkdiscard -z",
+                        "sudo fallocate --punch-hole", "dd", "blkdiscard -z", "fallocate --punch-hole"]
