@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,11 +151,15 @@ def sshd(tmp_path_factory):
     os.makedirs("/run/sshd", exist_ok=True)
     for name in ("host_key", "client_key"):
         quiet(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)]).check_returncode()
-    shutil.copy(directory / "client_key.pub", directory / "authorized_keys")
+    # readable by any user the tests log in as (sshd reads it as that user)
+    keys = Path(tempfile.mkdtemp(prefix="one-iscsi-keys-"))
+    keys.chmod(0o755)
+    shutil.copy(directory / "client_key.pub", keys / "authorized_keys")
+    (keys / "authorized_keys").chmod(0o644)
     port = free_port()
     (directory / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory}/host_key\n"
-        f"AuthorizedKeysFile {directory}/authorized_keys\nPermitRootLogin prohibit-password\n"
+        f"AuthorizedKeysFile {keys}/authorized_keys\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "AcceptEnv ONE_ISCSI_TEST_HOST\n"
         f"PidFile {directory}/sshd.pid\nLogLevel ERROR\n")
@@ -177,6 +182,7 @@ def sshd(tmp_path_factory):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+        shutil.rmtree(keys, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
