@@ -154,10 +154,8 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: Prog
         _create(session, undo, target, volume, max(image.size_mb, 1))
     digests = source.Digests(expected)
     # a new file of the file backend is sparse: it reads as zeros already; a
-    # new LV may hold old data, also in the last MiB past the image
-    fresh_sparse = cfg.backend == "file"
-    write = lambda: write_image(image, volume.device, server, local, digests, zero_holes=not fresh_sparse,
-                                pad_to=0 if fresh_sparse else image.size_mb * source.MIB,
+    # new LV may hold the data of old ones
+    write = lambda: write_image(image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
                                 progress=progress_for(image.size))
     undo.step(f"copying {path} to {volume.device}", write)
     if not dry_run:
@@ -166,18 +164,19 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: Prog
 
 
 def write_image(image: source.Image, device: str, server: Runner, local: Runner,
-                digests: source.Digests, zero_holes: bool = True, pad_to: int = 0,
+                digests: source.Digests, zero_device: bool = True,
                 progress: Optional[Callable[[int], None]] = None) -> None:
     """Stream the image onto the device on the target server (one ssh
-    session), flushed to disk; zero blocks are not sent. progress, if given,
-    is told the bytes read as they go."""
+    session), flushed to disk; zero blocks are not sent, the device is zeroed
+    there first unless zero_device is False. progress, if given, is told the
+    bytes read as they go."""
     with source.raw_chunks(image, local) as chunks:
         data = digests.through(chunks) if image.format == "raw" else chunks
         if progress is not None:
             data = _reporting(data, progress)
         writer = transfer.writer_command(device, [server.resolve(c) for c in transfer.commands()],
                                          [server.resolve(c, privileged=False) for c in transfer.commands()])
-        server.feed(writer, transfer.records(data, image.size, zero_holes, pad_to))
+        server.feed(writer, transfer.records(data, image.size, zero_device))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
         with open(image.path, "rb") as original:
             for _ in digests.through(source.read_chunks(original)):

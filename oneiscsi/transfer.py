@@ -3,20 +3,18 @@
 The image goes as a stream of records to a small fixed script on the target
 server, which writes each record:
 
+    W 0 0\\n                             first: zero the whole device in place
+                                          (blkdiscard -z; for a file, punch a
+                                          hole over it, else dd from /dev/zero)
     D <offset> <length>\\n<length bytes>   data, written at offset with dd
-    Z <offset> <length>\\n                 zeros: the range is zeroed in place
-                                          (blkdiscard -z, fallocate --punch-hole,
-                                          else dd from /dev/zero)
-    E <size>\\n                            end: flush the device to disk
+    E <size> 0\\n                          end: flush the device to disk
 
-Blocks of zeros are never sent: on a fresh sparse file they are skipped
-altogether, elsewhere the target server zeroes them itself, so no stale data
-survives under the image. The stream's bytes are only ever data to dd (the
-script reads record headers with `read`, never executes them); a stream that
-ends without its E record fails. Pure: no I/O here.
+Blocks of zeros are never sent: a fresh sparse file reads as zeros already
+(no W record), any other device is zeroed whole on the server, so no stale
+data survives under the image, nor past its end. The stream's bytes are only
+ever data to dd (the script reads record headers with `read`, never executes
+them); a stream that ends without its E record fails. Pure: no I/O here.
 """
-from __future__ import annotations
-
 import shlex
 from typing import Iterable, Iterator
 
@@ -27,19 +25,21 @@ MERGE_GAP = 4 * MIB        # shorter zero runs between data are sent as data
 _ZEROS = bytes(BLOCK)
 
 # Arguments: the device, then command lines made by shlex.join: dd, zeroing a
-# block device range, punching a file's; then the same three without the
+# block device, punching a hole in a file; then the same three without the
 # sudo prefix, used when the device is writable anyway (sudo costs a process
 # per record). The records' numbers are only expanded inside double quotes.
 WRITER = r'''
 dev=$1 dd=$2 zero_block=$3 zero_file=$4
 if [ -w "$dev" ]; then dd=$5 zero_block=$6 zero_file=$7; fi
-if [ -b "$dev" ]; then zero=$zero_block; else zero=$zero_file; fi
 while read -r kind offset length; do
   case $kind in
+    W) if [ -b "$dev" ]; then eval "$zero_block"' "$dev"' || exit 1
+       else size=$(stat -c %s "$dev") || exit 1
+         eval "$zero_file"' -o 0 -l "$size" "$dev"' 2>/dev/null ||
+         eval "$dd"' if=/dev/zero of="$dev" bs=4M count="$size" iflag=count_bytes conv=notrunc status=none' ||
+         exit 1
+       fi ;;
     D) eval "$dd"' of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes,fullblock \
-         oflag=seek_bytes conv=notrunc status=none' || exit 1 ;;
-    Z) eval "$zero"' -o "$offset" -l "$length" "$dev"' 2>/dev/null ||
-       eval "$dd"' if=/dev/zero of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes \
          oflag=seek_bytes conv=notrunc status=none' || exit 1 ;;
     E) eval "$dd"' of="$dev" count=0 conv=notrunc,fsync status=none' || exit 1
        echo "wrote $offset bytes"; exit 0 ;;
@@ -55,28 +55,28 @@ class ShortImage(Exception):
 
 
 def writer_command(device: str, privileged: list[list[str]], plain: list[list[str]]) -> list[str]:
-    """argv of the writer script, given the resolved commands of dd, of
-    zeroing a block device range, of punching a file's: with their sudo
-    prefix (privileged) and without (plain)."""
+    """argv of the writer script, given the resolved commands() with their
+    sudo prefix (privileged) and without (plain)."""
     return ["sh", "-c", WRITER, "image-writer", device, *map(shlex.join, privileged), *map(shlex.join, plain)]
 
 
 def commands() -> list[list[str]]:
-    """The writer's commands, in its order: dd, zeroing a block device range,
-    punching a file's."""
+    """The writer's commands, in its order: dd, zeroing a block device,
+    punching a hole in a file."""
     return [["dd"], ["blkdiscard", "-z"], ["fallocate", "--punch-hole"]]
 
 
-def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True, pad_to: int = 0) -> Iterator[bytes]:
+def records(chunks: Iterable[bytes], size: int, zero_device: bool = True) -> Iterator[bytes]:
     """The record stream for an image of size bytes given in chunks of at
-    most BLOCK bytes. With zero_holes False, zero runs are skipped: only for a
-    device known to read as zeros (a new sparse file). Zero runs shorter than
-    MERGE_GAP between data travel as data: a record costs a process on the
-    target server. pad_to zeroes the device on past the image, up to there."""
+    most BLOCK bytes. zero_device False: the device is known to read as zeros
+    (a new sparse file). Zero runs shorter than MERGE_GAP between data travel
+    as data: a record costs a process on the target server."""
+    if zero_device:
+        yield b"W 0 0\n"
     offset = 0
     pending: list[bytes] = []  # data not yet sent, ending at offset - zeros
     pending_size = 0
-    zeros = 0                  # zero bytes not yet sent, ending at offset
+    zeros = 0                  # zero bytes since the last data, ending at offset
     for block in chunks:
         if _is_zero(block):
             zeros += len(block)
@@ -84,11 +84,9 @@ def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True, pad_to:
             if zeros and pending and zeros < MERGE_GAP:
                 pending += _zero_filler(zeros)
                 pending_size += zeros
-            elif zeros:
-                if pending:
-                    yield from _data(offset - zeros - pending_size, pending, pending_size)
-                    pending, pending_size = [], 0
-                yield from _zero(offset - zeros, zeros, zero_holes)
+            elif zeros and pending:
+                yield from _data(offset - zeros - pending_size, pending, pending_size)
+                pending, pending_size = [], 0
             zeros = 0
             pending.append(block)
             pending_size += len(block)
@@ -100,9 +98,6 @@ def records(chunks: Iterable[bytes], size: int, zero_holes: bool = True, pad_to:
         raise ShortImage(f"the image gave {offset} bytes, {size} were expected")
     if pending:
         yield from _data(offset - zeros - pending_size, pending, pending_size)
-    zeros += max(pad_to - offset, 0)
-    if zeros:
-        yield from _zero(offset - (zeros - max(pad_to - offset, 0)), zeros, zero_holes)
     yield f"E {offset} 0\n".encode()
 
 
@@ -121,6 +116,3 @@ def _data(offset: int, blocks: list[bytes], size: int) -> Iterator[bytes]:
     yield from blocks
 
 
-def _zero(offset: int, length: int, zero_holes: bool) -> Iterator[bytes]:
-    if zero_holes:
-        yield f"Z {offset} {length}\n".encode()

@@ -249,7 +249,7 @@ class TestOverSsh:
 
     @pytest.mark.parametrize("ssh_options, detail", [
         (["-o", "Port=1"], "Connection refused"),
-        (["-o", "User=nobody"], "Permission denied"),
+        (["-o", "User=no-such-user-here"], "Permission denied"),
     ])
     def test_unreachable_or_refused_host(self, remote_ds, tgtd, tmp_path, monkeypatch, sshd, ssh_options, detail):
         monkeypatch.setenv("ONE_ISCSI_SSH", " ".join([sshd.ssh, *ssh_options]))

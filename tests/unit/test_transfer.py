@@ -34,10 +34,10 @@ def rebuild(stream: bytes, size: int) -> bytes:
     """What the writer leaves on a device full of 0xff."""
     device = bytearray(b"\xff" * size)
     for kind, offset, length, data in decode(stream):
-        if kind == "D":
+        if kind == "W":
+            device[:] = bytes(size)
+        elif kind == "D":
             device[offset:offset + length] = data
-        elif kind == "Z":
-            device[offset:offset + length] = bytes(length)
     return bytes(device)
 
 
@@ -47,27 +47,19 @@ def test_any_chunking_rebuilds_the_image_exactly(chunk):
     assert rebuild(b"".join(transfer.records(blocks(image, chunk), len(image))), len(image)) == image
 
 
-def test_zero_runs_become_zero_records_and_short_gaps_travel_as_data():
+def test_the_device_is_zeroed_first_and_zero_runs_never_travel():
     data = os.urandom(2 * MIB)
     image = image_of(bytes(3 * MIB), data, bytes(MIB), b"tail", bytes(5 * MIB), b"end")
     records = decode(b"".join(transfer.records(blocks(image), len(image))))
-    # 1 MiB blocks: the one holding "tail" is data, the 4 MiB after it a zero run
+    # 1 MiB blocks: the one holding "tail" is data; a 1 MiB gap travels as data, 4 MiB do not
     assert [(k, o, n) for k, o, n, _ in records] == [
-        ("Z", 0, 3 * MIB), ("D", 3 * MIB, 4 * MIB), ("Z", 7 * MIB, 4 * MIB),
-        ("D", 11 * MIB, 7), ("E", len(image), 0)]
-    assert records[1][3] == image[3 * MIB:7 * MIB] and records[3][3] == image[11 * MIB:]
+        ("W", 0, 0), ("D", 3 * MIB, 4 * MIB), ("D", 11 * MIB, 7), ("E", len(image), 0)]
+    assert records[1][3] == image[3 * MIB:7 * MIB] and records[2][3] == image[11 * MIB:]
 
 
-def test_padding_zeroes_the_device_past_the_image():
-    image = image_of(b"x" * 10, bytes(MIB - 10), bytes(20))
-    records = decode(b"".join(transfer.records(blocks(image), len(image), pad_to=2 * MIB)))
-    assert [(k, o, n) for k, o, n, _ in records] == [
-        ("D", 0, MIB), ("Z", MIB, MIB), ("E", len(image), 0)]
-
-
-def test_zero_blocks_are_skipped_on_a_sparse_device():
+def test_a_sparse_device_is_not_zeroed():
     image = image_of(bytes(MIB), b"x" * MIB, bytes(2 * MIB))
-    records = decode(b"".join(transfer.records(blocks(image), len(image), zero_holes=False)))
+    records = decode(b"".join(transfer.records(blocks(image), len(image), zero_device=False)))
     assert [(k, o, n) for k, o, n, _ in records] == [("D", MIB, MIB), ("E", 4 * MIB, 0)]
 
 
