@@ -8,7 +8,7 @@ APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils libnbd-bin e2fsprogs o
 ROOT       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench completions man dist deps system-deps venv clean
+.PHONY: demo test e2e bench completions man dist deps system-deps venv clean
 
 demo: deps
 	tests/demo.sh
@@ -31,6 +31,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	touch $@
+
+# the guest tier: a Debian guest under qemu as a real hypervisor host (image cached in /var/cache/one-iscsi-e2e)
+E2E_APT_PKGS := qemu-system-x86 debootstrap debian-archive-keyring
+
+e2e: deps
+	@dpkg-query -W -f='$${Status}\n' $(E2E_APT_PKGS) 2>/dev/null | grep -c '^install ok installed$$' \
+	  | grep -qx "$(words $(E2E_APT_PKGS))" || { $(ROOT) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(ROOT) apt-get install -y -qq --no-install-recommends $(E2E_APT_PKGS); }
+	$(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 completions: venv
 	$(VENV)/bin/python -m oneiscsi.completion completions

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.append(str(REPO / "tests"))  # after bench/: tests/ has packages named like benchmarks (e2e)
 
 from conftest import DATA, Tgtd, free_port, quiet, start_tgtd, wait_for  # noqa: E402
 from driver import action_xml, remote  # noqa: E402
@@ -48,13 +48,23 @@ def scratch(name: str) -> Iterator[Path]:
 
 
 @contextmanager
-def tgtd() -> Iterator[Tgtd]:
-    """A private tgtd on a free loopback port, stopped by PID at the end."""
+def tgtd(kill: bool = False) -> Iterator[Tgtd]:
+    """A private tgtd on a free loopback port, stopped at the end: its
+    targets deleted, then `--op delete --mode system`; or, with kill, by
+    SIGKILL to its PID (for thousands of targets, which tgtd deletes slowly;
+    the daemon is private and has no sessions). Its control socket goes too."""
     daemon = start_tgtd()
     try:
         yield daemon
     finally:
-        daemon.stop()
+        if kill:
+            daemon.process.kill()
+            daemon.process.wait(timeout=10)
+        else:
+            daemon.stop()
+        for leftover in (f"/var/run/tgtd/socket.{daemon.control}", f"/var/run/tgtd/socket.{daemon.control}.lock"):
+            if daemon.process.poll() is not None and os.path.exists(leftover):
+                os.unlink(leftover)
 
 
 @dataclass
@@ -226,11 +236,22 @@ class Goal:
             return None
         return self.measured >= self.limit if self.at_least else self.measured <= self.limit
 
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT MET", None: "not measured"}[self.met]
+
+    @property
+    def measured_text(self) -> str:
+        if self.measured is None:
+            return "-"
+        return f"{self.measured:.2f}{self.unit}" if self.unit == "x" else f"{self.measured:g}{self.unit}"
+
+    @property
+    def limit_text(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {self.limit:g}{self.unit}"
+
     def line(self) -> str:
-        verdict = {True: "met", False: "NOT MET", None: "not measured"}[self.met]
-        measured = "-" if self.measured is None else f"{self.measured:.2f}{self.unit}"
-        sign = ">=" if self.at_least else "<="
-        return f"goal {verdict:>12}: {self.text} (measured {measured}, goal {sign} {self.limit:g}{self.unit})"
+        return f"goal {self.verdict:>12}: {self.text} (measured {self.measured_text}, goal {self.limit_text})"
 
 
 def fmt(value: object) -> str:

@@ -62,10 +62,7 @@ def summary(results: list, crashed: list, elapsed: float) -> None:
     for result in results:
         for goal in result["goals"]:
             shown = Goal(goal["text"], goal["measured"], goal["limit"], goal["at_least"], goal["unit"])
-            verdict = {True: "met", False: "NOT MET", None: "not measured"}[shown.met]
-            sign = ">=" if shown.at_least else "<="
-            measured = "-" if shown.measured is None else f"{shown.measured:.2f}{shown.unit}"
-            rows.append([result["name"], goal["text"], measured, f"{sign} {shown.limit:g}{shown.unit}", verdict])
+            rows.append([result["name"], shown.text, shown.measured_text, shown.limit_text, shown.verdict])
     print("\n== summary of the goals")
     print(table(rows, ["benchmark", "goal", "measured", "goal", "verdict"]))
     for name in crashed:

@@ -49,7 +49,7 @@ def import_times(argv: list[str], runs: int) -> list[tuple[str, float, float]]:
 
 
 def run(quick: bool) -> dict:
-    runs, profile_runs = (10, 5) if quick else (20, 10)
+    runs, profile_runs = (15, 5) if quick else (30, 10)
     with scratch("startup") as work:
         app = work / "minimal_typer.py"
         app.write_text(MINIMAL_APP)

@@ -91,7 +91,7 @@ def ssh_blocks(port: int, key: Path, folder: Path) -> str:
             "  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n"
             "  UserKnownHostsFile /dev/null\n  ConnectTimeout 20\n  LogLevel ERROR\n"
             "Host guest\n  User oneadmin\n"
-            f"Host guest-root\n  User root\n  ControlMaster auto\n  ControlPath {folder}/root-%C\n"
+            f"Host guest-root\n  User root\n  ControlMaster auto\n  ControlPath {folder}/root.sock\n"
             "  ControlPersist 300\n")
 
 
@@ -105,6 +105,7 @@ def guest(tmp_path_factory, tgtd_daemon, sshd):
     config = folder / "ssh_config"
     config.write_text(ssh_blocks(port, image.key, folder) + sshd.config.read_text())
     qemu_log = folder / "qemu.log"
+    log = open(qemu_log, "w")
     process = subprocess.Popen(
         ["qemu-system-x86_64", "-accel", "tcg", "-m", str(MEMORY_MB), "-smp", "2",
          "-nodefaults", "-display", "none", "-no-reboot",
@@ -112,7 +113,7 @@ def guest(tmp_path_factory, tgtd_daemon, sshd):
          "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # the image stays as built
          "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
          "-device", "virtio-net-pci,netdev=net0", "-serial", f"file:{folder / 'console.log'}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(qemu_log, "w"))
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
     machine = Guest(process, config, folder / "console.log")
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
@@ -130,9 +131,10 @@ def guest(tmp_path_factory, tgtd_daemon, sshd):
         assert relay.returncode == 0, relay.stderr
         yield machine
     finally:
-        quiet(["ssh", "-F", str(config), "-O", "exit", "guest-root"])
         process.kill()
         process.wait(timeout=30)
+        log.close()
+        quiet(["ssh", "-F", str(config), "-O", "exit", "guest-root"])  # the shared connection, if any
 
 
 @pytest.fixture

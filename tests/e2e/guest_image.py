@@ -10,8 +10,10 @@ as the README's sudoers line for hosts says, and owns /var/lib/one.
 
 The result (kernel, initramfs, ext4 disk image, ssh key) is cached outside the
 checkout in CACHE/<hash of this file>/, so changing the recipe rebuilds it and
-every later run reuses it. Needs root, debootstrap and e2fsprogs.
-Run `python tests/e2e/guest_image.py` to build it ahead of the tests.
+every later run reuses it (older builds are removed when a new one is made).
+Needs root, debootstrap and e2fsprogs (mkfs.ext4 -d: no loop mount). E2E_GUEST_MIRROR
+and E2E_GUEST_CACHE override the mirror and the cache directory. Run
+`python tests/e2e/guest_image.py` to build it ahead of the tests.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUITE = "bookworm"
-MIRROR = os.environ.get("ONE_ISCSI_E2E_MIRROR", "http://deb.debian.org/debian")
-CACHE = Path(os.environ.get("ONE_ISCSI_E2E_CACHE", "/var/cache/one-iscsi-e2e"))
+MIRROR = os.environ.get("E2E_GUEST_MIRROR", "http://deb.debian.org/debian")
+CACHE = Path(os.environ.get("E2E_GUEST_CACHE", "/var/cache/one-iscsi-e2e"))
 PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "kmod", "openssh-server",
             "open-iscsi", "sudo", "iproute2"]
 INITIATOR = "iqn.1993-08.org.debian:01:one-iscsi-e2e"
@@ -67,11 +70,18 @@ def recipe_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-def run(argv: list, timeout: float, **kwargs) -> None:
-    done = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
-    if done.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+def run(argv: list, timeout: float) -> None:
+    """Run argv in its own process group, all of which is killed if it runs out of time."""
+    process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({process.returncode}): {output[-3000:]}")
 
 
 @contextmanager
@@ -89,6 +99,9 @@ def image() -> GuestImage:
     with locked(CACHE / ".lock"):
         if not (guest.directory / "ready").exists():
             build(guest.directory)
+            for other in CACHE.iterdir():
+                if other.is_dir() and other != guest.directory:
+                    remove_tree(other)
     return guest
 
 
@@ -142,12 +155,11 @@ def configure(root: Path, work: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """rm -rf, refused while anything is still mounted below path."""
+    """rm -rf, after detaching what a killed debootstrap may have left mounted below path."""
     below = str(path.resolve()) + "/"
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    busy = [mount for mount in mounts if mount.startswith(below)]
-    if busy:
-        raise RuntimeError(f"not removing {path}: still mounted: {busy}")
+    for mount in reversed([mount for mount in mounts if mount.startswith(below)]):
+        run(["umount", "--lazy", mount], timeout=60)
     shutil.rmtree(path)
 
 
