@@ -59,7 +59,10 @@ def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> str:
         session.run(["ln", "-sfn", device_of(target, cfg), dst.path])
         return f"linked {dst} to {device_of(target, cfg)}"
     portal = iscsiadm.portal(target.host, cfg.portal_port)
-    session.run(iscsiadm.discovery(portal))
+    # a node record of this target only (discovery would record every target of
+    # the server), never logged in to at boot
+    session.run(iscsiadm.new_node(iqn, portal))
+    session.run(iscsiadm.update_node(iqn, portal, "node.startup", "manual"))
     if cfg.chap_user:
         for command in iscsiadm.chap_settings(iqn, portal, cfg.chap_user, Secret(cfg.chap_password)):
             session.run(command)

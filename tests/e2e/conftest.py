@@ -11,13 +11,11 @@ Real in the guest: the kernel's iSCSI initiator, iscsid, udev's
 loopback sshd as `tgtserver`.
 
 How the guest reaches that tgtd: qemu's user network turns the guest's
-connections to 10.0.2.2 into connections to this machine's 127.0.0.1, so tgtd
-answers SendTargets discovery with `TargetAddress=127.0.0.1:PORT`, and
-open-iscsi records and logs in to that address. So that it means the target
-server inside the guest too, `tgtserver` resolves to 127.0.0.1 there and a
-relay (systemd-socket-proxyd) carries the guest's 127.0.0.1:PORT to
-10.0.2.2:PORT. one-iscsi uses PORTAL_PORT=PORT, so the guest's by-path links
-read `ip-127.0.0.1:PORT-iscsi-<IQN>-lun-1`.
+connections to 10.0.2.2 into connections to this machine's 127.0.0.1. Inside
+the guest `tgtserver` resolves to 127.0.0.1, where a relay
+(systemd-socket-proxyd) carries the guest's 127.0.0.1:PORT to 10.0.2.2:PORT.
+one-iscsi uses PORTAL_PORT=PORT and records the node as `tgtserver:PORT`, so
+the guest's by-path links read `ip-tgtserver:PORT-iscsi-<IQN>-lun-1`.
 
 qemu is killed by PID at the end of the session, also when tests fail.
 """

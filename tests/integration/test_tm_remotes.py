@@ -83,7 +83,8 @@ def test_ln_logs_in_waits_for_the_device_and_links_it(hosts, tmp_path):
     assert hosts.sessions() == [IQN.format(7)]
     assert os.readlink(disk).endswith(f"-iscsi-{IQN.format(7)}-lun-1")
     assert disk.read_bytes()[:image.stat().st_size] == image.read_bytes()
-    assert hosts.calls()[0] == "-m discovery -t st -p localhost"
+    assert hosts.calls()[:2] == [f"-m node --targetname {IQN.format(7)} -p localhost -o new",
+                                 f"-m node --targetname {IQN.format(7)} -p localhost -o update -n node.startup -v manual"]
 
     again = remote("tm", "ln", IQN.format(7), f"node1:{disk}")
     assert (again.returncode, again.stderr) == (
@@ -107,9 +108,10 @@ def test_ln_without_device_times_out_and_logs_out(hosts, tmp_path, monkeypatch):
 def test_failed_ln_keeps_a_session_it_did_not_open(hosts, tmp_path, monkeypatch):
     monkeypatch.setenv("ONE_ISCSI_DEVICE_TIMEOUT", "1")
     hosts.export(IQN.format(8), tmp_path / "never-there")
-    opened = quiet([str(DATA / "fake-iscsiadm"), str(hosts.initiator_state), "-m", "node", "--targetname", IQN.format(8),
-                    "-p", "localhost", "--login"], env={**os.environ, "ONE_ISCSI_TEST_HOST": "node1"})
-    assert opened.returncode == 0, opened.stderr
+    for operation in (["-o", "new"], ["--login"]):
+        opened = quiet([str(DATA / "fake-iscsiadm"), str(hosts.initiator_state), "-m", "node", "--targetname",
+                        IQN.format(8), "-p", "localhost", *operation], env={**os.environ, "ONE_ISCSI_TEST_HOST": "node1"})
+        assert opened.returncode == 0, opened.stderr
     done = remote("tm", "ln", IQN.format(8), f"node1:{hosts.directory}/disk.1")
     assert error_block(done.stderr) == f"no device for {IQN.format(8)} on node1 within 1 s (DEVICE_TIMEOUT)"
     assert hosts.sessions() == [IQN.format(8)]
@@ -118,7 +120,7 @@ def test_failed_ln_keeps_a_session_it_did_not_open(hosts, tmp_path, monkeypatch)
 def test_ln_to_an_unknown_target_fails_cleanly(hosts):
     done = remote("tm", "ln", IQN.format(99), f"node1:{hosts.directory}/disk.0")
     assert done.returncode == 1
-    assert error_block(done.stderr).startswith("iscsiadm failed on node1 (exit 21)")
+    assert error_block(done.stderr).startswith("iscsiadm failed on node1 (exit 19)")
     assert hosts.sessions() == [] and hosts.nodes() == []
 
 
@@ -228,8 +230,8 @@ def test_ln_sets_chap_on_the_node_record_and_masks_it(hosts, tmp_path, monkeypat
     done = remote("tm", "ln", IQN.format(13), f"node1:{disk}")
     assert done.returncode == 0, done.stderr
     record = (hosts.initiator_state / "node1" / "nodes" / IQN.format(13)).read_text().splitlines()
-    assert record == ["node.session.auth.authmethod = CHAP", "node.session.auth.username = oneadmin",
-                      "node.session.auth.password = s3cret-Pass.12"]
+    assert record == ["node.startup = manual", "node.session.auth.authmethod = CHAP",
+                      "node.session.auth.username = oneadmin", "node.session.auth.password = s3cret-Pass.12"]
     assert "s3cret" not in done.stdout + done.stderr
 
 
@@ -238,7 +240,7 @@ def test_ln_uses_the_configured_portal_port(hosts, tmp_path, monkeypatch):
     _, backing = register(tmp_path, 14, size=4096)
     hosts.export(IQN.format(14), backing)
     assert remote("tm", "ln", IQN.format(14), f"node1:{hosts.directory}/disk.0").returncode == 0
-    assert "-m discovery -t st -p localhost:3261" in hosts.calls()
+    assert f"-m node --targetname {IQN.format(14)} -p localhost:3261 -o new" in hosts.calls()
     assert f"-m node --targetname {IQN.format(14)} -p localhost:3261 --login" in hosts.calls()
 
 
