@@ -284,7 +284,11 @@ def _take_local_lock(runner: Runner):
     import fcntl
 
     cfg = runner.cfg
-    lock_file = open(cfg.lock_file, "a")
+    try:
+        lock_file = open(cfg.lock_file, "a")
+    except OSError as err:
+        raise OneIscsiError(f"cannot open lock file {cfg.lock_file} on {runner.host}: {err.strerror} "
+                            "(LOCK_FILE)") from None
     deadline = time.monotonic() + cfg.lock_timeout
     delay = 0.01
     while True:

@@ -112,8 +112,15 @@ class TargetServer:
 
     def delete_and_forget(self, tid_or_iqn: str, force: bool = False) -> None:
         """Delete a target given by TID or exact IQN, and its config file."""
-        tid = self.resolve_tid(tid_or_iqn)
-        iqn = next((target.iqn for target in self.list() if target.tid == tid), None)
+        targets = self.list()
+        if tid_or_iqn.isascii() and tid_or_iqn.isdigit():
+            tid = self.resolve_tid(tid_or_iqn)
+        else:
+            found = tgt.find(targets, names.validate(tid_or_iqn))
+            if found is None:
+                raise NotFound(f"no target named {tid_or_iqn} on {self.host}")
+            tid = found.tid
+        iqn = next((target.iqn for target in targets if target.tid == tid), None)
         self.delete(tid, force)
         if iqn is not None:
             self.forget(iqn)

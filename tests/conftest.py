@@ -170,8 +170,9 @@ def sshd(tmp_path_factory):
         f"Host *\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
         f"  IdentityFile {directory}/client_key\n  IdentitiesOnly yes\n  BatchMode yes\n"
         "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
+    log = open(directory / "sshd.log", "w")
     process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],
-                               stdout=subprocess.DEVNULL, stderr=open(directory / "sshd.log", "w"))
+                               stdout=subprocess.DEVNULL, stderr=log)
     daemon = Sshd(port, "tgtserver", config, directory, process)
     try:
         wait_for(lambda: process.poll() is not None or quiet(
@@ -182,6 +183,7 @@ def sshd(tmp_path_factory):
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+        log.close()
         shutil.rmtree(keys, ignore_errors=True)
 
 
