@@ -112,11 +112,14 @@ class TargetServer:
 
     def delete_and_forget(self, tid_or_iqn: str, force: bool = False) -> None:
         """Delete a target given by TID or exact IQN, and its config file."""
-        targets = self.list()
+        tid = None
         if tid_or_iqn.isascii() and tid_or_iqn.isdigit():
             tid = self.resolve_tid(tid_or_iqn)
         else:
-            found = tgt.find(targets, names.validate(tid_or_iqn))
+            names.validate(tid_or_iqn)  # refused before anything runs
+        targets = self.list()
+        if tid is None:
+            found = tgt.find(targets, tid_or_iqn)
             if found is None:
                 raise NotFound(f"no target named {tid_or_iqn} on {self.host}")
             tid = found.tid
