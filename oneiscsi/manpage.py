@@ -64,7 +64,7 @@ def render() -> str:
     out = [f'.TH ONE\\-ISCSI 1 "" "one\\-iscsi {__version__}" "User Commands"',
            ".SH NAME", "one\\-iscsi \\- iSCSI datastore driver for OpenNebula",
            ".SH SYNOPSIS", ".B one\\-iscsi",
-           "[\\fB\\-\\-config\\fR \\fIFILE\\fR] [\\fB\\-\\-dry\\-run\\fR] \\fIGROUP\\fR \\fICOMMAND\\fR "
+           "[\\fB\\-\\-config\\fR \\fIFILE\\fR] [\\fB\\-\\-dry\\-run\\fR] [\\fB\\-\\-quiet\\fR] \\fIGROUP\\fR \\fICOMMAND\\fR "
            "[\\fIOPTIONS\\fR] [\\fIARGUMENTS\\fR]",
            ".SH DESCRIPTION", DESCRIPTION,
            ".SH OPTIONS", *_options(root, indent=False),
