@@ -197,7 +197,6 @@ class Config:
     ssh: tuple[str, ...]
     copy_ssh_options: tuple[str, ...]
     tools: Mapping[str, tuple[str, ...]] = field(repr=False)
-    values: Mapping[str, str] = field(repr=False)
 
     def tool(self, program: str) -> Optional[tuple[str, ...]]:
         """The configured argv prefix for a program, or None if it is not a tool."""
@@ -248,7 +247,6 @@ class Config:
             ssh=split("SSH"),
             copy_ssh_options=split("COPY_SSH_OPTIONS"),
             tools=MappingProxyType(tools),
-            values=MappingProxyType(dict(values)),
         )
 
 

@@ -147,7 +147,7 @@ def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: Prog
     target, volume = _names(act, cfg)
     local = Runner("localhost", cfg)
     image = source.inspect(path, local)
-    expected = {name: opennebula.optional(act.image_template, name.upper()) or "" for name in ("md5", "sha1")}
+    expected = {name: act.image_template.get(name.upper(), "") for name in ("md5", "sha1")}
     server = Runner(cfg.host, cfg, dry_run=dry_run)
     undo = Undo(server, "cp")
     with _locked(server, undo) as session:

@@ -14,21 +14,20 @@ def discover(on, target_host: str) -> str:
 
 def login(on, iqn: str, target_host: str) -> bool:
     """Log in; False if a session to that target already existed."""
-    try:
-        on.run(iscsiadm.login(iqn_names.validate(iqn), target_host))
-    except CommandError as err:
-        if err.rc == iscsiadm.SESSION_EXISTS_RC:
-            return False
-        raise
-    return True
+    return _changed(on, iscsiadm.login(iqn_names.validate(iqn), target_host), iscsiadm.SESSION_EXISTS_RC)
 
 
 def logout(on, iqn: str) -> bool:
     """Log out; False if there was no session to that target."""
+    return _changed(on, iscsiadm.logout(iqn_names.validate(iqn)), iscsiadm.NO_SESSION_RC)
+
+
+def _changed(on, argv: list[str], nothing_to_do_rc: int) -> bool:
+    """Run argv; False if it ended with the code meaning it was already done."""
     try:
-        on.run(iscsiadm.logout(iqn_names.validate(iqn)))
+        on.run(argv)
     except CommandError as err:
-        if err.rc == iscsiadm.NO_SESSION_RC:
+        if err.rc == nothing_to_do_rc:
             return False
         raise
     return True

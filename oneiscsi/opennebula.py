@@ -4,7 +4,7 @@ from __future__ import annotations
 import binascii
 import sys
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping
 
 from .errors import InvalidInput
 
@@ -99,8 +99,3 @@ def error_message(action: str, text: str, stream=None) -> None:
     print("ERROR MESSAGE --8<------", file=stream)
     print(text, file=stream)
     print("ERROR MESSAGE ------>8--", file=stream)
-
-
-def optional(mapping: Mapping[str, str], key: str) -> Optional[str]:
-    value = mapping.get(key, "").strip()
-    return value or None

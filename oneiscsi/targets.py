@@ -129,11 +129,15 @@ class TargetServer:
             self.forget(iqn)
 
     def save(self, spec: tgtconf.TargetSpec) -> None:
-        """Write the target's persistence file (and the include of CONF_DIR)."""
+        """Write the target's persistence file (and, once, the include of CONF_DIR)."""
         conf_dir = self.cfg.conf_dir
-        include = f"include {conf_dir.rstrip('/')}/*.conf\n"
-        for argv in [*tgtconf.write(tgtconf.include_path(conf_dir), include, mode="0644"),
-                     *tgtconf.write(tgtconf.path(conf_dir, spec.iqn), tgtconf.render(spec))]:
+        commands = tgtconf.write(tgtconf.path(conf_dir, spec.iqn), tgtconf.render(spec))
+        include = tgtconf.include_path(conf_dir)
+        try:
+            self.session.run(["test", "-e", include], query=True)
+        except CommandError:
+            commands[:0] = tgtconf.write(include, f"include {conf_dir.rstrip('/')}/*.conf\n", mode="0644")
+        for argv in commands:
             self.session.run(argv)
 
     def forget(self, iqn: str) -> None:
