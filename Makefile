@@ -47,6 +47,9 @@ completions: venv
 man: venv
 	$(VENV)/bin/python -m oneiscsi.manpage man/one-iscsi.1
 
+conf: venv
+	$(VENV)/bin/python -m oneiscsi.config remotes/datastore/iscsi/iscsi.conf
+
 bench: deps
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 

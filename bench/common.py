@@ -3,15 +3,12 @@ loopback sshd), the environment that points one-iscsi at them, interleaved
 timing (A B A B ...), goals, and the report (a table on stdout, JSON in
 bench/results/<name>.json).
 
-The daemon helpers of the tests are reused (tests/conftest.py); the sshd is
-the tests' fixture as a plain context manager."""
+The daemons are those of the tests (tests/support/daemons.py)."""
 from __future__ import annotations
 
 import json
 import os
 import shlex
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,17 +22,18 @@ from typing import Callable, Iterator, Mapping, Optional, Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO / "tests"))  # after bench/: tests/ has packages named like benchmarks (e2e)
 
-from conftest import DATA, Tgtd, free_port, quiet, start_tgtd, wait_for  # noqa: E402
-from driver import action_xml, remote  # noqa: E402
+from support import daemons  # noqa: E402
+from support.commands import quiet  # noqa: E402
+from support.daemons import HOSTS, Sshd, Tgtd, tgtd  # noqa: E402
+from support.driver import action_xml, remote  # noqa: E402
+from support.paths import BIN, DATA  # noqa: E402
 
-BIN = Path(sys.executable).parent           # the venv's bin: python and one-iscsi
 PYTHON = str(BIN / "python")
 ONE_ISCSI = str(BIN / "one-iscsi")
 RESULTS = REPO / "bench" / "results"
-HOSTS = ("tgtserver", "node1", "node2")   # ssh aliases, all of the same loopback sshd
 MIB = 1024 * 1024
 
-__all__ = ["DATA", "Tgtd", "free_port", "quiet", "start_tgtd", "wait_for", "action_xml", "remote"]
+__all__ = ["DATA", "HOSTS", "Sshd", "Tgtd", "action_xml", "quiet", "remote", "tgtd"]  # from support
 
 
 # --- daemons and places -------------------------------------------------------------------
@@ -48,75 +46,11 @@ def scratch(name: str) -> Iterator[Path]:
 
 
 @contextmanager
-def tgtd(kill: bool = False) -> Iterator[Tgtd]:
-    """A private tgtd on a free loopback port, stopped at the end: its
-    targets deleted, then `--op delete --mode system`; or, with kill, by
-    SIGKILL to its PID (for thousands of targets, which tgtd deletes slowly;
-    the daemon is private and has no sessions). Its control socket goes too."""
-    daemon = start_tgtd()
-    try:
-        yield daemon
-    finally:
-        if kill:
-            daemon.process.kill()
-            daemon.process.wait(timeout=10)
-        else:
-            daemon.stop()
-        for leftover in (f"/var/run/tgtd/socket.{daemon.control}", f"/var/run/tgtd/socket.{daemon.control}.lock"):
-            if daemon.process.poll() is not None and os.path.exists(leftover):
-                os.unlink(leftover)
-
-
-@dataclass
-class Sshd:
-    config: Path
-    process: subprocess.Popen
-
-    @property
-    def ssh(self) -> str:
-        """The ssh command line that reaches it (ONE_ISCSI_SSH)."""
-        return shlex.join(["ssh", "-F", str(self.config)])
-
-
-@contextmanager
 def sshd(directory: Path) -> Iterator[Sshd]:
-    """A loopback sshd with throwaway keys, reached as the aliases in HOSTS
-    through the ssh config in Sshd.ssh; each alias sets ONE_ISCSI_TEST_HOST
-    so that fake-iscsiadm keeps its state per host."""
-    directory.mkdir(parents=True, exist_ok=True)
-    os.makedirs("/run/sshd", exist_ok=True)
-    for name in ("host_key", "client_key"):
-        quiet(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)]).check_returncode()
-    shutil.copy(directory / "client_key.pub", directory / "authorized_keys")
-    port = free_port()
-    (directory / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {directory}/host_key\n"
-        f"AuthorizedKeysFile {directory}/authorized_keys\nPermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "AcceptEnv ONE_ISCSI_TEST_HOST\nMaxStartups 100\n"
-        f"PidFile {directory}/sshd.pid\nLogLevel ERROR\n")
-    config = directory / "ssh_config"
-    config.write_text("".join(f"Host {alias}\n  SetEnv ONE_ISCSI_TEST_HOST={alias}\n" for alias in HOSTS) +
-                      f"Host *\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
-                      f"  IdentityFile {directory}/client_key\n  IdentitiesOnly yes\n  BatchMode yes\n"
-                      "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
-    with open(directory / "sshd.log", "w") as log:
-        process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(directory / "sshd_config")],
-                                   stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        wait_for(lambda: process.poll() is not None or quiet(
-            ["ssh", "-F", str(config), HOSTS[0], "true"], timeout=10).returncode == 0,
-            timeout=20, what="sshd ready")
-        if process.poll() is not None:
-            raise RuntimeError(f"sshd did not start: {(directory / 'sshd.log').read_text()}")
-        yield Sshd(config, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """The tests' loopback sshd (support.daemons.sshd), reached as the
+    aliases in HOSTS, allowing the many connections at once of a benchmark."""
+    with daemons.sshd(directory, max_startups=100) as server:
+        yield server
 
 
 def one_iscsi_env(work: Path, daemon: Optional[Tgtd] = None, ssh: Optional[str] = None,

@@ -1,5 +1,8 @@
 """Configuration: defaults < iscsi.conf < datastore template < environment < options.
 
+Each key is declared once, in KEYS; the defaults, the help texts, the keys a
+datastore template may set, the `Config` object's attributes and the sample
+iscsi.conf (`python -m oneiscsi.config FILE`, `make conf`) all come from it.
 Built once per invocation into an immutable `Config` and passed down.
 """
 from __future__ import annotations
@@ -9,97 +12,246 @@ import os
 import re
 import shlex
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from .errors import OneIscsiError
 
 ENV_PREFIX = "ONE_ISCSI_"
 CONF_ENV = "ONE_ISCSI_CONF"
 
-# Configuration key of each external program, and the program name that
-# command builders put in argv[0].
-TOOL_KEYS = {
-    "TGTADM": "tgtadm",
-    "TGT_ADMIN": "tgt-admin",
-    "ISCSIADM": "iscsiadm",
-    "LVCREATE": "lvcreate",
-    "LVREMOVE": "lvremove",
-    "LVS": "lvs",
-    "VGS": "vgs",
-    "DD": "dd",
-    "QEMU_IMG": "qemu-img",
-    "MKFS": "mkfs",
-    "MKSWAP": "mkswap",
-    "TRUNCATE": "truncate",
-    "FALLOCATE": "fallocate",
-    "BLKDISCARD": "blkdiscard",
-}
-
-DEFAULTS = {
-    "HOST": "localhost",
-    "BASE_IQN": "iqn.2012-02.org.opennebula",
-    "VG_NAME": "vg-one",
-    "BASE_TID": "1",
-    "NO_ISCSI": "$HOSTNAME",
-    "TIMEOUT": "60",
-    "COPY_TIMEOUT": "3600",
-    "LOCK_FILE": "/run/lock/one-iscsi.lock",
-    "LOCK_TIMEOUT": "60",
-    "DEVICE_TIMEOUT": "30",
-    "DEVICE_DIR": "/dev/disk/by-path",
-    "PORTAL_PORT": "3260",
-    "BACKEND": "lvm",
-    "POOL_DIR": "/srv/one-iscsi",
-    "RESTRICTED_DIRS": "",
-    "SAFE_DIRS": "",
-    "UMASK": "077",
-    "CONF_DIR": "/etc/tgt/conf.d/one-iscsi",
-    "INITIATORS": "ALL",
-    "CHAP_USER": "",
-    "CHAP_PASSWORD": "",
-    "SUDO": "sudo",
-    "SSH": "ssh",
-    "COPY_SSH_OPTIONS": "-o Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com",
-    **{key: program for key, program in TOOL_KEYS.items()},
-}
-
-# What each key means, for --help, the man page and `config show`.
-DESCRIPTIONS = {
-    "HOST": "target server running tgtd and LVM (ssh host name or alias)",
-    "BASE_IQN": "prefix of every target name",
-    "VG_NAME": "volume group that holds the images",
-    "BASE_TID": "lowest target ID one-iscsi allocates",
-    "NO_ISCSI": "hosts (space separated) that use the volumes directly, without iSCSI",
-    "TIMEOUT": "seconds any one remote or local command may take",
-    "COPY_TIMEOUT": "seconds an image copy may take",
-    "LOCK_FILE": "lock file on the target server that serialises target creation",
-    "LOCK_TIMEOUT": "seconds to wait for LOCK_FILE",
-    "DEVICE_TIMEOUT": "seconds to wait for the device after an iSCSI login",
-    "DEVICE_DIR": "where the hosts' udev links iSCSI devices by path",
-    "PORTAL_PORT": "TCP port of the target server's iSCSI portal, for discovery and login",
-    "BACKEND": "storage of the images on the target server: lvm or file",
-    "POOL_DIR": "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)",
-    "RESTRICTED_DIRS": "directories (space separated) images may not be copied from, besides the built-in ones",
-    "SAFE_DIRS": "directories (space separated) allowed even inside restricted ones",
-    "UMASK": "octal umask applied to the image files of the file backend",
-    "CONF_DIR": "directory of the per-target tgt config files on the target server",
-    "INITIATORS": "initiator addresses, networks or IQNs (space separated) allowed to use new targets",
-    "CHAP_USER": "CHAP user bound to new targets (empty: no CHAP)",
-    "CHAP_PASSWORD": "CHAP password of CHAP_USER (12 to 16 characters)",
-    "SUDO": "prefix for privileged commands (empty: none)",
-    "SSH": "ssh command used to reach other hosts",
-    "COPY_SSH_OPTIONS": "more ssh options for image data (default: AES-GCM first, the fastest cipher with AES-NI)",
-    **{key: f"command line for {program}" for key, program in TOOL_KEYS.items()},
-}
-
-_ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
-_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-
 
 class ConfigError(OneIscsiError):
     """A configuration file or value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key, all there is to know about it."""
+
+    name: str
+    default: str                     # text as in iscsi.conf; $HOSTNAME and ${VAR} expand
+    parse: Callable[[str], object]   # text -> typed value; ValueError("must be ...") if unusable
+    help: str
+    template: bool = False           # a datastore template may set it
+    secret: bool = False             # never shown: not in repr, error messages or the sample
+    active: bool = False             # an uncommented line of the sample (the original driver's keys)
+    shown: str = ""                  # how documentation shows the default, when not as its text
+
+    @property
+    def attribute(self) -> str:
+        """Its attribute of Config."""
+        return self.name.lower()
+
+    def value(self, text: str):
+        """The typed value of text, or ConfigError naming the key."""
+        try:
+            return self.parse(text)
+        except ValueError as err:
+            got = f", got {text!r}" if text and not self.secret else ""
+            raise ConfigError(f"{self.name} {err}{got}") from None
+
+
+# Parsers: the return annotation is the type of Config's attribute.
+
+def _text(text: str) -> str:
+    return text
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+def _initiators(text: str) -> tuple[str, ...]:
+    return _words(text) or ("ALL",)
+
+
+def _word(text: str) -> str:
+    if any(char.isspace() for char in text):
+        raise ValueError("must not contain spaces")
+    return text
+
+
+def _argv(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as err:
+        raise ValueError(f"must be a command line in shell syntax ({err})") from None
+
+
+def _command(text: str) -> tuple[str, ...]:
+    argv = _argv(text)
+    if not argv:
+        raise ValueError("must not be empty")
+    return argv
+
+
+def _count(text: str) -> int:
+    return _positive(int, text, "a positive integer", minimum=1)
+
+
+def _seconds(text: str) -> float:
+    return _positive(float, text, "a positive number", minimum=0.001)
+
+
+def _positive(kind: type, text: str, wanted: str, minimum: float):
+    try:
+        number = kind(text)
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number) or number < minimum:
+        raise ValueError(f"must be {wanted}")
+    return number
+
+
+def _octal(text: str) -> int:
+    try:
+        number = int(text, 8)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 0o777:
+        raise ValueError("must be an octal number from 0 to 777")
+    return number
+
+
+def _backend(text: str) -> str:
+    if text not in ("lvm", "file"):
+        raise ValueError("must be one of lvm, file")
+    return text
+
+
+# The external programs. Each is configured by the key of its name in upper
+# case (TGT_ADMIN for tgt-admin); command builders put the name in argv[0].
+PROGRAMS = ("tgtadm", "tgt-admin", "iscsiadm", "lvcreate", "lvremove", "lvs", "vgs", "dd", "qemu-img",
+            "mkfs", "mkswap", "truncate", "fallocate", "blkdiscard")
+TOOL_KEYS = {program.upper().replace("-", "_"): program for program in PROGRAMS}
+
+KEYS = (
+    Key("HOST", "localhost", _text, "target server running tgtd and LVM (ssh host name or alias)",
+        template=True, active=True),
+    Key("VG_NAME", "vg-one", _text,
+        "volume group that holds the images (file backend: the directory under POOL_DIR)",
+        template=True, active=True),
+    Key("BASE_IQN", "iqn.2012-02.org.opennebula", _text,
+        "prefix of every target name: BASE_IQN:HOST.VG_NAME.lv-one-<IMAGE_ID>", template=True, active=True),
+    Key("BASE_TID", "1", _count, "lowest target ID one-iscsi allocates", template=True, active=True),
+    Key("NO_ISCSI", "$HOSTNAME", _words,
+        "hosts (space separated) that use the volumes directly, without iSCSI "
+        "(the target server, when it is also a hypervisor)",
+        active=True, shown="this machine's host name"),
+    Key("RESTRICTED_DIRS", "", _words,
+        "directories (space separated) images may not be copied from, besides the built-in ones",
+        template=True),
+    Key("SAFE_DIRS", "", _words, "directories (space separated) allowed even inside restricted ones",
+        template=True),
+    Key("UMASK", "077", _octal, "octal umask applied to the image files of the file backend (077: mode 0600)",
+        template=True),
+    Key("BACKEND", "lvm", _backend,
+        "storage of the images on the target server: lvm (volumes in VG_NAME) or file "
+        "(sparse files in POOL_DIR/VG_NAME)", template=True),
+    Key("POOL_DIR", "/srv/one-iscsi", _text,
+        "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)", template=True),
+    Key("INITIATORS", "ALL", _initiators,
+        "initiator addresses, networks or IQNs (space separated) allowed to use new targets", template=True),
+    Key("CHAP_USER", "", _word, "CHAP user bound to new targets (empty: no CHAP)", template=True),
+    Key("CHAP_PASSWORD", "", _word, "CHAP password of CHAP_USER (12 to 16 characters)",
+        template=True, secret=True),
+    Key("PORTAL_PORT", "3260", _count, "TCP port of the target server's iSCSI portal, for discovery and login"),
+    Key("DEVICE_DIR", "/dev/disk/by-path", _text, "where the hosts' udev links iSCSI devices by path"),
+    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", _text,
+        "directory of the per-target tgt config files on the target server"),
+    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", _text,
+        "lock file on the target server that serialises target creation"),
+    Key("LOCK_TIMEOUT", "60", _seconds, "seconds to wait for LOCK_FILE"),
+    Key("TIMEOUT", "60", _seconds, "seconds any one remote or local command may take"),
+    Key("COPY_TIMEOUT", "3600", _seconds, "seconds an image copy may take"),
+    Key("DEVICE_TIMEOUT", "30", _seconds, "seconds to wait for the device after an iSCSI login"),
+    Key("SUDO", "sudo", _argv, "prefix for privileged commands (empty: none)"),
+    Key("SSH", "ssh", _command, "ssh command used to reach other hosts"),
+    Key("COPY_SSH_OPTIONS", "-o Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com", _argv,
+        "more ssh options for image data (default: AES-GCM first, the fastest cipher with AES-NI)"),
+    *(Key(key, program, _command, f"command line for {program}") for key, program in TOOL_KEYS.items()),
+)
+
+DEFAULTS = {key.name: key.default for key in KEYS}
+# What each key means, for --help, the man page and the sample iscsi.conf.
+DESCRIPTIONS = {key.name: key.help for key in KEYS}
+# The attributes of a datastore's template that override iscsi.conf for its actions.
+TEMPLATE_KEYS = tuple(key.name for key in KEYS if key.template)
+
+
+def _tool(self, program: str) -> Optional[tuple[str, ...]]:
+    """The configured argv prefix for a program, or None if it is not a tool."""
+    return self.tools.get(program)
+
+
+def _check(self) -> None:
+    """The checks across keys, then the tools by program name."""
+    if bool(self.chap_user) != bool(self.chap_password):
+        raise ConfigError("CHAP_USER and CHAP_PASSWORD go together: set both or neither")
+    tools = {program: getattr(self, key.lower()) for key, program in TOOL_KEYS.items()}
+    object.__setattr__(self, "tools", MappingProxyType(tools))
+
+
+def _from_values(cls, values: Mapping[str, str]):
+    """The Config of the text of every key."""
+    return cls(**{key.attribute: key.value(values[key.name]) for key in KEYS})
+
+
+# Immutable; one attribute per key (the key in lower case, of its parser's
+# type) and `tools`, the argv prefix of each program.
+Config = make_dataclass(
+    "Config",
+    [(key.attribute, key.parse.__annotations__["return"], field(repr=not key.secret)) for key in KEYS]
+    + [("tools", "Mapping[str, tuple[str, ...]]", field(init=False, repr=False, compare=False))],
+    frozen=True,
+    namespace={"__module__": __name__, "__doc__": "The configuration of one invocation.",
+               "__post_init__": _check, "tool": _tool, "from_values": classmethod(_from_values)},
+)
+
+
+def load(
+    conf_file: Optional[str] = None,
+    template: Optional[Mapping[str, str]] = None,
+    overrides: Optional[Mapping[str, Optional[str]]] = None,
+    env: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """Merge every source of configuration, lowest precedence first. template
+    may be a whole datastore template: only TEMPLATE_KEYS set in it count."""
+    env = os.environ if env is None else env
+    values = {key.name: _expand(key.default, env) for key in KEYS}
+    conf_file = conf_file or env.get(CONF_ENV)
+    if conf_file:
+        values.update(_known(read_conf_file(conf_file, env)))
+    values.update({key: value for key, value in (template or {}).items() if key in TEMPLATE_KEYS and value})
+    values.update({key: env[ENV_PREFIX + key] for key in DEFAULTS if ENV_PREFIX + key in env})
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    return Config.from_values(values)
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    """text with its $VAR and ${VAR} replaced, as in iscsi.conf."""
+    return _VARIABLE.sub(lambda variable: _lookup(variable.group(1) or variable.group(2), {}, env), text)
+
+
+def _known(values: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in values.items() if key in DEFAULTS}
+
+
+def read_conf_file(path: str, env: Mapping[str, str]) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8") as conf:
+            text = conf.read()
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration {path} is not UTF-8 text") from None
+    return parse_shell_conf(text, path, env)
+
+
+_ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 def hostname() -> str:
@@ -170,146 +322,39 @@ def _lookup(name: str, known: Mapping[str, str], env: Mapping[str, str]) -> str:
     return env.get(name, "")
 
 
-@dataclass(frozen=True)
-class Config:
-    host: str
-    base_iqn: str
-    vg_name: str
-    base_tid: int
-    no_iscsi: tuple[str, ...]
-    timeout: float
-    copy_timeout: float
-    lock_file: str
-    lock_timeout: float
-    device_timeout: float
-    device_dir: str
-    portal_port: int
-    backend: str
-    pool_dir: str
-    restricted_dirs: tuple[str, ...]
-    safe_dirs: tuple[str, ...]
-    umask: int
-    conf_dir: str
-    initiators: tuple[str, ...]
-    chap_user: str
-    chap_password: str = field(repr=False)
-    sudo: tuple[str, ...]
-    ssh: tuple[str, ...]
-    copy_ssh_options: tuple[str, ...]
-    tools: Mapping[str, tuple[str, ...]] = field(repr=False)
+def sample_conf() -> str:
+    """The sample iscsi.conf: every key with its help; the original driver's
+    keys set to their defaults, the others commented out."""
+    import textwrap
 
-    def tool(self, program: str) -> Optional[tuple[str, ...]]:
-        """The configured argv prefix for a program, or None if it is not a tool."""
-        return self.tools.get(program)
+    def comment(text: str) -> str:
+        return textwrap.fill(text, 78, initial_indent="# ", subsequent_indent="# ",
+                             break_long_words=False, break_on_hyphens=False)
 
-    @classmethod
-    def from_values(cls, values: Mapping[str, str]) -> "Config":
-        def split(key: str) -> tuple[str, ...]:
-            try:
-                return tuple(shlex.split(values[key]))
-            except ValueError as err:
-                raise ConfigError(f"{key}: {err}") from None
-
-        tools = {}
-        for key, program in TOOL_KEYS.items():
-            tools[program] = split(key)
-            if not tools[program]:
-                raise ConfigError(f"{key} must not be empty")
-        if not split("SSH"):
-            raise ConfigError("SSH must not be empty")
-        if bool(values["CHAP_USER"]) != bool(values["CHAP_PASSWORD"]):
-            raise ConfigError("CHAP_USER and CHAP_PASSWORD go together: set both or neither")
-        if any(char.isspace() for char in values["CHAP_USER"] + values["CHAP_PASSWORD"]):
-            raise ConfigError("CHAP_USER and CHAP_PASSWORD must not contain spaces")
-        return cls(
-            host=values["HOST"],
-            base_iqn=values["BASE_IQN"],
-            vg_name=values["VG_NAME"],
-            base_tid=_number(values, "BASE_TID", int, minimum=1),
-            no_iscsi=tuple(values["NO_ISCSI"].split()),
-            timeout=_number(values, "TIMEOUT", float, minimum=0.001),
-            copy_timeout=_number(values, "COPY_TIMEOUT", float, minimum=0.001),
-            lock_file=values["LOCK_FILE"],
-            lock_timeout=_number(values, "LOCK_TIMEOUT", float, minimum=0.001),
-            device_timeout=_number(values, "DEVICE_TIMEOUT", float, minimum=0.001),
-            device_dir=values["DEVICE_DIR"],
-            portal_port=_number(values, "PORTAL_PORT", int, minimum=1),
-            backend=_choice(values, "BACKEND", ("lvm", "file")),
-            pool_dir=values["POOL_DIR"],
-            restricted_dirs=tuple(values["RESTRICTED_DIRS"].split()),
-            safe_dirs=tuple(values["SAFE_DIRS"].split()),
-            umask=_octal(values, "UMASK"),
-            conf_dir=values["CONF_DIR"],
-            initiators=tuple(values["INITIATORS"].split()) or ("ALL",),
-            chap_user=values["CHAP_USER"],
-            chap_password=values["CHAP_PASSWORD"],
-            sudo=split("SUDO"),
-            ssh=split("SSH"),
-            copy_ssh_options=split("COPY_SSH_OPTIONS"),
-            tools=MappingProxyType(tools),
-        )
+    blocks = [
+        comment("one-iscsi configuration for the iSCSI datastore and transfer drivers. Shell syntax: "
+                "KEY=VALUE lines, comments, quotes, $HOSTNAME and ${VAR} (not expanded in single quotes). "
+                "Commented-out keys show their built-in defaults.") + "\n"
+        + comment(f"A datastore's template may set {', '.join(TEMPLATE_KEYS)}; they override this file "
+                  f"for that datastore's actions. Environment variables {ENV_PREFIX}<KEY> override both.")
+        + "\n" + comment("Generated from the keys declared in oneiscsi/config.py (make conf)."),
+    ]
+    for key in KEYS:
+        value = "" if key.secret else _shell_text(key.default)
+        blocks.append(f"{comment(key.help)}\n{'' if key.active else '#'}{key.name}={value}")
+    return "\n\n".join(blocks) + "\n"
 
 
-def _number(values: Mapping[str, str], key: str, kind: type, minimum: float):
-    text = values[key]
-    try:
-        number = kind(text)
-    except ValueError:
-        number = None
-    if number is None or not math.isfinite(number) or number < minimum:
-        wanted = "a positive integer" if kind is int else "a positive number"
-        raise ConfigError(f"{key} must be {wanted}, got {text!r}")
-    return number
+def _shell_text(text: str) -> str:
+    """text as a shell word that keeps its $VARIABLEs."""
+    if re.fullmatch(r"[\w./:@%+,=-]*", text):
+        return text
+    return '"' + re.sub(r'(["\\`])', r"\\\1", text) + '"'
 
 
-def _octal(values: Mapping[str, str], key: str) -> int:
-    try:
-        number = int(values[key], 8)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 0o777:
-        raise ConfigError(f"{key} must be an octal number from 0 to 777, got {values[key]!r}")
-    return number
+if __name__ == "__main__":
+    import sys
 
-
-def _choice(values: Mapping[str, str], key: str, choices: tuple[str, ...]) -> str:
-    if values[key] not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {values[key]!r}")
-    return values[key]
-
-
-def load(
-    conf_file: Optional[str] = None,
-    template: Optional[Mapping[str, str]] = None,
-    overrides: Optional[Mapping[str, Optional[str]]] = None,
-    env: Optional[Mapping[str, str]] = None,
-) -> Config:
-    """Merge every source of configuration, lowest precedence first."""
-    env = os.environ if env is None else env
-    values = dict(DEFAULTS)
-    values["NO_ISCSI"] = env.get("HOSTNAME") or hostname()
-    conf_file = conf_file or env.get(CONF_ENV)
-    if conf_file:
-        values.update(_known(read_conf_file(conf_file, env)))
-    values.update(_known(template or {}))
-    values.update(
-        {key[len(ENV_PREFIX):]: value for key, value in env.items() if key.startswith(ENV_PREFIX)
-         and key[len(ENV_PREFIX):] in DEFAULTS}
-    )
-    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
-    return Config.from_values(values)
-
-
-def _known(values: Mapping[str, str]) -> dict[str, str]:
-    return {key: value for key, value in values.items() if key in DEFAULTS}
-
-
-def read_conf_file(path: str, env: Mapping[str, str]) -> dict[str, str]:
-    try:
-        with open(path, encoding="utf-8") as conf:
-            text = conf.read()
-    except OSError as err:
-        raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"configuration {path} is not UTF-8 text") from None
-    return parse_shell_conf(text, path, env)
+    with open(sys.argv[1] if len(sys.argv) > 1 else "remotes/datastore/iscsi/iscsi.conf", "w",
+              encoding="utf-8") as sample:
+        sample.write(sample_conf())

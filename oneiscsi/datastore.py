@@ -1,22 +1,25 @@
-"""Datastore actions: cp, mkfs, rm, stat, monitor.
+"""Datastore actions: cp, mkfs, rm, stat, monitor, and copy (by hand).
 
-An action is a short sequence of named steps. Each step that creates
-something has an undo; a failure runs the undos of the steps already done, in
-reverse order, and reports the step and host that failed.
+An action is a short sequence of named steps run through an Undo: each step
+that creates something pushes its undo; a failure takes back the steps done,
+in reverse order, and reports the step and host that failed. Actions are
+given their Runners (the target server's, this machine's) and return plain
+values: the OpenNebula protocol is not their business.
 """
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Optional, Sequence, TypeVar
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from . import iqn as names
-from . import lvm, opennebula, source, storage, tgt, tgtconf, transfer
+from . import imagewriter, names, source, storage, tgt, tgtconf
+from .command import Command, command
 from .config import Config
-from .errors import InvalidInput, OneIscsiError
-from .opennebula import DriverAction
-from .run import CommandError, Runner, Session
+from .errors import InvalidInput, NotFound, OneIscsiError
+from .run import Runner, Session
 from .targets import TargetServer
+from .undo import Undo
 
 BUILTIN_RESTRICTED = ("/var/lib/one", "/etc/one")
 FILESYSTEMS = {
@@ -24,43 +27,27 @@ FILESYSTEMS = {
     "reiserfs": ["-f", "-q"], "jfs": ["-q"], "swap": None, "raw": None,
 }
 DEFAULT_FSTYPE = "ext3"
-T = TypeVar("T")
+SAVE_AS = "save_as"
+
+ProgressFor = Callable[[int], Optional[Callable[[int], None]]]  # image size -> reporter of bytes done
 
 
-class StepFailed(OneIscsiError):
-    """A step of an action failed; what it had done is rolled back."""
+@dataclass(frozen=True)
+class Registered:
+    """An image made on the target server: its target name, size and notes."""
+    source: str
+    size_mb: int
+    notes: tuple[str, ...] = ()
 
 
-class Undo:
-    """What to run to take back the steps done so far; run in reverse order
-    when a step fails, each command on its own, in a session of its own."""
+@dataclass(frozen=True)
+class Usage:
+    total_mb: int
+    free_mb: int
 
-    def __init__(self, runner: Runner, action: str):
-        self.runner = runner
-        self.action = action
-        self.commands: list[list[str]] = []
-
-    def push(self, *commands: list[str]) -> None:
-        self.commands.extend(commands)
-
-    def step(self, name: str, work: Callable[[], T]) -> T:
-        try:
-            return work()
-        except Exception as err:  # whatever failed, what was made must go
-            self.rollback()
-            detail = err if isinstance(err, OneIscsiError) else f"{type(err).__name__}: {err}"
-            raise StepFailed(f"{name} failed on {self.runner.host}: {detail}") from None
-
-    def rollback(self) -> None:
-        commands, self.commands = list(reversed(self.commands)), []
-        if not commands:
-            return
-        with self.runner.session() as session:
-            for command in commands:  # one failing undo must not stop the rest
-                try:
-                    session.run(command)
-                except CommandError as err:
-                    opennebula.log_error(self.action, f"rollback: {err}")
+    @property
+    def used_mb(self) -> int:
+        return self.total_mb - self.free_mb
 
 
 def check_allowed(path: str, cfg: Config) -> None:
@@ -86,81 +73,63 @@ def _deepest_containing(path: str, directories: Sequence[str]) -> int:
     return depth
 
 
-def _spec(target: names.TargetName, volume: storage.Volume, cfg: Config) -> tgtconf.TargetSpec:
-    return tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
+def _names(image_id: int, cfg: Config) -> tuple[names.TargetName, storage.Volume]:
+    volume = storage.volume(image_id, cfg)
+    return names.build(cfg.base_iqn, cfg.host, volume.vg, volume.lv), volume
 
 
 @contextmanager
 def _locked(server: Runner, undo: Undo) -> Iterator[Session]:
     """A session on the target server holding its lock, opened as a step."""
-    session = undo.step("connecting and taking the lock", lambda: Session(server, lock=True))
-    try:
-        yield session
-    finally:
-        session.close()
+    with ExitStack() as stack:
+        yield undo.step("connecting and taking the lock",
+                        lambda: stack.enter_context(server.session(lock=True)))
 
 
-def _create(session: Session, undo: Undo, target: names.TargetName, volume: storage.Volume,
-            size_mb: int, make_filesystem: Sequence[list[str]] = ()) -> None:
+def _create(server: Runner, undo: Undo, target: names.TargetName, volume: storage.Volume,
+            size_mb: int, make_filesystem: Sequence[Command] = ()) -> tuple[str, ...]:
     """Volume, filesystem, target with its access rules and LUN 1, persistence
-    file: under the target server's lock, each step with its undo."""
-    for commands, remove in volume.create(size_mb):
-        undo.step("creating volume", lambda commands=commands: _run_explained(session, commands, volume.vg))
-        undo.push(*remove)
-    if make_filesystem:
-        undo.step("making the filesystem", lambda: [
-            session.run(c, timeout=session.runner.cfg.copy_timeout) for c in make_filesystem])
-    server = TargetServer(session)
-    spec = _spec(target, volume, server.cfg)
-    tid, created = undo.step("creating target", lambda: server.new(target.iqn))
-    if not created:
-        undo.step("creating target", lambda: server.check_same(spec))
-        opennebula.log_info(undo.action, f"target {target.iqn} already exists with TID {tid}: kept")
-        return
-    undo.push(tgt.delete_target(tid, force=True))
-    undo.step("allowing initiators", lambda: server.allow(tid, spec))
-    undo.step("adding LUN 1", lambda: server.bind_lun(tid, volume.device))
-    undo.push(*tgtconf.remove(tgtconf.path(server.cfg.conf_dir, target.iqn)))
-    undo.step("writing the target's config file", lambda: server.save(spec))
-
-
-def _run_explained(session: Session, commands: Sequence[list[str]], vg: str) -> None:
-    try:
-        for command in commands:
-            session.run(command)
-    except CommandError as err:
-        err.hint = err.hint or lvm.hint(err.stderr, vg, session.runner.host)
-        raise
-
-
-def _names(act: DriverAction, cfg: Config) -> tuple[names.TargetName, storage.Volume]:
-    volume = storage.volume(act.image_id, cfg)
-    return names.build(cfg.base_iqn, cfg.host, volume.vg, volume.lv), volume
-
-
-ProgressFor = Callable[[int], Optional[Callable[[int], None]]]  # image size -> reporter of bytes done
-
-
-def cp(act: DriverAction, cfg: Config, dry_run: bool = False, progress_for: ProgressFor = lambda size: None) -> str:
-    path = act.require("PATH")
-    check_allowed(path, cfg)
-    target, volume = _names(act, cfg)
-    local = Runner("localhost", cfg)
-    image = source.inspect(path, local)
-    expected = {name: act.image_template.get(name.upper(), "") for name in ("md5", "sha1")}
-    server = Runner(cfg.host, cfg, dry_run=dry_run)
-    undo = Undo(server, "cp")
+    file: under the target server's lock, each step with its undo. Returns notes."""
+    cfg = server.cfg
     with _locked(server, undo) as session:
-        _create(session, undo, target, volume, max(image.size_mb, 1))
-    digests = source.Digests(expected)
+        for commands, remove in volume.create(size_mb):
+            undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
+            undo.push_commands(server, remove)
+        if make_filesystem:
+            undo.step("making the filesystem", lambda: [
+                session.run(c, timeout=cfg.copy_timeout) for c in make_filesystem])
+        targets = TargetServer(session)
+        spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
+        tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
+        if not created:
+            undo.step("creating target", lambda: targets.check_same(spec))
+            return (f"target {target.iqn} already exists with TID {tid}: kept",)
+        undo.push_commands(server, [tgt.delete_target(tid, force=True)])
+        undo.step("allowing initiators", lambda: targets.allow(tid, spec))
+        undo.step("adding LUN 1", lambda: targets.bind_lun(tid, volume.device))
+        undo.push_commands(server, [tgtconf.remove(tgtconf.path(cfg.conf_dir, target.iqn))])
+        undo.step("writing the target's config file", lambda: targets.save(spec))
+    return ()
+
+
+def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
+       checksums: Optional[Mapping[str, str]] = None, progress_for: ProgressFor = lambda size: None) -> Registered:
+    """Register the image at path (file or URL): volume, target, data.
+    checksums: expected hex digests by hashlib name (md5, sha1)."""
+    check_allowed(path, cfg)
+    target, volume = _names(image_id, cfg)
+    image = source.inspect(path, local)
+    undo = Undo(server.host)
+    notes = _create(server, undo, target, volume, max(image.size_mb, 1))
+    digests = source.Digests(checksums or {})
     # a new file of the file backend is sparse: it reads as zeros already; a
     # new LV may hold the data of old ones
-    write = lambda: write_image(image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
-                                progress=progress_for(image.size))
-    undo.step(f"copying {path} to {volume.device}", write)
-    if not dry_run:
+    undo.step(f"copying {path} to {volume.device}", lambda: write_image(
+        image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
+        progress=progress_for(image.size)))
+    if not server.dry_run:
         undo.step("checking the image checksum", lambda: digests.check(path))
-    return f"{target.iqn} {image.size_mb}"
+    return Registered(target.iqn, image.size_mb, notes)
 
 
 def write_image(image: source.Image, device: str, server: Runner, local: Runner,
@@ -174,9 +143,10 @@ def write_image(image: source.Image, device: str, server: Runner, local: Runner,
         data = digests.through(chunks) if image.format == "raw" else chunks
         if progress is not None:
             data = _reporting(data, progress)
-        writer = transfer.writer_command(device, [server.resolve(c) for c in transfer.commands()],
-                                         [server.resolve(c, privileged=False) for c in transfer.commands()])
-        server.feed(writer, transfer.records(data, image.size, zero_device))
+        tools = imagewriter.tools()
+        writer = imagewriter.writer(device, [server.resolve(tool) for tool in tools],
+                                    [server.resolve(tool.but(privileged=False)) for tool in tools])
+        server.feed(writer, imagewriter.records(data, image.size, zero_device))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
         with open(image.path, "rb") as original:
             for _ in digests.through(source.read_chunks(original)):
@@ -189,80 +159,75 @@ def _reporting(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iter
         yield chunk
 
 
-def copy(path: str, device: str, cfg: Config, dry_run: bool = False,
+def copy(path: str, device: str, cfg: Config, server: Runner, local: Runner,
          progress_for: ProgressFor = lambda size: None) -> int:
     """Write a local image or URL onto an existing device of the target
     server, leaving no stale data under it; returns the bytes written."""
     check_allowed(path, cfg)
     if not device.startswith("/"):
         raise InvalidInput(f"device must be an absolute path, got {device!r}")
-    local = Runner("localhost", cfg)
     image = source.inspect(path, local)
-    write_image(image, device, Runner(cfg.host, cfg, dry_run=dry_run), local, source.Digests({}),
-                progress=progress_for(image.size))
+    write_image(image, device, server, local, source.Digests({}), progress=progress_for(image.size))
     return image.size
 
 
-def mkfs(act: DriverAction, cfg: Config, dry_run: bool = False) -> str:
-    fstype = (act.image.get("FSTYPE") or DEFAULT_FSTYPE).strip()
-    if fstype not in FILESYSTEMS and fstype != "save_as":
-        raise InvalidInput(f"unsupported FSTYPE {fstype!r} (one of {', '.join(FILESYSTEMS)}, save_as)")
-    size = act.require("SIZE")
-    if not (size.isascii() and size.isdigit()) or int(size) < 1:
-        raise InvalidInput(f"IMAGE/SIZE must be a positive number of MB, got {size!r}")
-    target, volume = _names(act, cfg)
-    if fstype == "save_as":  # OpenNebula fills the image later: nothing to create
-        return f"{target.iqn} {size}"
-    server = Runner(cfg.host, cfg, dry_run=dry_run)
-    undo = Undo(server, "mkfs")
-    with _locked(server, undo) as session:
-        _create(session, undo, target, volume, int(size), mkfs_commands(fstype, volume.device))
-    return f"{target.iqn} {size}"
+def mkfs(image_id: int, size_mb: int, fstype: str, cfg: Config, server: Runner) -> Registered:
+    """An empty image of size_mb with a filesystem of fstype (empty: the
+    default; raw: none; save_as: nothing is made, OpenNebula fills it later)."""
+    fstype = fstype.strip() or DEFAULT_FSTYPE
+    if fstype not in FILESYSTEMS and fstype != SAVE_AS:
+        raise InvalidInput(f"unsupported FSTYPE {fstype!r} (one of {', '.join(FILESYSTEMS)}, {SAVE_AS})")
+    if size_mb < 1:
+        raise InvalidInput(f"IMAGE/SIZE must be a positive number of MB, got {size_mb}")
+    target, volume = _names(image_id, cfg)
+    if fstype == SAVE_AS:
+        return Registered(target.iqn, size_mb)
+    notes = _create(server, Undo(server.host), target, volume, size_mb, mkfs_commands(fstype, volume.device))
+    return Registered(target.iqn, size_mb, notes)
 
 
-def mkfs_commands(fstype: str, device: str) -> list[list[str]]:
+def mkfs_commands(fstype: str, device: str) -> list[Command]:
     if fstype == "raw":
         return []
     if fstype == "swap":
-        return [["mkswap", device]]
-    return [["mkfs", "-t", fstype, *FILESYSTEMS[fstype], device]]
+        return [command("mkswap", device, privileged=True)]
+    return [command("mkfs", "-t", fstype, *FILESYSTEMS[fstype], device, privileged=True)]
 
 
-def rm(act: DriverAction, cfg: Config, dry_run: bool = False) -> list[str]:
-    """Delete the image's target, its config file and its volume; returns INFO lines."""
-    target = names.parse(act.require("SOURCE"))
-    if (target.vg, target.lv) != (cfg.vg_name, storage.lv_name(act.image_id)):
-        raise InvalidInput(f"SOURCE {target.iqn} is not image {act.image_id} of volume group {cfg.vg_name}")
+def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
+    """Delete the image's target, its config file and its volume; returns notes."""
+    target = names.parse(iqn)
+    if (target.vg, target.lv) != (cfg.vg_name, storage.lv_name(image_id)):
+        raise InvalidInput(f"SOURCE {target.iqn} is not image {image_id} of volume group {cfg.vg_name}")
     volume = storage.volume_named(target.vg, target.lv, cfg)
-    info = []
-    with Runner(cfg.host, cfg, dry_run=dry_run).session() as session:
-        server = TargetServer(session)
-        found = server.find(target.iqn)
+    notes = []
+    with server.session() as session:
+        targets = TargetServer(session)
+        found = targets.find(target.iqn)
         if found is None:
-            info.append(f"no target {target.iqn} on {server.host}: already deleted")
+            notes.append(f"no target {target.iqn} on {server.host}: already deleted")
         elif found.sessions:
             raise OneIscsiError(f"target {target.iqn} on {server.host} is in use by "
                                 f"{', '.join(s.initiator for s in found.sessions)}: nothing removed")
         else:
-            server.delete(found.tid)
-        server.forget(target.iqn)
+            targets.delete(found.tid)
+        targets.forget(target.iqn)
         try:
-            for command in volume.remove():
-                session.run(command)
-        except CommandError as err:
-            if "Failed to find" not in err.stderr:
-                raise OneIscsiError(f"removing {volume.device} failed on {server.host}: {err}") from None
-            info.append(f"no volume {volume.device} on {server.host}: already removed")
-    return info
+            for cmd in volume.remove():
+                session.run(cmd)
+        except NotFound:
+            notes.append(f"no volume {volume.device} on {server.host}: already removed")
+        except OneIscsiError as err:
+            raise OneIscsiError(f"removing {volume.device} failed on {server.host}: {err}") from None
+    return notes
 
 
-def stat(act: DriverAction, cfg: Config) -> int:
-    path = act.require("PATH")
+def stat(path: str, cfg: Config, local: Runner) -> int:
+    """The size in MiB the image at path will take."""
     check_allowed(path, cfg)
-    return source.inspect(path, Runner("localhost", cfg)).size_mb
+    return source.inspect(path, local).size_mb
 
 
-def monitor(cfg: Config) -> str:
-    output = Runner(cfg.host, cfg).run_all(storage.usage(cfg), query=True)
-    total, free = storage.parse_usage(cfg.backend, output)
-    return f"USED_MB={total - free}\nTOTAL_MB={total}\nFREE_MB={free}"
+def monitor(cfg: Config, server: Runner) -> Usage:
+    total, free = storage.parse_usage(cfg.backend, server.run_all(storage.usage(cfg)))
+    return Usage(total, free)

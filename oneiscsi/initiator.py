@@ -1,41 +1,44 @@
 """Operations on a hypervisor host's open-iscsi initiator. `on` is a Runner or
-a Session of that host: anything with run(argv)."""
+a Session of that host: anything with run(command)."""
 from __future__ import annotations
 
-from . import iscsiadm
-from . import iqn as iqn_names
+from . import iscsiadm, names
 from .config import Config
-from .run import Accepting, CommandError
+from .errors import AlreadyDone
 
 
-def discover(on, target_host: str) -> str:
-    return on.run(iscsiadm.discovery(target_host))
+def discover(on, portal: str) -> str:
+    return on.run(iscsiadm.discovery(portal))
 
 
-def login(on, iqn: str, target_host: str) -> bool:
+def login(on, iqn: str, portal: str) -> bool:
     """Log in; False if a session to that target already existed."""
-    return _changed(on, iscsiadm.login(iqn_names.validate(iqn), target_host), iscsiadm.SESSION_EXISTS_RC)
+    try:
+        on.run(iscsiadm.login(names.validate(iqn), portal))
+    except AlreadyDone:
+        return False
+    return True
 
 
 def logout(on, iqn: str) -> bool:
     """Log out; False if there was no session to that target."""
-    return _changed(on, iscsiadm.logout(iqn_names.validate(iqn)), iscsiadm.NO_SESSION_RC)
-
-
-def _changed(on, argv: list[str], nothing_to_do_rc: int) -> bool:
-    """Run argv; False if it ended with the code meaning it was already done."""
     try:
-        on.run(argv)
-    except CommandError as err:
-        if err.rc == nothing_to_do_rc:
-            return False
-        raise
+        on.run(iscsiadm.logout(names.validate(iqn)))
+    except AlreadyDone:
+        return False
     return True
 
 
 def forget(on, iqn: str) -> None:
     """Delete the node record, so nothing logs in again at boot; none is fine."""
-    on.run(Accepting(iscsiadm.delete_node(iqn), iscsiadm.NO_SESSION_RC))
+    on.run(iscsiadm.delete_node(iqn))
+
+
+def logout_and_forget(on, iqn: str) -> bool:
+    """Log out and delete the node record; False if there was no session."""
+    was_logged_in = logout(on, iqn)
+    forget(on, iqn)
+    return was_logged_in
 
 
 def is_iscsi(host: str, cfg: Config) -> bool:

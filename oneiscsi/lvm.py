@@ -1,34 +1,41 @@
-"""LVM2: builders of lvcreate/lvremove/vgs command lines and their parsers. Pure."""
+"""LVM2: builders of lvcreate/lvremove/vgs commands and their parsers. Pure."""
 from __future__ import annotations
 
-MIB = 1024 * 1024
-MISSING_LV_RC = 5  # "Failed to find logical volume"
+from typing import Optional
+
+from .command import Command, command
+from .errors import CommandError, NotFound
+from .units import MIB
 
 
-def create(vg: str, lv: str, size_mb: int) -> list[str]:
+def create(vg: str, lv: str, size_mb: int) -> Command:
     # --yes -W y: wipe old signatures on the extents instead of asking (stdin is not a terminal)
-    return ["lvcreate", "--yes", "-W", "y", "-L", f"{size_mb}M", "-n", lv, vg]
+    return command("lvcreate", "--yes", "-W", "y", "-L", f"{size_mb}M", "-n", lv, vg, privileged=True,
+                   explain=lambda err: _explain_create(err, vg))
 
 
-def remove(vg: str, lv: str) -> list[str]:
-    return ["lvremove", "-f", f"{vg}/{lv}"]
+def _explain_create(err: CommandError, vg: str) -> Optional[Exception]:
+    if f'Volume group "{vg}" not found' in err.stderr:
+        return err.with_hint(f"volume group {vg} does not exist on {err.host}: create it, or set VG_NAME")
+    if "Insufficient free" in err.stderr:
+        return err.with_hint(f"volume group {vg} on {err.host} is full")
+    return None
 
 
-def vg_usage(vg: str) -> list[str]:
-    return ["vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":",
-            "-o", "vg_size,vg_free", vg]
+def remove(vg: str, lv: str) -> Command:
+    """Fails with NotFound when there is no such volume."""
+    return command("lvremove", "-f", f"{vg}/{lv}", privileged=True,
+                   explain=lambda err: NotFound(f"no volume /dev/{vg}/{lv} on {err.host}")
+                   if "Failed to find" in err.stderr else None)
+
+
+def vg_usage(vg: str) -> Command:
+    return command("vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":",
+                   "-o", "vg_size,vg_free", vg, privileged=True, query=True,
+                   explain=lambda err: _explain_create(err, vg))
 
 
 def parse_vg_usage(text: str) -> tuple[int, int]:
     """(total, free) in MiB from `vgs ... -o vg_size,vg_free`."""
     size, free = (int(field) for field in text.strip().split(":"))
     return size // MIB, free // MIB
-
-
-def hint(stderr: str, vg: str, host: str) -> str:
-    """A hint for a failed lvcreate, when the fix is obvious."""
-    if f'Volume group "{vg}" not found' in stderr:
-        return f"volume group {vg} does not exist on {host}: create it, or set VG_NAME"
-    if "Insufficient free" in stderr:
-        return f"volume group {vg} on {host} is full"
-    return ""

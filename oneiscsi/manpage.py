@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 
 from . import __version__, config
-from .opennebula import TEMPLATE_KEYS
 
 DESCRIPTION = """\
 one-iscsi is the iSCSI datastore driver of OpenNebula as one command-line tool.
@@ -83,7 +82,7 @@ def render() -> str:
             *_keys(),
             ".SS Datastore template attributes",
             "These attributes of an iSCSI datastore override iscsi.conf for its actions: "
-            + ", ".join(f"\\fB{escape(key)}\\fR" for key in TEMPLATE_KEYS) + ".",
+            + ", ".join(f"\\fB{escape(key)}\\fR" for key in config.TEMPLATE_KEYS) + ".",
             ".SH FILES", *_pairs(FILES),
             ".SH ENVIRONMENT",
             *_pairs([("ONE_ISCSI_CONF", "the iscsi.conf to read when \\fB\\-\\-config\\fR is not given"),
@@ -123,9 +122,9 @@ def _options(command, indent: bool = True) -> list:
 
 def _keys() -> list:
     lines = []
-    for key, default in config.DEFAULTS.items():
-        shown = "this machine's host name" if key == "NO_ISCSI" else (f'"{default}"' if default else "empty")
-        lines += [".TP", f"\\fB{escape(key)}\\fR (default: {escape(shown)})", escape(config.DESCRIPTIONS[key])]
+    for key in config.KEYS:
+        shown = key.shown or (f'"{key.default}"' if key.default and not key.secret else "empty")
+        lines += [".TP", f"\\fB{escape(key.name)}\\fR (default: {escape(shown)})", escape(key.help)]
     return lines
 
 

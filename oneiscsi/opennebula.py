@@ -1,17 +1,22 @@
-"""OpenNebula's driver protocol: the action XML, `host:path` arguments, log lines."""
+"""OpenNebula's driver protocol (3.4): reading a call (the action XML, image
+IDs, `host:path` arguments) and writing its reply (stdout, INFO lines, the
+ERROR MESSAGE block). Knows nothing of tgtd or LVM: the actions do the work.
+"""
 from __future__ import annotations
 
 import binascii
 import sys
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
+from .config import TEMPLATE_KEYS
 from .errors import InvalidInput
 
+if TYPE_CHECKING:
+    from .tm import HostPath
+
 ROOT = "DS_DRIVER_ACTION_DATA"
-# Datastore template attributes that override iscsi.conf.
-TEMPLATE_KEYS = ("HOST", "VG_NAME", "BASE_IQN", "BASE_TID", "RESTRICTED_DIRS", "SAFE_DIRS",
-                 "UMASK", "BACKEND", "POOL_DIR", "INITIATORS", "CHAP_USER", "CHAP_PASSWORD")
+CHECKSUMS = ("md5", "sha1")  # IMAGE/TEMPLATE attributes MD5, SHA1
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class DriverAction:
     datastore: Mapping[str, str]   # DATASTORE/TEMPLATE/*
 
     def config_overrides(self) -> dict[str, str]:
+        """The datastore template attributes that override iscsi.conf."""
         return {key: self.datastore[key] for key in TEMPLATE_KEYS if self.datastore.get(key)}
 
     def require(self, key: str) -> str:
@@ -29,6 +35,30 @@ class DriverAction:
         if not value:
             raise InvalidInput(f"missing IMAGE/{key} in {ROOT}")
         return value
+
+    @property
+    def path(self) -> str:
+        return self.require("PATH")
+
+    @property
+    def source(self) -> str:
+        return self.require("SOURCE")
+
+    @property
+    def size_mb(self) -> int:
+        size = self.require("SIZE")
+        if not (size.isascii() and size.isdigit()) or int(size) < 1:
+            raise InvalidInput(f"IMAGE/SIZE must be a positive number of MB, got {size!r}")
+        return int(size)
+
+    @property
+    def fstype(self) -> str:
+        return self.image.get("FSTYPE", "")
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        """Expected digests of the image file, by hashlib name."""
+        return {name: self.image_template.get(name.upper(), "") for name in CHECKSUMS}
 
 
 def decode(data: str, image_id: str) -> DriverAction:
@@ -66,29 +96,27 @@ def _leaves(element) -> dict[str, str]:
     return {child.tag: (child.text or "").strip() for child in element if len(child) == 0}
 
 
-@dataclass(frozen=True)
-class HostPath:
-    host: str
-    path: str
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.path}"
-
-
-def host_path(argument: str) -> HostPath:
+def host_path(argument: str) -> "HostPath":
     """Split OpenNebula's `host:/path` argument."""
+    from .tm import HostPath
+
     host, sep, path = argument.partition(":")
     if not sep or not host or not path.startswith("/"):
         raise InvalidInput(f"expected HOST:/PATH, got {argument!r}")
     return HostPath(host, path)
 
 
+def registered_reply(source: str, size_mb: int) -> str:
+    """cp and mkfs: the image's SOURCE and its size."""
+    return f"{source} {size_mb}"
+
+
+def monitor_reply(used_mb: int, total_mb: int, free_mb: int) -> str:
+    return f"USED_MB={used_mb}\nTOTAL_MB={total_mb}\nFREE_MB={free_mb}"
+
+
 def log_info(action: str, text: str) -> None:
     print(f"INFO: {action}: {text}", file=sys.stderr)
-
-
-def log_error(action: str, text: str) -> None:
-    print(f"ERROR: {action}: {text}", file=sys.stderr)
 
 
 def error_message(action: str, text: str, stream=None) -> None:

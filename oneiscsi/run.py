@@ -1,9 +1,10 @@
 """The only module that starts processes.
 
-A `Runner` runs argv lists on one host: directly when the host is this
-machine, otherwise through ssh, where the command line is made with
-`shlex.join` and nowhere else. Command builders put a program name in argv[0];
-the Runner replaces it with the configured command and adds the sudo prefix.
+A `Runner` runs Commands (command.py) on one host: directly when the host is
+this machine, otherwise through ssh, where the command line is made with
+`shlex.join` and nowhere else. The Runner replaces a command's program with
+its configured command line (TGTADM="tgtadm -C 7") and puts the SUDO prefix
+before privileged ones.
 
 A `Session` runs any number of commands on a host over one ssh connection: a
 shell on the host reads the quoted commands one by one, and each answer ends
@@ -24,68 +25,13 @@ import time
 from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
+from .command import Command
 from .config import Config, hostname
-from .errors import InvalidInput, OneIscsiError
+from .errors import CommandError, InvalidInput, OneIscsiError
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
 _SSH_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.@:%\[\]-]*")
-
-Argv = Sequence[str]
-
-
-class CommandError(OneIscsiError):
-    """A command that could not be started, failed, or ran out of time."""
-
-    def __init__(self, argv: Argv, host: str, rc: Optional[int], stderr: str, hint: str = ""):
-        self.argv, self.host, self.rc, self.stderr = list(argv), host, rc, stderr
-        self.hint = hint or _sudo_hint(stderr, self.program, host)
-        super().__init__(str(self))
-
-    @property
-    def program(self) -> str:
-        return self.argv[0] if self.argv else "command"
-
-    def __str__(self) -> str:
-        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        # the program's own complaint, rather than e.g. dd's closing statistics
-        own = [line for line in lines if line.startswith(f"{self.program}:")]
-        detail = (own or lines or ["no error output"])[-1]
-        status = "timed out" if self.rc is None else f"exit {self.rc}"
-        message = f"{self.program} failed on {self.host} ({status}): {detail}"
-        return f"{self.hint}: {message}" if self.hint else message
-
-
-class Accepting(list):
-    """An argv whose command may also end with the given exit codes."""
-
-    def __init__(self, argv: Argv, *codes: int):
-        super().__init__(argv)
-        self.codes = codes
-
-
-class Privileged(list):
-    """An argv of a plain program (not a configured tool) that needs the sudo prefix."""
-
-
-class WithInput(list):
-    """An argv whose command reads the given text on stdin."""
-
-    def __init__(self, argv: Argv, input: str):
-        super().__init__(argv)
-        self.input = input
-
-
-class Secret(str):
-    """An argument never shown: printed as ******** by --dry-run."""
-
-
-def accepted_codes(argv: Argv) -> tuple[int, ...]:
-    return getattr(argv, "codes", ())
-
-
-def masked(argv: Argv) -> list[str]:
-    return ["********" if isinstance(word, Secret) else word for word in argv]
 
 
 def is_local(host: str) -> bool:
@@ -99,6 +45,12 @@ def check_host(host: str) -> str:
     return host
 
 
+def failure(cmd: Command, host: str, rc: Optional[int], stderr: str, hint: str = "") -> OneIscsiError:
+    """The error of a failed command, as the command itself explains it."""
+    error = CommandError(cmd.program, host, rc, stderr, hint)
+    return (cmd.explain(error) if cmd.explain else None) or error
+
+
 class Runner:
     """Runs commands on one host, honouring the configuration and --dry-run."""
 
@@ -109,14 +61,12 @@ class Runner:
         self.local = is_local(host)
         self.out = out
 
-    def resolve(self, argv: Argv, privileged: bool = True) -> list[str]:
+    def resolve(self, cmd: Command) -> list[str]:
         """The argv as it runs on the host: configured command, sudo prefix."""
-        prefix = self.cfg.tool(argv[0])
-        if prefix is None and not isinstance(argv, Privileged):
-            return list(argv)
-        command = [*prefix, *argv[1:]] if prefix else list(argv)
-        needs_sudo = privileged and (not self.local or os.geteuid() != 0)
-        return [*(self.cfg.sudo if needs_sudo else ()), *command]
+        prefix = self.cfg.tool(cmd.program)
+        argv = [*prefix, *cmd.argv[1:]] if prefix else list(cmd.argv)
+        needs_sudo = cmd.privileged and (not self.local or os.geteuid() != 0)
+        return [*(self.cfg.sudo if needs_sudo else ()), *argv]
 
     def ssh_argv(self, remote_command: str, options: Sequence[str] = ()) -> list[str]:
         connect = max(1, math.ceil(self.cfg.timeout))
@@ -133,41 +83,33 @@ class Runner:
         finally:
             session.close()
 
-    def run(self, argv: Argv, query: bool = False) -> str:
-        """Run one command and return its stdout.
+    def run(self, cmd: Command) -> str:
+        """Run one command; its stdout."""
+        return self.run_all([cmd])
 
-        A query only reads state, so it runs even with --dry-run; anything else
-        is printed instead of run.
-        """
-        return self.run_all([argv], query=query)
-
-    def run_all(self, argvs: Sequence[Argv], query: bool = False) -> str:
+    def run_all(self, commands: Sequence[Command]) -> str:
         """Run commands in order in one session, stopping at the first failure.
         Returns their stdout, concatenated."""
-        if not argvs:
+        if not commands:
             return ""
         with self.session() as session:
-            return "".join(session.run(argv, query=query) for argv in argvs)
+            return "".join(session.run(cmd) for cmd in commands)
 
-    def print_dry_run(self, argv: Argv) -> None:
-        resolved = masked(self.resolve(argv))
+    def print_dry_run(self, cmd: Command) -> None:
+        resolved = cmd.masked(self.resolve(cmd))
         print(shlex.join(resolved if self.local else self.ssh_argv(shlex.join(resolved))),
               file=self.out or sys.stdout)
 
-    def read_local(self, argv: Argv) -> str:
-        """Run a read-only command here, as the invoking user (no sudo)."""
-        return _execute(self.resolve(argv, privileged=False), argv, "localhost", self.cfg.timeout)
-
     @contextmanager
-    def output_stream(self, argv: Argv, privileged: bool = False) -> Iterator[BinaryIO]:
-        """A command's stdout as a stream (not privileged: as the invoking user,
-        when local); its exit status is checked when the stream is closed."""
-        if self.dry_run:
-            self.print_dry_run(argv)
+    def output_stream(self, cmd: Command) -> Iterator[BinaryIO]:
+        """A command's stdout as a stream; its exit status is checked when the
+        stream is closed."""
+        if self.dry_run and not cmd.query:
+            self.print_dry_run(cmd)
             yield io.BytesIO()
             return
-        resolved = self.resolve(argv, privileged=privileged)
-        process = self._start(resolved if self.local else self.ssh_argv(shlex.join(resolved)),
+        resolved = self.resolve(cmd)
+        process = self._start(cmd, resolved if self.local else self.ssh_argv(shlex.join(resolved)),
                               stdin=None, stdout=subprocess.PIPE)
         try:
             yield process.stdout
@@ -177,19 +119,20 @@ class Runner:
             raise
         finally:
             process.stdout.close()
-        self._finish(process, argv)
+        self._finish(process, cmd)
 
-    def feed(self, argv: Argv, chunks: Iterable[bytes]) -> None:
-        """Run argv on the host with chunks as its stdin (one ssh session,
+    def feed(self, cmd: Command, chunks: Iterable[bytes]) -> None:
+        """Run a command on the host with chunks as its stdin (one ssh session,
         with COPY_SSH_OPTIONS: it carries image data), within COPY_TIMEOUT."""
         import threading
 
         if self.dry_run:
-            self.print_dry_run(argv)
+            self.print_dry_run(cmd)
             return
-        resolved = self.resolve(argv)
+        resolved = self.resolve(cmd)
         remote = self.ssh_argv(shlex.join(resolved), self.cfg.copy_ssh_options)
-        process = self._start(resolved if self.local else remote, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        process = self._start(cmd, resolved if self.local else remote, stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL)
         watchdog = threading.Timer(self.cfg.copy_timeout, process.kill)
         watchdog.start()
         try:
@@ -204,9 +147,9 @@ class Runner:
             raise
         finally:
             watchdog.cancel()
-        self._finish(process, argv)
+        self._finish(process, cmd)
 
-    def _start(self, argv: list[str], stdin, stdout) -> subprocess.Popen:
+    def _start(self, cmd: Command, argv: list[str], stdin, stdout) -> subprocess.Popen:
         import tempfile
 
         errors = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill up and block
@@ -214,11 +157,11 @@ class Runner:
             process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env())
         except FileNotFoundError:
             errors.close()
-            raise CommandError(argv, self.host, 127, f"{argv[0]}: command not found") from None
+            raise CommandError(argv[0], self.host, 127, f"{argv[0]}: command not found") from None
         process.errors = errors
         return process
 
-    def _finish(self, process: subprocess.Popen, argv: Argv) -> None:
+    def _finish(self, process: subprocess.Popen, cmd: Command) -> None:
         timeout = self.cfg.copy_timeout
         try:
             rc = process.wait(timeout=timeout)
@@ -231,9 +174,9 @@ class Runner:
         stderr = process.errors.read().decode(errors="replace")
         process.errors.close()
         if rc == -9:
-            raise CommandError(argv, self.host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
-        if rc != 0:
-            raise CommandError(argv, self.host, rc, stderr, hint="" if self.local else _ssh_hint(rc))
+            raise CommandError(cmd.program, self.host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
+        if rc != 0 and rc not in cmd.accept:
+            raise failure(cmd, self.host, rc, stderr, hint="" if self.local else _ssh_hint(rc))
 
 
 class Session:
@@ -242,6 +185,8 @@ class Session:
 
     def __init__(self, runner: Runner, lock: bool):
         self.runner = runner
+        self.host = runner.host
+        self.cfg = runner.cfg
         self.lock = lock
         self._channel = None
         if lock and not runner.dry_run:  # the lock is the point: take it now, fail now
@@ -252,14 +197,13 @@ class Session:
             self._channel = (_LocalChannel if self.runner.local else _RemoteChannel)(self.runner, self.lock)
         return self._channel
 
-    def run(self, argv: Argv, query: bool = False, input: Optional[str] = None,
-            timeout: Optional[float] = None) -> str:
-        """Run one command; stdout. A longer timeout than TIMEOUT may be given."""
-        if self.runner.dry_run and not query:
-            self.runner.print_dry_run(argv)
+    def run(self, cmd: Command, timeout: Optional[float] = None) -> str:
+        """Run one command; its stdout. A longer timeout than TIMEOUT may be given.
+        Under --dry-run a command that changes something is printed instead."""
+        if self.runner.dry_run and not cmd.query:
+            self.runner.print_dry_run(cmd)
             return ""
-        return self._open().run(argv, input if input is not None else getattr(argv, "input", None),
-                                timeout or self.runner.cfg.timeout)
+        return self._open().run(cmd, timeout or self.cfg.timeout)
 
     def close(self) -> None:
         if self._channel is not None:
@@ -272,8 +216,8 @@ class _LocalChannel:
         self.runner = runner
         self.lock_file = _take_local_lock(runner) if lock else None
 
-    def run(self, argv: Argv, input: Optional[str], timeout: float) -> str:
-        return _execute(self.runner.resolve(argv), argv, self.runner.host, timeout, accepted_codes(argv), input)
+    def run(self, cmd: Command, timeout: float) -> str:
+        return _execute(cmd, self.runner.resolve(cmd), self.runner.host, timeout)
 
     def close(self) -> None:
         if self.lock_file is not None:
@@ -325,22 +269,22 @@ class _RemoteChannel:
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
         self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
         timeout = runner.cfg.timeout + (runner.cfg.lock_timeout if lock else 0)
-        self._exchange(["true"], ":", timeout)  # connected, and holding the lock
+        self._exchange("ssh", ":", timeout)  # connected, and holding the lock
 
-    def run(self, argv: Argv, input: Optional[str], timeout: float) -> str:
-        line = shlex.join(self.runner.resolve(argv))
-        if input is None:
+    def run(self, cmd: Command, timeout: float) -> str:
+        line = shlex.join(self.runner.resolve(cmd))
+        if cmd.input is None:
             line += " </dev/null"
         else:
-            if self.mark in input:
+            if self.mark in cmd.input:
                 raise InvalidInput("input contains the session marker")
-            line += f" <<'{self.mark}'\n{input.rstrip(chr(10))}\n{self.mark}"
-        rc, out, err = self._exchange(argv, line, timeout)
-        if rc != 0 and rc not in accepted_codes(argv):
-            raise CommandError(argv, self.runner.host, rc, err)
+            line += f" <<'{self.mark}'\n{cmd.input.rstrip(chr(10))}\n{self.mark}"
+        rc, out, err = self._exchange(cmd.program, line, timeout)
+        if rc != 0 and rc not in cmd.accept:
+            raise failure(cmd, self.runner.host, rc, err)
         return out
 
-    def _exchange(self, argv: Argv, line: str, timeout: float) -> tuple[int, str, str]:
+    def _exchange(self, program: str, line: str, timeout: float) -> tuple[int, str, str]:
         script = f"{line}\nprintf '\\n%s %d\\n' {self.mark} \"$?\"\nprintf '%s\\n' {self.mark} >&2\n"
         try:
             self.process.stdin.write(script.encode())
@@ -352,7 +296,7 @@ class _RemoteChannel:
         done = self._read_until(lambda out, err: out_end.search(out) and err.endswith(err_end), timeout)
         out, err = self.buffers[self.process.stdout], self.buffers[self.process.stderr]
         if not done:
-            raise self._broken(argv, timeout)
+            raise self._broken(program, timeout)
         match = out_end.search(out)
         result = (int(match.group(1)), out[:match.start()].decode(errors="replace"),
                   err[:-len(err_end)].decode(errors="replace"))
@@ -379,18 +323,18 @@ class _RemoteChannel:
                         selector.unregister(key.fileobj)
         return True
 
-    def _broken(self, argv: Argv, timeout: float) -> CommandError:
-        """The shell ended or stopped answering: why, as a CommandError."""
+    def _broken(self, program: str, timeout: float) -> OneIscsiError:
+        """The shell ended or stopped answering: why."""
         try:
             rc = self.process.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            return CommandError(argv, self.runner.host, None, f"no answer within {timeout:g} s (TIMEOUT)")
+            return CommandError(program, self.runner.host, None, f"no answer within {timeout:g} s (TIMEOUT)")
         stderr = self.buffers[self.process.stderr].decode(errors="replace")
         if rc == LOCK_BUSY_RC:
             return _lock_error(self.runner)
-        return CommandError(["ssh"], self.runner.host, rc, stderr, hint=_ssh_hint(rc))
+        return CommandError("ssh", self.runner.host, rc, stderr, hint=_ssh_hint(rc))
 
     def close(self) -> None:
         try:
@@ -406,25 +350,18 @@ class _RemoteChannel:
         self.process.stderr.close()
 
 
-def _execute(argv: list[str], original: Argv, host: str, timeout: float,
-             ok_codes: tuple[int, ...] = (), input: Optional[str] = None) -> str:
+def _execute(cmd: Command, argv: list[str], host: str, timeout: float) -> str:
     try:
-        done = subprocess.run(argv, input=input.encode() if input is not None else None,
-                              stdin=None if input is not None else subprocess.DEVNULL,
+        done = subprocess.run(argv, input=cmd.input.encode() if cmd.input is not None else None,
+                              stdin=None if cmd.input is not None else subprocess.DEVNULL,
                               capture_output=True, timeout=timeout, env=_child_env())
     except FileNotFoundError:
-        raise CommandError(original, host, 127, f"{argv[0]}: command not found") from None
+        raise CommandError(cmd.program, host, 127, f"{argv[0]}: command not found") from None
     except subprocess.TimeoutExpired:
-        raise CommandError(original, host, None, f"no answer within {timeout:g} s (TIMEOUT)") from None
-    if done.returncode != 0 and done.returncode not in ok_codes:
-        raise CommandError(original, host, done.returncode, done.stderr.decode(errors="replace"))
+        raise CommandError(cmd.program, host, None, f"no answer within {timeout:g} s (TIMEOUT)") from None
+    if done.returncode != 0 and done.returncode not in cmd.accept:
+        raise failure(cmd, host, done.returncode, done.stderr.decode(errors="replace"))
     return done.stdout.decode(errors="replace")
-
-
-def _sudo_hint(stderr: str, program: str, host: str) -> str:
-    if "sudo: a password is required" in stderr or "sudo: a terminal is required" in stderr:
-        return f"sudo on {host} asks for a password: add a NOPASSWD sudoers rule for {program} (see README)"
-    return ""
 
 
 def _ssh_hint(rc: Optional[int]) -> str:

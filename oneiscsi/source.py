@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
+from .command import command
 from .errors import InvalidInput, OneIscsiError
 from .run import Runner
+from .units import MIB, whole_mib
 
-MIB = 1024 * 1024
-CHUNK = MIB  # the zero-detection block of transfer.py
+CHUNK = MIB  # the zero-detection block of imagewriter.py
 QCOW2_MAGIC = b"QFI\xfb"
 
 
@@ -30,7 +31,7 @@ class Image:
     @property
     def size_mb(self) -> int:
         """Whole MiB, rounded up."""
-        return -(-self.size // MIB)
+        return whole_mib(self.size)
 
 
 def is_url(path: str) -> bool:
@@ -49,7 +50,7 @@ def inspect(path: str, local: Runner) -> Image:
         raise InvalidInput(f"cannot read image file {path}: {err.strerror}") from None
     if magic != QCOW2_MAGIC:
         return Image(real, "raw", size)
-    info = json.loads(local.read_local(["qemu-img", "info", "--output=json", "-f", "qcow2", real]))
+    info = json.loads(local.run(command("qemu-img", "info", "--output=json", "-f", "qcow2", real, query=True)))
     data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
     if info.get("backing-filename") or data_file:
         # qemu would read the other file too, past the restricted-directory check
@@ -85,8 +86,8 @@ def raw_chunks(image: Image, local: Runner) -> Iterator[Iterable[bytes]]:
         with _open_url(image.path, local.cfg.timeout) as response:
             yield read_chunks(response)
     elif image.format == "qcow2":
-        with local.output_stream(["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", image.path,
-                                  "]", "-"]) as stream:
+        with local.output_stream(command("nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", image.path,
+                                         "]", "-", query=True)) as stream:
             yield read_chunks(stream)
     else:
         with open(image.path, "rb") as stream:

@@ -1,16 +1,16 @@
 """Where an image lives on the target server: an LVM volume or a sparse file.
 
-Pure: each method returns the argv lists that do the work.
+Pure: each method returns the Commands that do the work.
 """
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
 
-from . import iqn as names
-from . import lvm
+from . import lvm, names
+from .command import Command, command
 from .config import Config
-from .run import Privileged
+from .units import MIB
 
 
 @dataclass(frozen=True)
@@ -31,30 +31,32 @@ class Volume:
             return posixpath.join(self.directory, self.lv)
         return f"/dev/{self.vg}/{self.lv}"
 
-    def create(self, size_mb: int) -> list[tuple[list[list[str]], list[list[str]]]]:
+    def create(self, size_mb: int) -> list[tuple[list[Command], list[Command]]]:
         """(commands, undo) pairs: each undo is due once its commands succeeded."""
         if self.backend == "file":  # conv=excl: never take over a file that is already there
-            made = [Privileged(["mkdir", "-p", self.directory]),
-                    ["dd", f"of={self.device}", "conv=excl", "count=0", "status=none"]]
+            made = [command("mkdir", "-p", self.directory, privileged=True),
+                    command("dd", f"of={self.device}", "conv=excl", "count=0", "status=none", privileged=True)]
             mode = f"{0o666 & ~self.umask:04o}"
             return [(made, self.remove()),
-                    ([Privileged(["chmod", mode, self.device]),
-                      ["truncate", "-s", f"{size_mb}M", self.device]], [])]
+                    ([command("chmod", mode, self.device, privileged=True),
+                      command("truncate", "-s", f"{size_mb}M", self.device, privileged=True)], [])]
         return [([lvm.create(self.vg, self.lv, size_mb)], self.remove())]
 
-    def remove(self) -> list[list[str]]:
+    def remove(self) -> list[Command]:
+        """Fails with NotFound when there is no volume (lvm); rm -f of a file never does."""
         if self.backend == "file":
-            return [Privileged(["rm", "-f", self.device])]
+            return [command("rm", "-f", self.device, privileged=True)]
         return [lvm.remove(self.vg, self.lv)]
 
 
-
-def usage(cfg: Config) -> list[list[str]]:
+def usage(cfg: Config) -> list[Command]:
     """Commands that print the size and free space of the image pool."""
     vg = names.validate_part("volume group", cfg.vg_name)
     if cfg.backend == "file":
         directory = posixpath.join(cfg.pool_dir, vg)
-        return [Privileged(["mkdir", "-p", directory]), ["df", "-B1", "--output=size,avail", directory]]
+        # query: monitor makes the pool directory even under --dry-run, so df can answer
+        return [command("mkdir", "-p", directory, privileged=True, query=True),
+                command("df", "-B1", "--output=size,avail", directory, query=True)]
     return [lvm.vg_usage(vg)]
 
 
@@ -62,7 +64,7 @@ def parse_usage(backend: str, text: str) -> tuple[int, int]:
     """(total, free) in MiB from the output of usage()."""
     if backend == "file":
         size, free = (int(field) for field in text.strip().splitlines()[-1].split())
-        return size // lvm.MIB, free // lvm.MIB
+        return size // MIB, free // MIB
     return lvm.parse_vg_usage(text)
 
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from . import iqn as names
-from . import tgt, tgtconf
-from .errors import InvalidInput, NotFound, OneIscsiError
-from .run import CommandError, Secret, Session
+from . import names, tgt, tgtconf
+from .errors import AlreadyExists, CommandError, InvalidInput, NotFound, OneIscsiError
+from .run import Session
 
 NEW_TARGET_ATTEMPTS = 10
 
@@ -14,27 +13,11 @@ NEW_TARGET_ATTEMPTS = 10
 class TargetServer:
     def __init__(self, session: Session):
         self.session = session
-        self.host = session.runner.host
-        self.cfg = session.runner.cfg
-
-    def _tgtadm(self, argv: list[str], query: bool = False, tid: Optional[int] = None) -> str:
-        try:
-            return self.session.run(argv, query=query)
-        except CommandError as err:
-            raise self._explain(err, tid) from None
-
-    def _explain(self, err: CommandError, tid: Optional[int]) -> OneIscsiError:
-        if tgt.NOT_RUNNING in err.stderr:
-            err.hint = f"tgtd is not running on {self.host}"
-        elif tgt.NO_SUCH_TARGET in err.stderr and tid is not None:
-            return NotFound(f"no target with TID {tid} on {self.host}")
-        elif tgt.STILL_ACTIVE in err.stderr and tid is not None:
-            return OneIscsiError(f"target TID {tid} on {self.host} still has sessions: "
-                                 "log the initiators out first, or use --force")
-        return err
+        self.host = session.host
+        self.cfg = session.cfg
 
     def list(self) -> list[tgt.Target]:
-        return tgt.parse_show(self._tgtadm(tgt.show_targets(), query=True))
+        return tgt.parse_show(self.session.run(tgt.show_targets()))
 
     def find(self, iqn: str) -> Optional[tgt.Target]:
         return tgt.find(self.list(), names.validate(iqn))
@@ -66,56 +49,38 @@ class TargetServer:
             try:
                 self.session.run(tgt.new_target(chosen, iqn))
                 return chosen, True
-            except CommandError as err:
-                if tgt.ALREADY_EXISTS not in err.stderr:
-                    raise self._explain(err, chosen) from None
+            except AlreadyExists:
+                continue
         raise OneIscsiError(f"no free TID for {iqn} on {self.host} after {NEW_TARGET_ATTEMPTS} attempts")
 
     def bind_all(self, tid: int) -> None:
-        self._tgtadm(tgt.bind_all(tid), tid=tid)
+        self.session.run(tgt.bind_all(tid))
 
     def allow(self, tid: int, spec: tgtconf.TargetSpec) -> None:
         """Bind the spec's initiator addresses and names, and its CHAP user."""
         for address in spec.addresses:
-            self._tgtadm(tgt.bind_address(tid, address), tid=tid)
+            self.session.run(tgt.bind_address(tid, address))
         for name in spec.initiator_names:
-            self._tgtadm(tgt.bind_initiator_name(tid, name), tid=tid)
+            self.session.run(tgt.bind_initiator_name(tid, name))
         if spec.chap_user:
             try:
-                self.session.run(tgt.new_account(spec.chap_user, Secret(spec.chap_password)))
-            except CommandError as err:
-                if tgt.ACCOUNT_EXISTS not in err.stderr:
-                    raise self._explain(err, tid) from None
-            self._tgtadm(tgt.bind_account(tid, spec.chap_user), tid=tid)
+                self.session.run(tgt.new_account(spec.chap_user, spec.chap_password))
+            except AlreadyExists:
+                pass
+            self.session.run(tgt.bind_account(tid, spec.chap_user))
 
     def bind_lun(self, tid: int, device: str, lun: int = 1) -> None:
         if not device.startswith("/"):
             raise InvalidInput(f"backing store must be an absolute path, got {device!r}")
-        try:
-            self.session.run(tgt.new_lun(tid, device, lun))
-        except CommandError as err:
-            if "invalid request" in err.stderr:
-                err.hint = f"cannot add {device} as LUN {lun} of TID {tid} (missing device or LUN in use?)"
-            raise self._explain(err, tid) from None
-
-    def resolve_tid(self, tid_or_iqn: str) -> int:
-        """A TID given as a number, or the TID of exactly that IQN."""
-        if tid_or_iqn.isascii() and tid_or_iqn.isdigit():
-            tid = int(tid_or_iqn)
-            if tid < 1:
-                raise InvalidInput(f"TID must be a positive integer, got {tid_or_iqn!r}")
-            return tid
-        return self.tid_of(tid_or_iqn)
+        self.session.run(tgt.new_lun(tid, device, lun))
 
     def delete(self, tid: int, force: bool = False) -> None:
-        self._tgtadm(tgt.delete_target(tid, force), tid=tid)
+        self.session.run(tgt.delete_target(tid, force))
 
     def delete_and_forget(self, tid_or_iqn: str, force: bool = False) -> None:
         """Delete a target given by TID or exact IQN, and its config file."""
-        tid = None
-        if tid_or_iqn.isascii() and tid_or_iqn.isdigit():
-            tid = self.resolve_tid(tid_or_iqn)
-        else:
+        tid = parse_tid(tid_or_iqn) if tid_or_iqn.isascii() and tid_or_iqn.isdigit() else None
+        if tid is None:
             names.validate(tid_or_iqn)  # refused before anything runs
         targets = self.list()
         if tid is None:
@@ -133,16 +98,20 @@ class TargetServer:
         conf_dir = self.cfg.conf_dir
         commands = tgtconf.write(tgtconf.path(conf_dir, spec.iqn), tgtconf.render(spec))
         include = tgtconf.include_path(conf_dir)
-        try:
-            self.session.run(["test", "-e", include], query=True)
-        except CommandError:
+        if not self._exists(include):
             commands[:0] = tgtconf.write(include, f"include {conf_dir.rstrip('/')}/*.conf\n", mode="0644")
-        for argv in commands:
-            self.session.run(argv)
+        for cmd in commands:
+            self.session.run(cmd)
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self.session.run(tgtconf.exists(path))
+        except CommandError:
+            return False
+        return True
 
     def forget(self, iqn: str) -> None:
-        for argv in tgtconf.remove(tgtconf.path(self.cfg.conf_dir, iqn)):
-            self.session.run(argv)
+        self.session.run(tgtconf.remove(tgtconf.path(self.cfg.conf_dir, iqn)))
 
     def export(self, spec: tgtconf.TargetSpec) -> tuple[int, bool]:
         """Create the target of spec with its LUNs and access rules; an
@@ -166,15 +135,20 @@ class TargetServer:
         """Create again every target saved in CONF_DIR that tgtd does not have.
         Returns (restored, already present) IQNs."""
         try:
-            listing = self.session.run(tgtconf.list_files(self.cfg.conf_dir), query=True)
-        except CommandError as err:
-            if "No such file" in err.stderr:
-                return [], []
-            raise
+            listing = self.session.run(tgtconf.list_files(self.cfg.conf_dir))
+        except NotFound:
+            return [], []
         restored, present = [], []
         for name in sorted(listing.split()):
-            spec = tgtconf.parse(self.session.run(
-                tgtconf.read(tgtconf.path(self.cfg.conf_dir, name[:-len(".conf")])), query=True))
+            file = tgtconf.path(self.cfg.conf_dir, name[:-len(".conf")])
+            spec = tgtconf.parse(self.session.run(tgtconf.read(file)), file)
             _, created = self.export(spec)
             (restored if created else present).append(spec.iqn)
         return restored, present
+
+
+def parse_tid(text: str) -> int:
+    """A TID given on the command line: a positive integer."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise InvalidInput(f"TID must be a positive integer, got {text!r}")
+    return int(text)

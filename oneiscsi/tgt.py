@@ -1,60 +1,98 @@
-"""tgtd: builders of `tgtadm` command lines and the parser of its `show` output.
+"""tgtd: builders of `tgtadm` commands and the parser of its `show` output.
 
-Pure: no I/O. `targets.py` runs these through a Runner.
+Pure: no I/O. Each builder also says how tgtadm's complaints are read
+(tgtadm exits 22 for nearly everything: its stderr tells the cases apart).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+from .command import Command, command
+from .errors import AlreadyExists, CommandError, NotFound, OneIscsiError
 
 NOT_RUNNING = "Transport endpoint is not connected"
 STILL_ACTIVE = "this target is still active"
 NO_SUCH_TARGET = "can't find the target"
 ALREADY_EXISTS = "this target already exists"
 ACCOUNT_EXISTS = "this account already exists"
+INVALID_REQUEST = "invalid request"
+
+Explain = Callable[[CommandError], Optional[Exception]]
 
 
-def _tgtadm(*args: str) -> list[str]:
-    return ["tgtadm", "--lld", "iscsi", *args]
+def _explainer(tid: Optional[int] = None, own: Optional[Explain] = None) -> Explain:
+    def explain(err: CommandError) -> Optional[Exception]:
+        better = own(err) if own else None
+        if better is not None:
+            return better
+        if NOT_RUNNING in err.stderr:
+            return err.with_hint(f"tgtd is not running on {err.host}")
+        if tid is not None and NO_SUCH_TARGET in err.stderr:
+            return NotFound(f"no target with TID {tid} on {err.host}")
+        if tid is not None and STILL_ACTIVE in err.stderr:
+            return OneIscsiError(f"target TID {tid} on {err.host} still has sessions: "
+                                 "log the initiators out first, or use --force")
+        return None
+    return explain
 
 
-def new_target(tid: int, iqn: str) -> list[str]:
-    return _tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "--targetname", iqn)
+def _tgtadm(*args: str, tid: Optional[int] = None, own: Optional[Explain] = None, query: bool = False,
+            secrets: tuple[str, ...] = ()) -> Command:
+    return command("tgtadm", "--lld", "iscsi", *args, privileged=True, query=query, secrets=secrets,
+                   explain=_explainer(tid, own))
 
 
-def bind_all(tid: int) -> list[str]:
+def _when(text: str, error: Callable[[CommandError], Exception]) -> Explain:
+    return lambda err: error(err) if text in err.stderr else None
+
+
+def new_target(tid: int, iqn: str) -> Command:
+    """Fails with AlreadyExists when the TID or the name is taken."""
+    return _tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "--targetname", iqn, tid=tid,
+                   own=_when(ALREADY_EXISTS, lambda err: AlreadyExists(f"target {iqn} or TID {tid} "
+                                                                       f"already exists on {err.host}")))
+
+
+def bind_all(tid: int) -> Command:
     return bind_address(tid, "ALL")
 
 
-def bind_address(tid: int, address: str) -> list[str]:
-    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-address", address)
+def bind_address(tid: int, address: str) -> Command:
+    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-address", address,
+                   tid=tid)
 
 
-def bind_initiator_name(tid: int, name: str) -> list[str]:
-    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-name", name)
+def bind_initiator_name(tid: int, name: str) -> Command:
+    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-name", name, tid=tid)
 
 
-def new_account(user: str, password: str) -> list[str]:
-    """password should be a run.Secret, so that --dry-run masks it."""
-    return _tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password)
+def new_account(user: str, password: str) -> Command:
+    """Fails with AlreadyExists when tgtd has the account; the password is secret."""
+    return _tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password,
+                   secrets=(password,),
+                   own=_when(ACCOUNT_EXISTS, lambda err: AlreadyExists(f"account {user} exists on {err.host}")))
 
 
-def bind_account(tid: int, user: str) -> list[str]:
-    return _tgtadm("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user)
+def bind_account(tid: int, user: str) -> Command:
+    return _tgtadm("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user, tid=tid)
 
 
-def new_lun(tid: int, device: str, lun: int = 1) -> list[str]:
+def new_lun(tid: int, device: str, lun: int = 1) -> Command:
+    hint = f"cannot add {device} as LUN {lun} of TID {tid} (missing device or LUN in use?)"
     return _tgtadm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
-                   "--backing-store", device)
+                   "--backing-store", device, tid=tid,
+                   own=_when(INVALID_REQUEST, lambda err: err.with_hint(hint)))
 
 
-def delete_target(tid: int, force: bool = False) -> list[str]:
+def delete_target(tid: int, force: bool = False) -> Command:
     return _tgtadm("--op", "delete", *(["--force"] if force else []), "--mode", "target",
-                   "--tid", str(tid))
+                   "--tid", str(tid), tid=tid)
 
 
-def show_targets() -> list[str]:
-    return _tgtadm("--op", "show", "--mode", "target")
+def show_targets() -> Command:
+    return _tgtadm("--op", "show", "--mode", "target", query=True)
 
 
 @dataclass(frozen=True)
@@ -66,7 +104,8 @@ class Lun:
 
 
 @dataclass(frozen=True)
-class Session:
+class Nexus:
+    """An initiator logged in to a target (tgtd's "I_T nexus": an iSCSI session)."""
     initiator: str
     addresses: tuple[str, ...]
 
@@ -78,7 +117,7 @@ class Target:
     luns: tuple[Lun, ...] = ()
     acl: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
-    sessions: tuple[Session, ...] = field(default_factory=tuple)
+    sessions: tuple[Nexus, ...] = field(default_factory=tuple)
 
     def as_dict(self) -> dict:
         data = {key: list(value) if isinstance(value, tuple) else value
@@ -148,7 +187,7 @@ def _parse_target(block: list[str]) -> Target:
         tid=int(tid), iqn=iqn,
         luns=tuple(lun for lun in map(_lun, luns) if lun is not None),
         acl=tuple(acl), accounts=tuple(accounts),
-        sessions=tuple(Session(s.get("initiator", ""), tuple(s["addresses"])) for s in sessions),
+        sessions=tuple(Nexus(s.get("initiator", ""), tuple(s["addresses"])) for s in sessions),
     )
 
 
@@ -161,7 +200,7 @@ def _lun(entry: dict):
                type=entry.get("Type", ""))
 
 
-def find(targets: list[Target], iqn: str):
+def find(targets: list[Target], iqn: str) -> Optional[Target]:
     """The target named exactly iqn, or None."""
     return next((target for target in targets if target.iqn == iqn), None)
 

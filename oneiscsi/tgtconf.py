@@ -4,14 +4,15 @@ The files are in the format of tgt's targets.conf, in a directory of their own
 (CONF_DIR) that tgt's configuration includes, so tgt's own start-up brings
 the targets back; `one-iscsi target restore` reads them back into a running
 tgtd. Written atomically (temporary file, fsync, rename), mode 0600, in a
-0700 directory: they hold CHAP passwords. Pure: the file I/O is argv lists.
+0700 directory: they hold CHAP passwords. Pure: the file I/O is Commands.
 """
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
 
-from .run import Privileged, WithInput
+from .command import Command, command
+from .errors import NotFound, OneIscsiError
 
 HEADER = "# Written by one-iscsi; `one-iscsi target restore` reads it back. Do not edit.\n"
 INITIATOR_NAME_PREFIXES = ("iqn.", "eui.", "naa.")
@@ -46,7 +47,7 @@ def render(spec: TargetSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse(text: str) -> TargetSpec:
+def parse(text: str, origin: str = "target file") -> TargetSpec:
     """Read back a file written by render()."""
     iqn, stores, initiators, user, password = "", [], [], "", ""
     for line in text.splitlines():
@@ -62,7 +63,7 @@ def parse(text: str) -> TargetSpec:
         elif words[0] == "incominguser" and len(words) == 3:
             user, password = words[1], words[2]
     if not iqn:
-        raise ValueError("no <target IQN> section")
+        raise OneIscsiError(f"{origin} has no <target IQN> section")
     return TargetSpec(iqn, tuple(stores), tuple(initiators) or ("ALL",), user, password)
 
 
@@ -75,28 +76,36 @@ def include_path(conf_dir: str) -> str:
     return conf_dir.rstrip("/") + ".conf"
 
 
-def write(file: str, content: str, mode: str = "0600") -> list[list[str]]:
+def write(file: str, content: str, mode: str = "0600") -> list[Command]:
     """Commands that write a file atomically. The directory is made 0700 so
     nobody else can read the file while it is being written."""
     directory = posixpath.dirname(file)
     temporary = posixpath.join(directory, f".{posixpath.basename(file)}.tmp")
     return [
-        Privileged(["mkdir", "-p", "-m", "0700", directory]),
-        WithInput(["dd", f"of={temporary}", "conv=fsync", "status=none"], content),
-        Privileged(["chmod", mode, temporary]),
-        Privileged(["mv", "-f", temporary, file]),
-        Privileged(["sync", directory]),
+        command("mkdir", "-p", "-m", "0700", directory, privileged=True),
+        command("dd", f"of={temporary}", "conv=fsync", "status=none", input=content, privileged=True),
+        command("chmod", mode, temporary, privileged=True),
+        command("mv", "-f", temporary, file, privileged=True),
+        command("sync", directory, privileged=True),
     ]
 
 
-def remove(file: str) -> list[list[str]]:
-    return [Privileged(["rm", "-f", file])]
+def exists(file: str) -> Command:
+    """Succeeds when file exists."""
+    return command("test", "-e", file, query=True)
 
 
-def list_files(conf_dir: str) -> list[str]:
-    """Prints the names of the target files, one a line (nothing if none)."""
-    return Privileged(["find", conf_dir, "-maxdepth", "1", "-name", "*.conf", "-printf", "%f\\n"])
+def remove(file: str) -> Command:
+    return command("rm", "-f", file, privileged=True)
 
 
-def read(file: str) -> list[str]:
-    return Privileged(["cat", "--", file])
+def list_files(conf_dir: str) -> Command:
+    """Prints the names of the target files, one a line; NotFound without conf_dir."""
+    return command("find", conf_dir, "-maxdepth", "1", "-name", "*.conf", "-printf", "%f\\n",
+                   privileged=True, query=True,
+                   explain=lambda err: NotFound(f"no {conf_dir} on {err.host}") if "No such file" in err.stderr
+                   else None)
+
+
+def read(file: str) -> Command:
+    return command("cat", "--", file, privileged=True, query=True)

@@ -1,6 +1,9 @@
 """The `one-iscsi` command: the root app, global options and error handling.
 
-This is the only place where errors become messages and exit codes.
+This is the only place where errors become messages and exit codes: a known
+failure (OneIscsiError) exits 1, bad input 2, Ctrl-C 130, and anything
+unexpected 3, with one line on stderr and the traceback in a log file. A
+driver action (`image cp`, `tm ln` ...) also prints the block OpenNebula reads.
 
 Start-up matters (OpenNebula runs this thousands of times a day): the command
 tree typer builds costs time per command, so a run builds only the group its
@@ -20,6 +23,10 @@ from .common import QUIET, Globals, globals_of
 PROG = "one-iscsi"
 GROUPS = ("target", "lun", "host", "iqn", "image", "tm")
 ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
+# the commands OpenNebula runs: their failures print OpenNebula's ERROR MESSAGE block
+DRIVER_ACTIONS = {"image": ("cp", "mkfs", "rm", "stat", "monitor"),
+                  "tm": ("ln", "clone", "mvds", "mv", "delete")}
+UNEXPECTED = 3
 
 
 def build_app(args: Optional[Sequence[str]] = None) -> typer.Typer:
@@ -43,13 +50,30 @@ def build_app(args: Optional[Sequence[str]] = None) -> typer.Typer:
 
 def _group_named(args: Sequence[str]) -> Optional[str]:
     """The group the command line names, if any (its first word that is not an option)."""
-    words = iter(args)
+    words = _words(args)
+    group = words[0] if words else None
+    return group if group in GROUPS else None
+
+
+def _driver_action(args: Sequence[str]) -> Optional[str]:
+    """The driver action the command line names (`cp` of `image cp ...`), if any."""
+    words = _words(args)
+    if len(words) >= 2 and words[1] in DRIVER_ACTIONS.get(words[0], ()):
+        return words[1]
+    return None
+
+
+def _words(args: Sequence[str]) -> list[str]:
+    """The first two words of the command line that are not root options."""
+    words, found = iter(args), []
     for word in words:
-        if word in ROOT_OPTIONS_WITH_VALUE:
+        if word in ROOT_OPTIONS_WITH_VALUE and not found:
             next(words, None)
         elif not word.startswith("-"):
-            return word if word in GROUPS else None
-    return None
+            found.append(word)
+            if len(found) == 2:
+                break
+    return found
 
 
 def __getattr__(name: str):
@@ -76,7 +100,7 @@ def root_options(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run, quiet=quiet)
+    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run)
     QUIET["on"] = quiet
 
 
@@ -105,35 +129,60 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     completion.enable_if_asked()
     args = list(sys.argv[1:] if argv is None else argv)
+    action = _driver_action(args)
     command = typer.main.get_command(build_app(args))
     try:
         result = command.main(args, prog_name=PROG, standalone_mode=False)
     except OneIscsiError as err:
-        return _fail(err, err.exit_code)
+        return _fail(err, err.exit_code, action)
     except click_errors.UsageError as err:
         where = err.ctx.command_path if err.ctx else PROG
-        if where.split()[1:2] in (["image"], ["tm"]):  # a driver action: OpenNebula reads this block
-            from ..opennebula import error_message
-
-            error_message(where.split()[-1], err.format_message())
-            return 2
+        if action:
+            return _fail(err.format_message(), 2, action)
         return _fail(f"{err.format_message()} (see '{where} --help')", 2, prefix=where)
     except click_errors.ClickException as err:
-        return _fail(err.format_message(), err.exit_code)
-    except typer.Abort:
-        return _fail("aborted", 130)
+        return _fail(err.format_message(), err.exit_code, action)
     except typer.Exit as done:
         return done.exit_code
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted", 130, action)
     except BrokenPipeError:
         return 141
-    except OSError as err:
-        return _fail(f"{type(err).__name__}: {err}", 1)
+    except OSError as err:  # e.g. the image file failing while it is read
+        return _fail(f"{type(err).__name__}: {err}", 1, action)
+    except Exception as err:  # a bug: one line here, the details in the log
+        return _fail(f"unexpected {type(err).__name__}: {err} (details in {_log_traceback(args)})",
+                     UNEXPECTED, action)
     return result if isinstance(result, int) else 0
 
 
-def _fail(message, code: int, prefix: str = PROG) -> int:
+def _fail(message, code: int, action: Optional[str] = None, prefix: str = PROG) -> int:
     one_line = " ".join(str(message).splitlines())
-    print(f"{prefix}: error: {one_line}", file=sys.stderr)
+    if action:
+        from ..opennebula import error_message
+
+        error_message(action, one_line)
+    else:
+        print(f"{prefix}: error: {one_line}", file=sys.stderr)
     return code
+
+
+def _log_traceback(args: Sequence[str]) -> str:
+    """Append the current exception's traceback to the crash log; its path."""
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    for folder in (Path(cache) / PROG, Path(tempfile.gettempdir())):
+        log = folder / f"{PROG}-crash.log" if folder.name != PROG else folder / "crash.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as out:
+                out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {PROG} {__version__}: "
+                          f"{' '.join(_words(args))}\n{traceback.format_exc()}")
+            return str(log)
+        except OSError:
+            continue
+    return "nowhere: no writable log directory"

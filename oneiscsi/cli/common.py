@@ -1,20 +1,19 @@
 """What every command group shares: global options, configuration, output."""
 
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Iterator, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 
 from .. import completion
+from ..units import MIB
 
 
 @dataclass(frozen=True)
 class Globals:
     conf_file: Optional[str] = None
     dry_run: bool = False
-    quiet: bool = False
 
 
 # --quiet: a setting of the whole run, read where notes are printed
@@ -32,35 +31,30 @@ def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides
                        overrides={k.upper(): v for k, v in overrides.items()})
 
 
-@contextmanager
-def driver_action(action: str) -> Iterator[None]:
-    """Report a failure of an OpenNebula driver action the way OpenNebula reads it."""
-    from ..errors import OneIscsiError
-    from ..opennebula import error_message
-
-    try:
-        yield
-    except OneIscsiError as err:
-        error_message(action, str(err))
-        raise typer.Exit(err.exit_code) from None
-    except (OSError, ValueError) as err:  # e.g. the image file failing while it is read
-        error_message(action, f"{type(err).__name__}: {err}")
-        raise typer.Exit(1) from None
+def target_server(ctx: typer.Context, host: Optional[str] = None, cfg=None):
+    """A Runner for the target server: host, which then is HOST of the
+    configuration, or HOST of cfg; honouring --dry-run."""
+    cfg = cfg or load_config(ctx, host=host)
+    return runner_on(ctx, cfg.host, cfg)
 
 
-def runner(ctx: typer.Context, host: Optional[str]):
-    """A Runner for host, or for the configured HOST when host is None."""
+def runner_on(ctx: typer.Context, host: str, cfg=None):
+    """A Runner for any host (a hypervisor host), honouring --dry-run."""
     from ..run import Runner
 
-    cfg = load_config(ctx, host=host)
-    return Runner(cfg.host, cfg, dry_run=globals_of(ctx).dry_run)
+    return Runner(host, cfg or load_config(ctx), dry_run=globals_of(ctx).dry_run)
 
 
-def runner_on(ctx: typer.Context, host: str):
-    """A Runner for a hypervisor host named on the command line."""
+def local_runner(cfg):
+    """A Runner for this machine's own reads (the image to copy): never dry."""
     from ..run import Runner
 
-    return Runner(host, load_config(ctx), dry_run=globals_of(ctx).dry_run)
+    return Runner("localhost", cfg)
+
+
+def hosts(ctx: typer.Context, cfg):
+    """Makes the Runner of a hypervisor host by name, for the transfer actions."""
+    return lambda host: runner_on(ctx, host, cfg)
 
 
 def info(message: str) -> None:
@@ -97,9 +91,6 @@ class Progress:
         if self.done >= self.total:
             self.stream.write("\n")
         self.stream.flush()
-
-
-MIB = 1024 * 1024
 
 
 def print_json(data: Any) -> None:

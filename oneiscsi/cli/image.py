@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .common import HostOption, Progress, driver_action, globals_of, info, load_config
+from .common import HostOption, Progress, info, load_config, local_runner, target_server
 
 app = typer.Typer(help="Datastore actions: register (cp, mkfs), remove (rm), size (stat), monitor.",
                   no_args_is_help=True)
@@ -14,11 +14,20 @@ DataArgument = Annotated[str, typer.Argument(metavar="DRV_ACTION",
 IdArgument = Annotated[str, typer.Argument(metavar="IMAGE_ID", help="Image ID.")]
 
 
-def _prepare(ctx: typer.Context, data: str, image_id: str):
+def _call(ctx: typer.Context, data: str, image_id: str):
+    """The driver action's data, and the configuration its datastore sets."""
     from .. import opennebula
 
     act = opennebula.decode(data, image_id)
     return act, load_config(ctx, template=act.config_overrides())
+
+
+def _report(action: str, registered) -> None:
+    from .. import opennebula
+
+    for note in registered.notes:
+        opennebula.log_info(action, note)
+    print(opennebula.registered_reply(registered.source, registered.size_mb))
 
 
 @app.command("cp")
@@ -26,9 +35,9 @@ def cp(ctx: typer.Context, data: DataArgument, image_id: IdArgument) -> None:
     """Create a volume and target and copy the image into it; prints `IQN SIZE_MB`."""
     from .. import datastore
 
-    with driver_action("cp"):
-        act, cfg = _prepare(ctx, data, image_id)
-        print(datastore.cp(act, cfg, dry_run=globals_of(ctx).dry_run, progress_for=Progress.for_terminal))
+    act, cfg = _call(ctx, data, image_id)
+    _report("cp", datastore.cp(act.path, act.image_id, cfg, target_server(ctx, cfg=cfg), local_runner(cfg),
+                               act.checksums, progress_for=Progress.for_terminal))
 
 
 @app.command("mkfs")
@@ -36,9 +45,8 @@ def mkfs(ctx: typer.Context, data: DataArgument, image_id: IdArgument) -> None:
     """Create a volume and target with an empty filesystem; prints `IQN SIZE_MB`."""
     from .. import datastore
 
-    with driver_action("mkfs"):
-        act, cfg = _prepare(ctx, data, image_id)
-        print(datastore.mkfs(act, cfg, dry_run=globals_of(ctx).dry_run))
+    act, cfg = _call(ctx, data, image_id)
+    _report("mkfs", datastore.mkfs(act.image_id, act.size_mb, act.fstype, cfg, target_server(ctx, cfg=cfg)))
 
 
 @app.command("rm")
@@ -46,10 +54,9 @@ def rm(ctx: typer.Context, data: DataArgument, image_id: IdArgument) -> None:
     """Delete the image's target and volume; already gone is fine."""
     from .. import datastore, opennebula
 
-    with driver_action("rm"):
-        act, cfg = _prepare(ctx, data, image_id)
-        for line in datastore.rm(act, cfg, dry_run=globals_of(ctx).dry_run):
-            opennebula.log_info("rm", line)
+    act, cfg = _call(ctx, data, image_id)
+    for note in datastore.rm(act.source, act.image_id, cfg, target_server(ctx, cfg=cfg)):
+        opennebula.log_info("rm", note)
 
 
 @app.command("stat")
@@ -57,20 +64,19 @@ def stat(ctx: typer.Context, data: DataArgument, image_id: IdArgument) -> None:
     """Print the size in MB of the image PATH (local file or URL)."""
     from .. import datastore
 
-    with driver_action("stat"):
-        act, cfg = _prepare(ctx, data, image_id)
-        print(datastore.stat(act, cfg))
+    act, cfg = _call(ctx, data, image_id)
+    print(datastore.stat(act.path, cfg, local_runner(cfg)))
 
 
 @app.command("monitor")
 def monitor(ctx: typer.Context, data: DataArgument, ds_id: Annotated[str, typer.Argument(
         metavar="DS_ID", help="Datastore ID.")] = "0") -> None:
     """Print USED_MB, TOTAL_MB and FREE_MB of the volume group or pool directory."""
-    from .. import datastore
+    from .. import datastore, opennebula
 
-    with driver_action("monitor"):
-        _, cfg = _prepare(ctx, data, ds_id)
-        print(datastore.monitor(cfg))
+    _, cfg = _call(ctx, data, ds_id)
+    usage = datastore.monitor(cfg, target_server(ctx, cfg=cfg))
+    print(opennebula.monitor_reply(usage.used_mb, usage.total_mb, usage.free_mb))
 
 
 @app.command("copy")
@@ -83,6 +89,7 @@ def copy(ctx: typer.Context,
     network, but written there, so nothing of the old content survives."""
     from .. import datastore
 
-    size = datastore.copy(path, device, load_config(ctx, host=host), dry_run=globals_of(ctx).dry_run,
+    cfg = load_config(ctx, host=host)
+    size = datastore.copy(path, device, cfg, target_server(ctx, cfg=cfg), local_runner(cfg),
                           progress_for=Progress.for_terminal)
     info(f"wrote {size} bytes to {device}")

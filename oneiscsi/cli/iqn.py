@@ -12,11 +12,14 @@ IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name.")]
 
 
 @app.command("parse")
-def parse(iqn: IqnArgument, json: JsonOption = False) -> None:
-    """Print the base IQN, target host, volume group, volume and device of an IQN."""
-    from .. import iqn as names
+def parse(ctx: typer.Context, iqn: IqnArgument, json: JsonOption = False) -> None:
+    """Print the base IQN, target host, volume group, volume and device of an IQN
+    (the device as BACKEND and POOL_DIR of the configuration make it)."""
+    from .. import names, storage
 
-    data = names.parse(iqn).as_dict()
+    target = names.parse(iqn)
+    device = storage.volume_named(target.vg, target.lv, load_config(ctx)).device
+    data = {**target.as_dict(), "device": device}
     if json:
         print_json(data)
         return
@@ -28,7 +31,7 @@ def parse(iqn: IqnArgument, json: JsonOption = False) -> None:
 @app.command("lv-name")
 def lv_name(iqn: IqnArgument) -> None:
     """Print the volume name of an IQN (iqn_get_lv_name)."""
-    from .. import iqn as names
+    from .. import names
 
     print(names.parse(iqn).lv)
 
@@ -36,7 +39,7 @@ def lv_name(iqn: IqnArgument) -> None:
 @app.command("vg-name")
 def vg_name(iqn: IqnArgument) -> None:
     """Print the volume group of an IQN (iqn_get_vg_name)."""
-    from .. import iqn as names
+    from .. import names
 
     print(names.parse(iqn).vg)
 
@@ -44,7 +47,7 @@ def vg_name(iqn: IqnArgument) -> None:
 @app.command("host")
 def host(iqn: IqnArgument) -> None:
     """Print the target host of an IQN (iqn_get_host)."""
-    from .. import iqn as names
+    from .. import names
 
     print(names.parse(iqn).host)
 
@@ -57,7 +60,7 @@ def build(ctx: typer.Context,
           base_iqn: Annotated[Optional[str], typer.Option("--base-iqn", help="Base IQN (default: BASE_IQN).")] = None,
           ) -> None:
     """Print the IQN for a volume, after checking that tgtd would accept it."""
-    from .. import iqn as names
+    from .. import names
 
     cfg = load_config(ctx, host=host, vg_name=vg, base_iqn=base_iqn)
     print(names.build(cfg.base_iqn, cfg.host, cfg.vg_name, lv).iqn)

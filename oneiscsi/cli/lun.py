@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .common import HostOption, TidArgument, runner
+from .common import HostOption, TidArgument, target_server
 
 app = typer.Typer(help="Attach backing stores to targets as logical units.", no_args_is_help=True)
 
@@ -18,5 +18,5 @@ def bind(ctx: typer.Context,
     """Add a backing store to a target as a LUN (tgtadm_logicalunit_new)."""
     from ..targets import TargetServer
 
-    with runner(ctx, host).session() as session:
+    with target_server(ctx, host).session() as session:
         TargetServer(session).bind_lun(tid, device, lun)

@@ -10,18 +10,17 @@ from .. import completion
 if TYPE_CHECKING:
     from ..targets import TargetServer
 from .common import (HostOption, IqnArgument, JsonOption, TidArgument, globals_of, info, print_json,
-                     print_table, runner)
+                     print_table, target_server)
 
 app = typer.Typer(help="Create, list and delete iSCSI targets on the target server.",
                   no_args_is_help=True)
-
 
 
 @contextmanager
 def _server(ctx: typer.Context, host: Optional[str], lock: bool = False) -> Iterator["TargetServer"]:
     from ..targets import TargetServer
 
-    with runner(ctx, host).session(lock=lock) as session:
+    with target_server(ctx, host).session(lock=lock) as session:
         yield TargetServer(session)
 
 

@@ -4,7 +4,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .common import driver_action, globals_of, load_config
+from .common import hosts, load_config
 
 app = typer.Typer(help="Transfer actions on the hypervisor hosts: ln, clone, mvds, mv, delete.",
                   no_args_is_help=True)
@@ -15,10 +15,12 @@ HostPathArgument = Annotated[str, typer.Argument(metavar="HOST:PATH", help="Host
 IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name (the image's SOURCE).")]
 
 
-def _report(action: str, text: str) -> None:
-    from ..opennebula import log_info
+def _run(ctx: typer.Context, action: str, work) -> None:
+    """Run a transfer action with the configuration and a Runner per host; log its note."""
+    from .. import opennebula
 
-    log_info(action, text)
+    cfg = load_config(ctx)
+    opennebula.log_info(action, work(cfg, hosts(ctx, cfg)))
 
 
 @app.command("ln")
@@ -26,8 +28,7 @@ def ln(ctx: typer.Context, iqn: IqnArgument, dst: HostPathArgument, extra: Extra
     """Log the host in to the target and link the device as the VM's disk."""
     from .. import opennebula, tm
 
-    with driver_action("ln"):
-        _report("ln", tm.ln(iqn, opennebula.host_path(dst), load_config(ctx), globals_of(ctx).dry_run))
+    _run(ctx, "ln", lambda cfg, on: tm.ln(iqn, opennebula.host_path(dst), cfg, on))
 
 
 @app.command("clone")
@@ -36,8 +37,7 @@ def clone(ctx: typer.Context, src: Annotated[str, typer.Argument(metavar="SRC")]
     """Not supported: iSCSI images must be persistent."""
     from .. import tm
 
-    with driver_action("clone"):
-        tm.clone()
+    tm.clone()
 
 
 @app.command("mvds")
@@ -45,8 +45,7 @@ def mvds(ctx: typer.Context, src: HostPathArgument, iqn: IqnArgument, extra: Ext
     """Log the host out of the target (the disk goes back to the datastore)."""
     from .. import opennebula, tm
 
-    with driver_action("mvds"):
-        _report("mvds", tm.mvds(opennebula.host_path(src), iqn, load_config(ctx), globals_of(ctx).dry_run))
+    _run(ctx, "mvds", lambda cfg, on: tm.mvds(opennebula.host_path(src), iqn, cfg, on))
 
 
 @app.command("mv")
@@ -54,9 +53,7 @@ def mv(ctx: typer.Context, src: HostPathArgument, dst: HostPathArgument, extra: 
     """Move a disk (log out here, log in there) or a VM directory between hosts."""
     from .. import opennebula, tm
 
-    with driver_action("mv"):
-        _report("mv", tm.mv(opennebula.host_path(src), opennebula.host_path(dst), load_config(ctx),
-                            globals_of(ctx).dry_run))
+    _run(ctx, "mv", lambda cfg, on: tm.mv(opennebula.host_path(src), opennebula.host_path(dst), cfg, on))
 
 
 @app.command("delete")
@@ -64,5 +61,4 @@ def delete(ctx: typer.Context, dst: HostPathArgument, extra: Extra = None) -> No
     """Log out of a disk's target and remove its link, or remove a VM directory."""
     from .. import opennebula, tm
 
-    with driver_action("delete"):
-        _report("delete", tm.delete(opennebula.host_path(dst), load_config(ctx), globals_of(ctx).dry_run))
+    _run(ctx, "delete", lambda cfg, on: tm.delete(opennebula.host_path(dst), cfg, on))

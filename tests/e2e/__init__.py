@@ -1,3 +1,2 @@
 """End-to-end tests against a real Linux hypervisor host (a qemu guest). A
-package, so that its conftest does not shadow tests/conftest.py, which the
-other tiers import as `conftest`."""
+package, so that its conftest does not shadow tests/conftest.py."""

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, quiet
+from support.commands import quiet
+from support.ports import free_port
 
 from . import guest_image
 

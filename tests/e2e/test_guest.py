@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 
-from driver import action_xml, error_block, remote
+from support.driver import action_xml, error_block, remote
 
 from .guest_image import INITIATOR
 

@@ -5,8 +5,9 @@ import urllib.parse
 
 import pytest
 
-from conftest import DATA, quiet
-from driver import action_xml, error_block, random_image, remote
+from support.commands import quiet
+from support.driver import action_xml, error_block, random_image, remote
+from support.paths import DATA
 
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
 PASSWORD = "s3cret-Pass.12"

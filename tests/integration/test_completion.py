@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
+from support.wait import wait_for
 from oneiscsi import completion
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
-from conftest import DATA, quiet
-from driver import action_xml, encode, error_block, random_image, read_lun, remote
+from support.commands import quiet
+from support.driver import action_xml, encode, error_block, random_image, read_lun, remote
+from support.paths import DATA
 
 MIB = 1024 * 1024
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
@@ -153,7 +154,8 @@ def test_rm_twice(tgtd, ds, pool):
 
 def test_rm_refuses_a_target_in_use(tgtd, ds, pool, tmp_path):
     """qemu-nbd holds a real iSCSI session to the LUN."""
-    from conftest import free_port, wait_for
+    from support.ports import free_port
+    from support.wait import wait_for
 
     assert remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "raw"}, {}, ds), "31").returncode == 0
     nbd = subprocess.Popen(["qemu-nbd", "-r", "-f", "raw", "-b", "127.0.0.1", "-p", str(free_port()),

@@ -1,7 +1,7 @@
 """What a user sees when things go wrong: one line on stderr, the right exit status."""
 import random
 
-from conftest import quiet
+from support.commands import quiet
 
 BASE = "iqn.2012-02.org.opennebula:localhost.vg-one"
 
@@ -55,7 +55,8 @@ def test_bad_configuration_is_one_line(cli, tmp_path):
 def test_target_with_session_is_not_deleted_without_force(tgtd, cli, tmp_path):
     """A live session is held by qemu-nbd reading the LUN through libiscsi."""
     import subprocess
-    from conftest import free_port, wait_for
+    from support.ports import free_port
+    from support.wait import wait_for
 
     iqn = f"{BASE}.lv-one-1"
     store = tmp_path / "disk.img"

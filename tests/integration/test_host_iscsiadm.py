@@ -5,8 +5,10 @@ login cannot succeed here and their success paths are checked by mocking
 import pytest
 
 from oneiscsi import iscsiadm
+from oneiscsi.command import command
 from oneiscsi.config import load
-from oneiscsi.run import CommandError, Runner
+from oneiscsi.errors import CommandError
+from oneiscsi.run import Runner, failure
 
 IQN = "iqn.2012-02.org.opennebula:tgtserver.vg-one.lv-one-7"
 
@@ -22,15 +24,21 @@ def node_record():
         pass
 
 
+SHOW_NODE = command("iscsiadm", "-m", "node", "--targetname", IQN, query=True)
+
+
 def test_node_record_builders_work_with_real_iscsiadm(node_record):
     node_record.run(iscsiadm.new_node(IQN, "127.0.0.1:3260"))
-    shown = node_record.run(iscsiadm.show_node(IQN), query=True)
+    node_record.run(iscsiadm.update_node(IQN, "127.0.0.1:3260", "node.startup", "manual"))
+    shown = node_record.run(SHOW_NODE)
     assert f"node.name = {IQN}" in shown
     assert "node.conn[0].address = 127.0.0.1" in shown
+    assert "node.startup = manual" in shown
     node_record.run(iscsiadm.delete_node(IQN))
     with pytest.raises(CommandError) as caught:
-        node_record.run(iscsiadm.show_node(IQN), query=True)
+        node_record.run(SHOW_NODE)
     assert caught.value.rc == 21
+    node_record.run(iscsiadm.delete_node(IQN))  # no record is fine
 
 
 def test_logout_without_session_is_fine_with_real_iscsiadm(cli):
@@ -47,15 +55,16 @@ def test_real_discovery_failure_is_one_line(cli):
 
 @pytest.fixture
 def calls(mocker):
-    """Replaces Runner.run: records (host, argv) and answers like iscsiadm."""
+    """Replaces Runner.run: records (host, argv) and answers like iscsiadm:
+    text, or (exit status, stderr) for a failure, which the command explains."""
     seen = []
     answers = {}
 
-    def fake_run(self, argv, query=False):
-        seen.append((self.host, list(argv)))
-        answer = answers.get(argv[-1])
-        if isinstance(answer, CommandError):
-            raise answer
+    def fake_run(self, cmd):
+        seen.append((self.host, list(cmd.argv)))
+        answer = answers.get(cmd.argv[-1])
+        if isinstance(answer, tuple):
+            raise failure(cmd, self.host, *answer)
         return answer or ""
 
     mocker.patch.object(Runner, "run", fake_run)
@@ -73,15 +82,15 @@ def test_discover_runs_on_the_named_host(calls, cli):
 def test_login_and_existing_session(calls, cli):
     seen, answers = calls
     assert cli("host", "login", IQN, "tgtserver", "--on", "node1").rc == 0
-    assert seen == [("node1", iscsiadm.login(IQN, "tgtserver"))]
-    answers["--login"] = CommandError(iscsiadm.login(IQN, "tgtserver"), "node1", 15, "session exists")
+    assert seen == [("node1", list(iscsiadm.login(IQN, "tgtserver").argv))]
+    answers["--login"] = (15, "iscsiadm: session exists")
     again = cli("host", "login", IQN, "tgtserver", "--on", "node1")
     assert (again.rc, again.err) == (0, f"node1: already logged in to {IQN}\n")
 
 
 def test_login_failure_is_reported(calls, cli):
     _, answers = calls
-    answers["--login"] = CommandError(["iscsiadm"], "node1", 8, "iscsiadm: Login failed: timeout")
+    answers["--login"] = (8, "iscsiadm: Login failed: timeout")
     result = cli("host", "login", IQN, "tgtserver", "--on", "node1")
     assert (result.rc, result.err) == (
         1, "one-iscsi: error: iscsiadm failed on node1 (exit 8): iscsiadm: Login failed: timeout\n")
@@ -90,7 +99,7 @@ def test_login_failure_is_reported(calls, cli):
 def test_logout_runs_on_the_named_host(calls, cli):
     seen, _ = calls
     assert cli("host", "logout", IQN, "--on", "node2").rc == 0
-    assert seen == [("node2", iscsiadm.logout(IQN))]
+    assert seen == [("node2", list(iscsiadm.logout(IQN).argv))]
 
 
 def test_hostile_host_and_iqn_are_refused_before_running(calls, cli):

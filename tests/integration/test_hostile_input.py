@@ -1,5 +1,10 @@
-"""Hostile input, end to end through the remote stubs as OpenNebula calls
-them, against the real tgtd and, for the transfer actions, a real sshd.
+"""Hostile input, as OpenNebula gives it to the remote stubs, against the
+real tgtd and, for the transfer actions, a real sshd.
+
+The corpus runs in this process: one-iscsi gets the arguments the stub would
+give it (read from the stub), most cases being refused before anything runs.
+A case of each stub goes through the stub itself, to prove that the stubs
+pass hostile arguments through intact.
 
 Every case ends in a clear error (exit status, one-line ERROR MESSAGE) or in
 correct handling (the odd name used as a name). Canary files prove that no
@@ -11,10 +16,13 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from driver import action_xml, encode, error_block, random_image, remote
+from support.cli import Result
+from support.driver import action_xml, encode, error_block, random_image, remote, remote_argv
+from support.paths import BIN
 
 CANARY = "one-iscsi-canary"
 INJECT = [f"$(touch {CANARY})", f"`touch {CANARY}`", f"; touch {CANARY}", f"| touch {CANARY}",
@@ -143,9 +151,51 @@ def canaries(tmp_path):
             (place / CANARY).unlink()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_hostile_input(case, tgtd, tmp_path, canaries, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+# one case of each stub in the corpus, through the stub: hostile arguments on its command line
+STUB_CASES = [case for case in CASES if case.name in {
+    f"cp of a file named {'inject0' + INJECT[0] + '.img'!r}",
+    "image ID with an injection",
+    "mkfs SIZE with an injection",
+    f"rm SOURCE {IQN.format(77) + ';touch ' + CANARY!r}",
+    f"tm ln IQN {IQN.format(1) + '$(touch ' + CANARY + ')'!r}",
+    "tm delete host:path 'no path'",
+    "tm mvds host:path 'host with space'",
+    "tm mv host:path 'injection in host'",
+}]
+
+Run = Callable[..., Result]  # run(driver, action, *args): remotes/<driver>/iscsi/<action> ARGS
+
+
+def test_every_stub_of_the_corpus_is_run_as_a_stub():
+    assert len(STUB_CASES) == 8
+    assert {case.action for case in STUB_CASES} == {case.action for case in CASES}
+
+
+@pytest.fixture
+def in_process(cli, monkeypatch) -> Run:
+    """A remote stub's command run in this process: the arguments the stub
+    gives one-iscsi, with the PATH that remote() gives the stub."""
+    monkeypatch.setenv("PATH", f"{BIN}:{os.environ.get('PATH', '')}")
+    return lambda driver, action, *args: cli(*remote_argv(driver, action, *args))
+
+
+@pytest.fixture
+def through_stub(in_process) -> Run:
+    """The remote stub itself. A refusal must be the one of the same
+    arguments given in-process: they reach one-iscsi intact."""
+
+    def run(driver: str, action: str, *args: str) -> Result:
+        done = remote(driver, action, *args)
+        stub = Result(done.returncode, done.stdout, done.stderr)
+        if stub.rc != 0:
+            same = in_process(driver, action, *args)
+            assert (stub.rc, error_block(stub.err)) == (same.rc, error_block(same.err))
+        return stub
+
+    return run
+
+
+def check_case(case: Case, run: Run, tgtd, tmp_path: Path, canaries) -> None:
     pool = tmp_path / "pool"
     datastore = {"BACKEND": "file", "POOL_DIR": str(pool), "HOST": "localhost", **case.datastore}
     image = dict(case.image)
@@ -153,17 +203,16 @@ def test_hostile_input(case, tgtd, tmp_path, canaries, monkeypatch):
         image["PATH"] = str(random_image(tmp_path / case.file_name, MIB // 2))
     args = case.args or (action_xml(image, case.template, datastore), case.image_id)
     driver, action = case.action.split("/")
-    done = remote(driver, action, *args)
+    done = run(driver, action, *args)
     if case.ok:
-        assert done.returncode == 0, done.stderr
-        assert done.stdout == f"{IQN.format(case.image_id)} 1\n"
-        rm = remote("datastore", "rm", action_xml({"SOURCE": IQN.format(case.image_id)}, {}, datastore),
-                    case.image_id)
-        assert rm.returncode == 0, rm.stderr
+        assert done.rc == 0, done.err
+        assert done.out == f"{IQN.format(case.image_id)} 1\n"
+        rm = run("datastore", "rm", action_xml({"SOURCE": IQN.format(case.image_id)}, {}, datastore), case.image_id)
+        assert rm.rc == 0, rm.err
     else:
-        assert done.returncode != 0
-        assert error_block(done.stderr).startswith(case.message) or case.message in error_block(done.stderr), \
-            error_block(done.stderr)
+        assert done.rc != 0
+        assert error_block(done.err).startswith(case.message) or case.message in error_block(done.err), \
+            error_block(done.err)
     assert canaries() == []
     assert tgtd.target_ids() == []
     assert not pool.exists() or not any(pool.rglob("lv-one-*"))
@@ -171,9 +220,21 @@ def test_hostile_input(case, tgtd, tmp_path, canaries, monkeypatch):
     assert not conf_dir.exists() or not any(conf_dir.iterdir())
 
 
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_hostile_input(case, in_process, tgtd, tmp_path, canaries, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_case(case, in_process, tgtd, tmp_path, canaries)
+
+
+@pytest.mark.parametrize("case", STUB_CASES, ids=[case.name for case in STUB_CASES])
+def test_the_stubs_pass_hostile_input_through(case, through_stub, tgtd, tmp_path, canaries, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_case(case, through_stub, tgtd, tmp_path, canaries)
+
+
 @pytest.mark.parametrize("text", INJECT + ["-rf", "a b", "nön-äscii", "--", "$HOME"],
                          ids=[shlex.quote(text) for text in INJECT + ["-rf", "a b", "nön-äscii", "--", "$HOME"]])
-def test_odd_vm_paths_reach_the_host_as_they_are(text, sshd, tgtd, tmp_path, canaries, monkeypatch):
+def test_odd_vm_paths_reach_the_host_as_they_are(text, in_process, sshd, tgtd, tmp_path, canaries, monkeypatch):
     """tm ln on a NO_ISCSI host over a real ssh: the disk link is made at
     exactly the path given, and nothing else runs there."""
     monkeypatch.setenv("ONE_ISCSI_SSH", sshd.ssh)
@@ -182,9 +243,9 @@ def test_odd_vm_paths_reach_the_host_as_they_are(text, sshd, tgtd, tmp_path, can
     monkeypatch.setenv("ONE_ISCSI_POOL_DIR", str(tmp_path / "pool"))
     vm_dir = tmp_path / "vms" / text.replace("/", "_").replace("\n", "_nl_") / "7"
     disk = vm_dir / "disk.0"
-    done = remote("tm", "ln", IQN.format(1), f"node1:{disk}")
-    assert done.returncode == 0, done.stderr
+    done = in_process("tm", "ln", IQN.format(1), f"node1:{disk}")
+    assert done.rc == 0, done.err
     assert os.readlink(disk) == str(tmp_path / "pool" / "vg-one" / "lv-one-1")
-    assert remote("tm", "delete", f"node1:{vm_dir}").returncode == 0
+    assert in_process("tm", "delete", f"node1:{vm_dir}").rc == 0
     assert not vm_dir.exists()
     assert canaries() == []

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, quiet
-from driver import action_xml, error_block, random_image, read_lun, remote
+from support.commands import quiet
+from support.driver import action_xml, error_block, random_image, read_lun, remote
+from support.paths import DATA
 
 MIB = 1024 * 1024
 NO_ACTIVATION = "global/activation=0"

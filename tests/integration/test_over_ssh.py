@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import quiet
+from support.commands import quiet
 
 BASE = "iqn.2012-02.org.opennebula:tgtserver.vg-one"
 

@@ -10,8 +10,11 @@ import subprocess
 
 import pytest
 
-from conftest import DATA, Tgtd, quiet, wait_for
-from driver import action_xml, error_block, random_image, read_lun, remote
+from support.commands import quiet
+from support.daemons import Tgtd
+from support.driver import action_xml, error_block, random_image, read_lun, remote
+from support.paths import DATA
+from support.wait import wait_for
 
 MIB = 1024 * 1024
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
@@ -81,7 +84,7 @@ def test_16_cp_and_16_rm_at_once_leave_exactly_the_expected_targets(tgtd, ds, tm
 @pytest.fixture
 def own_tgtd():
     """A tgtd of this test alone, since the test kills it."""
-    from conftest import start_tgtd
+    from support.daemons import start_tgtd
 
     daemons = [start_tgtd()]
     yield daemons

@@ -2,7 +2,7 @@
 import json
 import subprocess
 
-from conftest import quiet
+from support.commands import quiet
 
 BASE = "iqn.2012-02.org.opennebula:localhost.vg-one"
 

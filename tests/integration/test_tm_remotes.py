@@ -12,8 +12,9 @@ import shlex
 
 import pytest
 
-from conftest import DATA, quiet
-from driver import action_xml, error_block, remote
+from support.commands import quiet
+from support.driver import action_xml, error_block, remote
+from support.paths import DATA
 
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import quiet
-from driver import action_xml, error_block, random_image, read_lun, remote
+from support.commands import quiet
+from support.driver import action_xml, error_block, random_image, read_lun, remote
 
 USER = "one-iscsi-test"
 SUDOERS = f"/etc/sudoers.d/{USER}"

@@ -1,7 +1,17 @@
+import dataclasses
+import os
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from oneiscsi import config
 from oneiscsi.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "remotes" / "datastore" / "iscsi" / "iscsi.conf"
+README = ROOT / "README.md"
 
 
 def test_defaults_are_the_original_iscsi_conf(monkeypatch):
@@ -96,11 +106,16 @@ def test_commands_are_argv_prefixes():
     ("TIMEOUT=nan\n", "TIMEOUT must be a positive number"),
     ("TIMEOUT=inf\n", "TIMEOUT must be a positive number"),
     ("CHAP_USER=joe\n", "CHAP_USER and CHAP_PASSWORD go together"),
+    ("UMASK=800\n", "UMASK must be an octal number from 0 to 777, got '800'"),
+    ("BACKEND=zfs\n", "BACKEND must be one of lvm, file, got 'zfs'"),
+    ("SUDO=\"sudo 'x\"\n", "SUDO must be a command line in shell syntax (No closing quotation), got \"sudo 'x\""),
+    ("SSH=\n", "SSH must not be empty"),
+    ("CHAP_USER='j oe'\nCHAP_PASSWORD=secretsecret\n", "CHAP_USER must not contain spaces, got 'j oe'"),
 ])
 def test_bad_configuration_is_refused_with_a_clear_message(tmp_path, text, message):
     conf = tmp_path / "iscsi.conf"
     conf.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         config.load(str(conf), env={})
 
 
@@ -115,3 +130,115 @@ def test_config_is_immutable():
         cfg.host = "other"
     with pytest.raises(TypeError):
         cfg.tools["tgtadm"] = ("x",)
+
+
+def test_every_key_is_an_attribute_of_config():
+    cfg = config.load(env={"HOSTNAME": "front1"})
+    assert [f.name for f in dataclasses.fields(cfg) if f.init] == [key.attribute for key in config.KEYS]
+    assert isinstance(cfg.base_tid, int) and isinstance(cfg.timeout, float) and cfg.umask == 0o77
+    assert cfg.initiators == ("ALL",) and config.load(env={"ONE_ISCSI_INITIATORS": ""}).initiators == ("ALL",)
+    assert cfg.copy_ssh_options == ("-o", "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com")
+    assert config.DEFAULTS == {key.name: key.default for key in config.KEYS}
+    assert set(config.TOOL_KEYS) <= set(config.DEFAULTS)
+
+
+def test_replace_keeps_the_tools_in_step():
+    cfg = dataclasses.replace(config.load(env={}), tgtadm=("tgtadm", "-C", "7"))
+    assert cfg.tool("tgtadm") == ("tgtadm", "-C", "7")
+    with pytest.raises(ConfigError, match="go together"):
+        dataclasses.replace(cfg, chap_user="joe")
+
+
+def test_template_keys_are_those_of_the_original_driver_and_no_command():
+    assert config.TEMPLATE_KEYS == ("HOST", "VG_NAME", "BASE_IQN", "BASE_TID", "RESTRICTED_DIRS", "SAFE_DIRS",
+                                    "UMASK", "BACKEND", "POOL_DIR", "INITIATORS", "CHAP_USER", "CHAP_PASSWORD")
+
+
+def test_template_attributes_other_than_template_keys_are_ignored():
+    template = {"VG_NAME": "vg-ds", "HOST": "", "TIMEOUT": "5", "SUDO": "doas", "TGTADM": "evil",
+                "DS_MAD": "iscsi", "TM_MAD": "iscsi"}
+    assert config.load(template=template, env={}) == dataclasses.replace(config.load(env={}), vg_name="vg-ds")
+
+
+def test_secret_keys_never_appear_in_repr_or_messages(tmp_path):
+    secrets = [key.name for key in config.KEYS if key.secret]
+    assert "CHAP_PASSWORD" in secrets
+    env = {"ONE_ISCSI_CHAP_USER": "joe", **{f"ONE_ISCSI_{name}": f"Sec{i}ret-value" for i, name in enumerate(secrets)}}
+    cfg = config.load(env=env)
+    assert cfg.chap_password == "Sec0ret-value"
+    assert "ret-value" not in repr(cfg) and "chap_password" not in repr(cfg)
+    with pytest.raises(ConfigError) as refused:
+        config.load(env={**env, "ONE_ISCSI_CHAP_PASSWORD": "Sec ret-value"})
+    assert str(refused.value) == "CHAP_PASSWORD must not contain spaces"
+
+
+def uncommented(text: str) -> str:
+    """The sample with every commented-out key set, as an administrator would."""
+    return re.sub(r"(?m)^#(?=[A-Z_]+=)", "", text)
+
+
+def test_checked_in_sample_is_up_to_date():
+    assert SAMPLE.read_text() == config.sample_conf(), f"{SAMPLE.relative_to(ROOT)} is out of date: run `make conf`"
+
+
+def test_sample_has_every_key_with_its_help():
+    text = config.sample_conf()
+    blocks = {block.splitlines()[-1].lstrip("#").split("=")[0]: block.splitlines()
+              for block in text.split("\n\n")[1:]}
+    assert list(blocks) == [key.name for key in config.KEYS]
+    for key in config.KEYS:
+        *comment, line = blocks[key.name]
+        assert " ".join(c[len("# "):] for c in comment) == key.help
+        assert line.startswith(key.name if key.active else "#" + key.name)
+        if key.secret:
+            assert line == f"#{key.name}="
+    assert list(config.parse_shell_conf(text, "iscsi.conf", {})) == ["HOST", "VG_NAME", "BASE_IQN", "BASE_TID",
+                                                                     "NO_ISCSI"]
+    assert 'NO_ISCSI="$HOSTNAME"' in text.splitlines()
+    header = " ".join(line[len("# "):] for line in text.split("\n\n")[0].splitlines())
+    assert ", ".join(config.TEMPLATE_KEYS) in header and "ONE_ISCSI_<KEY>" in header
+
+
+@pytest.mark.parametrize("edit", [str, uncommented], ids=["as-is", "uncommented"])
+def test_loading_the_sample_gives_the_defaults(tmp_path, edit):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text(edit(SAMPLE.read_text()))
+    env = {"HOSTNAME": "front1"}
+    assert config.load(str(conf), env=env) == config.load(env=env)
+
+
+def test_the_shell_reads_the_sample_as_one_iscsi_does(tmp_path):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text(uncommented(config.sample_conf()))
+    script = '. "$1" && printf "%s\\0" ' + " ".join(f'"${key}"' for key in config.DEFAULTS)
+    done = subprocess.run(["sh", "-c", script, "sh", str(conf)], capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOSTNAME": "front1"})
+    assert done.returncode == 0, done.stderr
+    parsed = config.parse_shell_conf(conf.read_text(), "iscsi.conf", {"HOSTNAME": "front1"})
+    assert done.stdout.split("\0")[:-1] == [parsed[key] for key in config.DEFAULTS]
+
+
+def configuration_section() -> str:
+    text = README.read_text()
+    start = text.index("\n## Configuration\n")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def test_every_key_is_in_the_readme_table_with_its_default():
+    table = {}
+    for row in configuration_section().splitlines():
+        if row.startswith("| `"):
+            names, default = row.split(" | ")[:2]
+            table.update(dict.fromkeys(re.findall(r"`([A-Z_]+)`", names), default))
+    assert set(table) == set(config.DEFAULTS)
+    for key in config.KEYS:
+        if key.name in config.TOOL_KEYS and table[key.name] == "the program's name":
+            assert key.default == config.TOOL_KEYS[key.name]
+        else:
+            shown = key.shown or (f"`{key.default}`" if key.default and not key.secret else "empty")
+            assert table[key.name] == shown, key.name
+
+
+def test_readme_names_exactly_the_template_keys():
+    sentence = re.search(r"The datastore template may set (.*?);", configuration_section(), re.DOTALL)
+    assert re.findall(r"`([A-Z_]+)`", sentence.group(1)) == list(config.TEMPLATE_KEYS)

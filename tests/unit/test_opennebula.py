@@ -3,8 +3,9 @@ import io
 import pytest
 
 from oneiscsi import opennebula
+from oneiscsi.tm import HostPath
 from oneiscsi.errors import InvalidInput
-from driver import action_xml, encode
+from support.driver import action_xml, encode
 
 
 def test_decode_reads_image_template_and_datastore():
@@ -40,8 +41,7 @@ def test_decode_refuses(data, image_id, message):
 
 
 def test_host_path():
-    assert opennebula.host_path("node1:/var/lib/one/0/7/disk.0") == opennebula.HostPath(
-        "node1", "/var/lib/one/0/7/disk.0")
+    assert opennebula.host_path("node1:/var/lib/one/0/7/disk.0") == HostPath("node1", "/var/lib/one/0/7/disk.0")
     for bad in ("node1", ":/x", "node1:relative", ""):
         with pytest.raises(InvalidInput, match="expected HOST:/PATH"):
             opennebula.host_path(bad)
@@ -56,5 +56,21 @@ def test_error_message_block_is_one_line():
 
 def test_log_lines(capsys):
     opennebula.log_info("rm", "done")
-    opennebula.log_error("rm", "bad")
-    assert capsys.readouterr().err == "INFO: rm: done\nERROR: rm: bad\n"
+    assert capsys.readouterr().err == "INFO: rm: done\n"
+
+
+def test_replies():
+    assert opennebula.registered_reply("iqn.2012-02.org.opennebula:tgt1.vg-one.lv-one-7", 64) == \
+        "iqn.2012-02.org.opennebula:tgt1.vg-one.lv-one-7 64"
+    assert opennebula.monitor_reply(10, 30, 20) == "USED_MB=10\nTOTAL_MB=30\nFREE_MB=20"
+
+
+def test_typed_fields_of_the_action():
+    act = opennebula.decode(action_xml({"PATH": "/img", "SIZE": "64", "FSTYPE": "ext4"}, {"MD5": "ab", "X": "y"},
+                                       {"HOST": "tgt2", "TIMEOUT": "1"}), "7")
+    assert (act.path, act.size_mb, act.fstype, act.image_id) == ("/img", 64, "ext4", 7)
+    assert act.checksums == {"md5": "ab", "sha1": ""}
+    assert act.config_overrides() == {"HOST": "tgt2"}  # only what a datastore template may set
+    for size in ("0", "-1", "8;x", "1e3"):
+        with pytest.raises(InvalidInput, match="IMAGE/SIZE must be a positive number of MB"):
+            opennebula.decode(action_xml({"SIZE": size}), "7").size_mb

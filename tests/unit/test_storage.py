@@ -2,44 +2,49 @@ import pytest
 
 from oneiscsi import config, lvm, storage
 from oneiscsi.errors import InvalidInput
-from oneiscsi.run import Privileged
 
 
 def cfg(**values):
     return config.load(env={f"ONE_ISCSI_{k}": v for k, v in values.items()})
 
 
+def argvs(commands):
+    return [list(cmd.argv) for cmd in commands]
+
+
 def test_lvm_volume():
     volume = storage.volume(7, cfg())
     assert volume.device == "/dev/vg-one/lv-one-7"
-    assert volume.create(12) == [([["lvcreate", "--yes", "-W", "y", "-L", "12M", "-n", "lv-one-7", "vg-one"]],
-                                  [["lvremove", "-f", "vg-one/lv-one-7"]])]
-    assert volume.remove() == [["lvremove", "-f", "vg-one/lv-one-7"]]
+    [(create, undo)] = volume.create(12)
+    assert argvs(create) == [["lvcreate", "--yes", "-W", "y", "-L", "12M", "-n", "lv-one-7", "vg-one"]]
+    assert argvs(undo) == argvs(volume.remove()) == [["lvremove", "-f", "vg-one/lv-one-7"]]
+    assert all(cmd.privileged for cmd in create + undo)
 
 
 def test_file_volume_never_takes_over_an_existing_file():
     volume = storage.volume(7, cfg(BACKEND="file", POOL_DIR="/srv/pool"))
     assert volume.device == "/srv/pool/vg-one/lv-one-7"
     ([mkdir, create], undo), ([chmod, truncate], no_undo) = volume.create(12)
-    assert chmod == ["chmod", "0600", "/srv/pool/vg-one/lv-one-7"] and isinstance(chmod, Privileged)
+    assert chmod.argv == ("chmod", "0600", "/srv/pool/vg-one/lv-one-7") and chmod.privileged
     assert undo == volume.remove() and no_undo == []
-    assert mkdir == ["mkdir", "-p", "/srv/pool/vg-one"] and isinstance(mkdir, Privileged)
-    assert create == ["dd", "of=/srv/pool/vg-one/lv-one-7", "conv=excl", "count=0", "status=none"]
-    assert truncate == ["truncate", "-s", "12M", "/srv/pool/vg-one/lv-one-7"]
-    assert volume.remove() == [["rm", "-f", "/srv/pool/vg-one/lv-one-7"]]
+    assert mkdir.argv == ("mkdir", "-p", "/srv/pool/vg-one") and mkdir.privileged
+    assert create.argv == ("dd", "of=/srv/pool/vg-one/lv-one-7", "conv=excl", "count=0", "status=none")
+    assert truncate.argv == ("truncate", "-s", "12M", "/srv/pool/vg-one/lv-one-7")
+    assert argvs(volume.remove()) == [["rm", "-f", "/srv/pool/vg-one/lv-one-7"]]
 
 
 def test_file_mode_follows_umask():
     volume = storage.volume(7, cfg(BACKEND="file", UMASK="027"))
-    assert volume.create(1)[1][0][0] == ["chmod", "0640", "/srv/one-iscsi/vg-one/lv-one-7"]
+    assert volume.create(1)[1][0][0].argv == ("chmod", "0640", "/srv/one-iscsi/vg-one/lv-one-7")
     with pytest.raises(config.ConfigError, match="UMASK must be an octal number"):
         cfg(UMASK="999")
 
 
 def test_usage_commands_and_parsers():
     assert storage.usage(cfg()) == [lvm.vg_usage("vg-one")]
-    assert lvm.vg_usage("vg-one") == ["vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator",
-                                      ":", "-o", "vg_size,vg_free", "vg-one"]
+    assert lvm.vg_usage("vg-one").argv == ("vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator",
+                                           ":", "-o", "vg_size,vg_free", "vg-one")
+    assert lvm.vg_usage("vg-one").query
     assert storage.parse_usage("lvm", "  268435456:134217728\n") == (256, 128)
     assert storage.parse_usage("file", "      1B-blocks        Avail\n 10737418240 5368709120\n") == (10240, 5120)
 

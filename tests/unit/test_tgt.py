@@ -1,37 +1,72 @@
+import pytest
+
 from oneiscsi import tgt
+from oneiscsi.errors import AlreadyExists, CommandError, NotFound
 
 SHOW = (__import__("pathlib").Path(__file__).parents[1] / "data" / "tgtadm-show-target.txt").read_text()
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-"
 
 
 def test_new_target_argv():
-    assert tgt.new_target(7, IQN + "7") == [
+    assert list(tgt.new_target(7, IQN + "7").argv) == [
         "tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "7",
         "--targetname", IQN + "7"]
 
 
 def test_bind_all_argv():
-    assert tgt.bind_all(3) == [
+    assert list(tgt.bind_all(3).argv) == [
         "tgtadm", "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "3",
         "--initiator-address", "ALL"]
 
 
 def test_new_lun_argv_keeps_path_as_one_word():
-    assert tgt.new_lun(3, "/srv/a b;c.img") == [
+    assert list(tgt.new_lun(3, "/srv/a b;c.img").argv) == [
         "tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", "3",
         "--lun", "1", "--backing-store", "/srv/a b;c.img"]
-    assert tgt.new_lun(3, "/dev/x", lun=2)[-3:] == ["2", "--backing-store", "/dev/x"]
+    assert tgt.new_lun(3, "/dev/x", lun=2).argv[-3:] == ("2", "--backing-store", "/dev/x")
 
 
 def test_delete_target_argv():
-    assert tgt.delete_target(4) == [
+    assert list(tgt.delete_target(4).argv) == [
         "tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "4"]
-    assert tgt.delete_target(4, force=True) == [
+    assert list(tgt.delete_target(4, force=True).argv) == [
         "tgtadm", "--lld", "iscsi", "--op", "delete", "--force", "--mode", "target", "--tid", "4"]
 
 
 def test_show_targets_argv():
-    assert tgt.show_targets() == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"]
+    assert list(tgt.show_targets().argv) == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target"]
+
+
+def test_show_is_a_query_and_changes_are_privileged():
+    assert tgt.show_targets().query and tgt.show_targets().privileged
+    assert not tgt.new_target(1, IQN + "1").query
+
+
+def test_account_password_is_secret():
+    account = tgt.new_account("user", "s3cret-pass-12")
+    assert account.argv[-1] == "s3cret-pass-12" and account.masked()[-1] == "********"
+
+
+def failed(stderr, rc=22):
+    return CommandError("tgtadm", "tgt1", rc, stderr)
+
+
+@pytest.mark.parametrize("cmd, stderr, kind, message", [
+    (tgt.new_target(3, IQN + "3"), "tgtadm: this target already exists", AlreadyExists, "already exists on tgt1"),
+    (tgt.new_account("u", "p" * 12), "tgtadm: this account already exists", AlreadyExists, "account u"),
+    (tgt.delete_target(4), "tgtadm: can't find the target", NotFound, "no target with TID 4 on tgt1"),
+    (tgt.delete_target(4), "tgtadm: this target is still active", Exception, "TID 4 on tgt1 still has sessions"),
+    (tgt.new_lun(4, "/x"), "tgtadm: invalid request", CommandError, "cannot add /x as LUN 1 of TID 4"),
+    (tgt.show_targets(), "tgtadm: can't send the request to the tgt daemon, Transport endpoint is not connected",
+     CommandError, "tgtd is not running on tgt1: tgtadm failed on tgt1"),
+])
+def test_each_command_explains_its_own_failures(cmd, stderr, kind, message):
+    explained = cmd.explain(failed(stderr))
+    assert isinstance(explained, kind) and message in str(explained)
+
+
+def test_unknown_failures_stay_as_they_are():
+    assert tgt.new_target(3, IQN + "3").explain(failed("tgtadm: out of memory")) is None
 
 
 def test_parse_show_of_captured_output():
@@ -42,7 +77,7 @@ def test_parse_show_of_captured_output():
     assert first.luns == (tgt.Lun(1, "/tmp/cap/a.img", 67, "disk"),)
     assert first.acl == ("ALL",)
     assert len(first.sessions) == 2
-    assert first.sessions[0] == tgt.Session("iqn.2008-11.org.linux-kvm", ("127.0.0.1",))
+    assert first.sessions[0] == tgt.Nexus("iqn.2008-11.org.linux-kvm", ("127.0.0.1",))
     assert (second.tid, second.iqn) == (3, IQN + "50")
     assert [lun.backing_store for lun in second.luns] == ["/tmp/cap/c d.img", "/tmp/cap/b.img"]
     assert [lun.lun for lun in second.luns] == [1, 2]

@@ -33,12 +33,8 @@ class TargetName:
     def iqn(self) -> str:
         return f"{self.base}:{self.host}.{self.vg}.{self.lv}"
 
-    @property
-    def device(self) -> str:
-        return f"/dev/{self.vg}/{self.lv}"
-
     def as_dict(self) -> dict[str, str]:
-        return {"iqn": self.iqn, **asdict(self), "device": self.device}
+        return {"iqn": self.iqn, **asdict(self)}
 
 
 def validate(iqn: str) -> str:

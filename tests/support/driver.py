@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping, Optional
 from xml.sax.saxutils import escape
 
-REPO = Path(__file__).resolve().parents[1]
-REMOTES = REPO / "remotes"
-BIN = Path(sys.executable).parent
+from .paths import BIN, REMOTES
+
+# the one line of a remote stub: exec one-iscsi --config <file> <group> <command> -- "$@"
+STUB_EXEC = re.compile(r'exec "\$\{ONE_ISCSI:-one-iscsi\}" --config "\$\(dirname "\$0"\)/(?P<config>[^"]+)" '
+                       r'(?P<command>[a-z]+ [a-z]+ --) "\$@"')
 
 
 def action_xml(image: Mapping[str, str], image_template: Optional[Mapping[str, str]] = None,
@@ -29,12 +31,26 @@ def encode(xml: str) -> str:
     return base64.b64encode(xml.encode()).decode()
 
 
+def stub(driver: str, action: str) -> Path:
+    """remotes/<driver>/iscsi/<action>: what OpenNebula runs."""
+    return REMOTES / driver / "iscsi" / action
+
+
 def remote(driver: str, action: str, *args: str, env: Optional[Mapping[str, str]] = None,
            timeout: float = 120) -> subprocess.CompletedProcess:
     """Run remotes/<driver>/iscsi/<action> ARGS with one-iscsi on PATH."""
     environment = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
-    return subprocess.run([str(REMOTES / driver / "iscsi" / action), *args], capture_output=True,
+    return subprocess.run([str(stub(driver, action)), *args], capture_output=True,
                           text=True, timeout=timeout, env=environment)
+
+
+def remote_argv(driver: str, action: str, *args: str) -> list[str]:
+    """The arguments remotes/<driver>/iscsi/<action> ARGS gives one-iscsi,
+    read from the stub itself: to run the same command in-process."""
+    path = stub(driver, action)
+    found = STUB_EXEC.fullmatch(path.read_text().splitlines()[-1])
+    assert found, f"{path} is not a one-line exec of one-iscsi"
+    return ["--config", str(path.parent / found["config"]), *found["command"].split(), *args]
 
 
 def error_block(stderr: str) -> str:

@@ -16,9 +16,12 @@ ever data to dd (the script reads record headers with `read`, never executes
 them); a stream that ends without its E record fails. Pure: no I/O here.
 """
 import shlex
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
-MIB = 1024 * 1024
+from .command import Command, command
+from .errors import OneIscsiError
+from .units import MIB
+
 BLOCK = MIB                # zero detection granularity
 MAX_RECORD = 16 * MIB      # data buffered before it is sent (bounds memory)
 MERGE_GAP = 4 * MIB        # shorter zero runs between data are sent as data
@@ -50,20 +53,22 @@ echo "image writer: the stream ended early" >&2; exit 3
 '''
 
 
-class ShortImage(Exception):
+class ShortImage(OneIscsiError):
     """The source gave fewer or more bytes than it announced."""
 
 
-def writer_command(device: str, privileged: list[list[str]], plain: list[list[str]]) -> list[str]:
-    """argv of the writer script, given the resolved commands() with their
+def writer(device: str, privileged: Sequence[Sequence[str]], plain: Sequence[Sequence[str]]) -> Command:
+    """The writer script, given tools() as they run on the host: with their
     sudo prefix (privileged) and without (plain)."""
-    return ["sh", "-c", WRITER, "image-writer", device, *map(shlex.join, privileged), *map(shlex.join, plain)]
+    return command("sh", "-c", WRITER, "image-writer", device, *map(shlex.join, privileged),
+                   *map(shlex.join, plain))
 
 
-def commands() -> list[list[str]]:
+def tools() -> list[Command]:
     """The writer's commands, in its order: dd, zeroing a block device,
     punching a hole in a file."""
-    return [["dd"], ["blkdiscard", "-z"], ["fallocate", "--punch-hole"]]
+    return [command("dd", privileged=True), command("blkdiscard", "-z", privileged=True),
+            command("fallocate", "--punch-hole", privileged=True)]
 
 
 def records(chunks: Iterable[bytes], size: int, zero_device: bool = True) -> Iterator[bytes]:

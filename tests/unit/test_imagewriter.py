@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from oneiscsi import transfer
+from oneiscsi import imagewriter, units
 
-MIB = transfer.MIB
+MIB = units.MIB
 
 
 def decode(stream: bytes):
@@ -44,13 +44,13 @@ def rebuild(stream: bytes, size: int) -> bytes:
 @pytest.mark.parametrize("chunk", [MIB, 777777, 4096, 3 * MIB + 1])
 def test_any_chunking_rebuilds_the_image_exactly(chunk):
     image = image_of(bytes(2 * MIB + 5), os.urandom(MIB + 17), bytes(MIB), os.urandom(100), bytes(3))
-    assert rebuild(b"".join(transfer.records(blocks(image, chunk), len(image))), len(image)) == image
+    assert rebuild(b"".join(imagewriter.records(blocks(image, chunk), len(image))), len(image)) == image
 
 
 def test_the_device_is_zeroed_first_and_zero_runs_never_travel():
     data = os.urandom(2 * MIB)
     image = image_of(bytes(3 * MIB), data, bytes(MIB), b"tail", bytes(5 * MIB), b"end")
-    records = decode(b"".join(transfer.records(blocks(image), len(image))))
+    records = decode(b"".join(imagewriter.records(blocks(image), len(image))))
     # 1 MiB blocks: the one holding "tail" is data; a 1 MiB gap travels as data, 4 MiB do not
     assert [(k, o, n) for k, o, n, _ in records] == [
         ("W", 0, 0), ("D", 3 * MIB, 4 * MIB), ("D", 11 * MIB, 7), ("E", len(image), 0)]
@@ -59,26 +59,26 @@ def test_the_device_is_zeroed_first_and_zero_runs_never_travel():
 
 def test_a_sparse_device_is_not_zeroed():
     image = image_of(bytes(MIB), b"x" * MIB, bytes(2 * MIB))
-    records = decode(b"".join(transfer.records(blocks(image), len(image), zero_device=False)))
+    records = decode(b"".join(imagewriter.records(blocks(image), len(image), zero_device=False)))
     assert [(k, o, n) for k, o, n, _ in records] == [("D", MIB, MIB), ("E", 4 * MIB, 0)]
 
 
 def test_data_records_are_bounded():
-    image = os.urandom(transfer.MAX_RECORD * 2 + 5)
-    records = decode(b"".join(transfer.records(blocks(image), len(image))))
-    assert [n for k, _, n, _ in records if k == "D"] == [transfer.MAX_RECORD, transfer.MAX_RECORD, 5]
+    image = os.urandom(imagewriter.MAX_RECORD * 2 + 5)
+    records = decode(b"".join(imagewriter.records(blocks(image), len(image))))
+    assert [n for k, _, n, _ in records if k == "D"] == [imagewriter.MAX_RECORD, imagewriter.MAX_RECORD, 5]
     assert b"".join(d for k, _, _, d in records) == image
 
 
 def test_a_short_source_never_ends_the_stream():
-    stream = transfer.records([b"x" * 10], 20)
-    with pytest.raises(transfer.ShortImage, match="gave 10 bytes, 20 were expected"):
+    stream = imagewriter.records([b"x" * 10], 20)
+    with pytest.raises(imagewriter.ShortImage, match="gave 10 bytes, 20 were expected"):
         b"".join(stream)
 
 
 def test_writer_gets_values_as_arguments():
-    plain = transfer.commands()
-    argv = transfer.writer_command("/dev/vg one/lv", [["sudo", *c] for c in plain], plain)
+    plain = [list(tool.argv) for tool in imagewriter.tools()]
+    argv = list(imagewriter.writer("/dev/vg one/lv", [["sudo", *c] for c in plain], plain).argv)
     assert argv[:2] == ["sh", "-c"]
     assert argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo dd", "sudo blkdiscard -z",
                         "sudo fallocate --punch-hole", "dd", "blkdiscard -z", "fallocate --punch-hole"]

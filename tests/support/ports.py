@@ -1,0 +1,8 @@
+"""Loopback ports: other processes may hold some, always pick a free one."""
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,127 @@
+"""A recording stand-in for `oneiscsi.run.Runner`, for unit tests of the actions.
+
+The actions are given Runners; in unit tests they get these. Every command
+they run is recorded as `(host, argv)` in one shared list, in order, and
+answered by the first rule that matches it (or with empty success). A
+failing answer goes through the command's own explanation, exactly as the
+real Runner does, so the tests see the errors the actions see. Nothing is
+started: no process, no ssh.
+"""
+from __future__ import annotations
+
+import io
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Optional
+
+from oneiscsi.command import Command
+from oneiscsi.run import check_host, failure
+
+
+@dataclass
+class Rule:
+    words: tuple[str, ...]       # all of them in the argv, in this order
+    out: str = ""
+    rc: int = 0
+    stderr: str = ""
+    host: Optional[str] = None   # only on this host
+    times: Optional[int] = None  # only this many times
+    then: Optional[Callable[[], None]] = None  # runs when the rule answers
+
+    def matches(self, host: str, argv: tuple[str, ...]) -> bool:
+        if self.host not in (None, host) or self.times == 0:
+            return False
+        rest = iter(argv)
+        return all(any(word == arg for arg in rest) for word in self.words)
+
+
+@dataclass
+class Recorder:
+    """What the actions ran, on which hosts, and how to answer them."""
+    cfg: object
+    dry_run: bool = False
+    calls: list = field(default_factory=list)      # (host, argv list)
+    sessions: list = field(default_factory=list)   # (host, locked)
+    fed: dict = field(default_factory=dict)        # host -> bytes fed to its commands
+    rules: list = field(default_factory=list)
+
+    def answer(self, *words: str, out: str = "", rc: int = 0, stderr: str = "", host: Optional[str] = None,
+               times: Optional[int] = None, then: Optional[Callable[[], None]] = None) -> None:
+        """Answer commands holding words (in order) with out, or fail them with rc and stderr.
+        Later rules come first: a test refines the general answers of its fixture."""
+        self.rules.insert(0, Rule(tuple(words), out, rc, stderr, host, times, then))
+
+    def fail(self, *words: str, stderr: str = "failed", rc: int = 1, **options) -> None:
+        self.answer(*words, rc=rc, stderr=stderr, **options)
+
+    def runner(self, host: str) -> "FakeRunner":
+        return FakeRunner(self, check_host(host))
+
+    def hosts(self, host: str) -> "FakeRunner":
+        """For the transfer actions: the Runner of a host by name."""
+        return self.runner(host)
+
+    def argvs(self, host: Optional[str] = None) -> list[list[str]]:
+        """The commands run (on host, if given), in order."""
+        return [argv for on, argv in self.calls if host in (None, on)]
+
+    def _run(self, host: str, cmd: Command) -> str:
+        self.calls.append((host, list(cmd.argv)))
+        rule = next((rule for rule in self.rules if rule.matches(host, cmd.argv)), None)
+        if rule is None:
+            return ""
+        if rule.times is not None:
+            rule.times -= 1
+        if rule.then:
+            rule.then()
+        if rule.rc and rule.rc not in cmd.accept:
+            raise failure(cmd, host, rule.rc, rule.stderr)
+        return rule.out
+
+
+class FakeRunner:
+    """The Runner interface the actions use, recording into a Recorder."""
+
+    def __init__(self, recorder: Recorder, host: str):
+        self.recorder, self.host, self.cfg = recorder, host, recorder.cfg
+        self.dry_run = recorder.dry_run
+        self.local = host == "localhost"
+
+    def resolve(self, cmd: Command) -> list[str]:
+        return list(cmd.argv)
+
+    @contextmanager
+    def session(self, lock: bool = False):
+        self.recorder.sessions.append((self.host, lock))
+        yield FakeSession(self)
+
+    def run(self, cmd: Command) -> str:
+        return self.run_all([cmd])
+
+    def run_all(self, commands: Iterable[Command]) -> str:
+        with self.session() as session:
+            return "".join(session.run(cmd) for cmd in commands)
+
+    def feed(self, cmd: Command, chunks: Iterable[bytes]) -> None:
+        data = b"".join(chunks)  # consumed first, as the real command reads all its stdin
+        self.recorder._run(self.host, cmd)
+        self.recorder.fed[self.host] = self.recorder.fed.get(self.host, b"") + data
+
+    @contextmanager
+    def output_stream(self, cmd: Command):
+        yield io.BytesIO(self.recorder._run(self.host, cmd).encode())
+
+
+class FakeSession:
+    def __init__(self, runner: FakeRunner):
+        self.runner, self.host, self.cfg = runner, runner.host, runner.cfg
+
+    def run(self, cmd: Command, timeout: Optional[float] = None) -> str:
+        if self.runner.dry_run and not cmd.query:
+            return ""
+        return self.runner.recorder._run(self.host, cmd)
+
+    def close(self) -> None:
+        pass
+
+
