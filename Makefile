@@ -8,7 +8,7 @@ APT_PKGS   := tgt open-iscsi libiscsi-bin lvm2 qemu-utils libnbd-bin e2fsprogs o
 ROOT       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: demo test e2e bench completions man dist deps system-deps venv clean
+.PHONY: demo test e2e bench completions man conf dist deps system-deps venv clean
 
 demo: deps
 	tests/demo.sh

@@ -59,6 +59,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _absolute(text: str) -> str:
+    if not text.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return text
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
@@ -150,7 +156,7 @@ KEYS = (
     Key("BACKEND", "lvm", _backend,
         "storage of the images on the target server: lvm (volumes in VG_NAME) or file "
         "(sparse files in POOL_DIR/VG_NAME)", template=True),
-    Key("POOL_DIR", "/srv/one-iscsi", _text,
+    Key("POOL_DIR", "/srv/one-iscsi", _absolute,
         "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)", template=True),
     Key("INITIATORS", "ALL", _initiators,
         "initiator addresses, networks or IQNs (space separated) allowed to use new targets", template=True),
@@ -158,10 +164,10 @@ KEYS = (
     Key("CHAP_PASSWORD", "", _word, "CHAP password of CHAP_USER (12 to 16 characters)",
         template=True, secret=True),
     Key("PORTAL_PORT", "3260", _count, "TCP port of the target server's iSCSI portal, for discovery and login"),
-    Key("DEVICE_DIR", "/dev/disk/by-path", _text, "where the hosts' udev links iSCSI devices by path"),
-    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", _text,
+    Key("DEVICE_DIR", "/dev/disk/by-path", _absolute, "where the hosts' udev links iSCSI devices by path"),
+    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", _absolute,
         "directory of the per-target tgt config files on the target server"),
-    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", _text,
+    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", _absolute,
         "lock file on the target server that serialises target creation"),
     Key("LOCK_TIMEOUT", "60", _seconds, "seconds to wait for LOCK_FILE"),
     Key("TIMEOUT", "60", _seconds, "seconds any one remote or local command may take"),

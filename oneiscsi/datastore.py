@@ -139,13 +139,16 @@ def write_image(image: source.Image, device: str, server: Runner, local: Runner,
     session), flushed to disk; zero blocks are not sent, the device is zeroed
     there first unless zero_device is False. progress, if given, is told the
     bytes read as they go."""
+    tools = imagewriter.tools()
+    writer = imagewriter.writer(device, [server.resolve(tool) for tool in tools],
+                                [server.resolve(tool.but(privileged=False)) for tool in tools])
+    if server.dry_run:  # the writer is only shown: the image is not even opened
+        server.feed(writer, ())
+        return
     with source.raw_chunks(image, local) as chunks:
         data = digests.through(chunks) if image.format == "raw" else chunks
         if progress is not None:
             data = _reporting(data, progress)
-        tools = imagewriter.tools()
-        writer = imagewriter.writer(device, [server.resolve(tool) for tool in tools],
-                                    [server.resolve(tool.but(privileged=False)) for tool in tools])
         server.feed(writer, imagewriter.records(data, image.size, zero_device))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
         with open(image.path, "rb") as original:

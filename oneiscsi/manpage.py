@@ -32,6 +32,9 @@ EXIT_STATUS = [
     ("0", "success"),
     ("1", "a command failed: tgtd not running, unknown target, target in use, host unreachable, ..."),
     ("2", "invalid input (IQN, name, TID, option, driver action data): refused before anything ran"),
+    ("3", "an unexpected error (a bug): one line on stderr, the traceback appended to "
+          "~/.cache/one\\-iscsi/crash.log"),
+    ("130", "interrupted"),
 ]
 
 EXAMPLES = [

@@ -6,6 +6,7 @@ from typing import Optional
 from . import names, tgt, tgtconf
 from .errors import AlreadyExists, CommandError, InvalidInput, NotFound, OneIscsiError
 from .run import Session
+from .undo import Undo
 
 NEW_TARGET_ATTEMPTS = 10
 
@@ -115,15 +116,21 @@ class TargetServer:
 
     def export(self, spec: tgtconf.TargetSpec) -> tuple[int, bool]:
         """Create the target of spec with its LUNs and access rules; an
-        existing target with the same backing stores is kept as it is."""
+        existing target with the same backing stores is kept as it is. A
+        target made here whose rules or LUNs fail is deleted again."""
         tid, created = self.new(spec.iqn)
         if not created:
             self.check_same(spec)
             return tid, False
+        undo = Undo(self.host)
+        undo.push(f"deleting target {spec.iqn}", lambda: self.delete(tid, force=True))
+        undo.step(None, lambda: self._fill(tid, spec))
+        return tid, True
+
+    def _fill(self, tid: int, spec: tgtconf.TargetSpec) -> None:
         self.allow(tid, spec)
         for lun, store in enumerate(spec.backing_stores, 1):
             self.bind_lun(tid, store, lun)
-        return tid, True
 
     def check_same(self, spec: tgtconf.TargetSpec) -> None:
         """An existing target of spec's name must have spec's LUNs."""

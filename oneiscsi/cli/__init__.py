@@ -175,10 +175,9 @@ def _log_traceback(args: Sequence[str]) -> str:
     from pathlib import Path
 
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    for folder in (Path(cache) / PROG, Path(tempfile.gettempdir())):
-        log = folder / f"{PROG}-crash.log" if folder.name != PROG else folder / "crash.log"
+    for log in (Path(cache) / PROG / "crash.log", Path(tempfile.gettempdir()) / f"{PROG}-crash.log"):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            log.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "a") as out:
                 out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {PROG} {__version__}: "
                           f"{' '.join(_words(args))}\n{traceback.format_exc()}")

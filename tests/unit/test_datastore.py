@@ -1,0 +1,538 @@
+"""The datastore actions, run against a recording Runner (no process is
+started): the exact commands on the target server, the image data fed to it,
+what a failing step takes back, notes, errors and exit statuses."""
+import hashlib
+import io
+import json
+import os
+from contextlib import contextmanager
+
+import pytest
+from conftest import make_config
+from test_targets import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, delete_target,
+                          forget, listing, new_lun, new_target, saved)
+
+from oneiscsi import datastore, imagewriter, source
+from oneiscsi.datastore import Registered, Usage
+from oneiscsi.errors import InvalidInput, OneIscsiError, StepFailed
+from oneiscsi.run import failure
+from oneiscsi.units import MIB
+from support.recording import Recorder
+
+FILE = "/srv/pool/vg-one/lv-one-7"
+LV = "/dev/vg-one/lv-one-7"
+RM_FILE = ["rm", "-f", FILE]
+LVREMOVE = ["lvremove", "-f", "vg-one/lv-one-7"]
+DELETE = delete_target(1, "--force")  # the undo of a new target
+IMAGE_SIZE = 1000 + MIB + 10
+
+
+def file_volume(size: str = "2M") -> list[list[str]]:
+    return [["mkdir", "-p", "/srv/pool/vg-one"], ["dd", f"of={FILE}", "conv=excl", "count=0", "status=none"],
+            ["chmod", "0600", FILE], ["truncate", "-s", size, FILE]]
+
+
+def lv_volume(size: str = "2M") -> list[list[str]]:
+    return [["lvcreate", "--yes", "-W", "y", "-L", size, "-n", "lv-one-7", "vg-one"]]
+
+
+# backend -> (device, commands making the volume of a size, its removal)
+BACKENDS = {"file": (FILE, file_volume, RM_FILE), "lvm": (LV, lv_volume, LVREMOVE)}
+
+
+def target(device: str) -> list[list[str]]:
+    """A new target of TID 1 on an empty tgtd: open to all, device as LUN 1."""
+    return [SHOW, new_target(1), bind(1, "address", "ALL"), new_lun(1, device)]
+
+
+def writer(device: str) -> list[str]:
+    tools = ["dd", "blkdiscard -z", "fallocate --punch-hole"]
+    return ["sh", "-c", imagewriter.WRITER, "image-writer", device, *tools, *tools]
+
+
+FILE_CP = [*file_volume(), *target(FILE), *saved(), writer(FILE)]
+UNDO_ALL = [forget(), DELETE, RM_FILE]  # newest first: config file, target, volume
+
+
+def server(backend: str = "file", dry_run: bool = False, **keys: str) -> Recorder:
+    """Records as the target server tgt1 of a backend (file: in /srv/pool)."""
+    keys = {"HOST": "tgt1", "BACKEND": backend, "POOL_DIR": "/srv/pool", "CONF_DIR": CONF_DIR, **keys}
+    return Recorder(make_config(**keys), dry_run=dry_run)
+
+
+@pytest.fixture
+def pool() -> Recorder:
+    return server("file")
+
+
+@pytest.fixture
+def image(tmp_path) -> str:
+    """A raw image of data, a MiB of zeros, data: 2 MiB rounded up."""
+    path = tmp_path / "image.img"
+    path.write_bytes(b"\x01" * 1000 + bytes(MIB) + b"\x02" * 10)
+    return str(path)
+
+
+def records(path: str, zero_device: bool) -> bytes:
+    with open(path, "rb") as data:
+        return b"".join(imagewriter.records(source.read_chunks(data), os.path.getsize(path), zero_device))
+
+
+def cp(recorder: Recorder, path: str, tgt1=None, **options) -> Registered:
+    return datastore.cp(path, 7, recorder.cfg, tgt1 or recorder.runner("tgt1"), recorder.runner("localhost"),
+                        **options)
+
+
+def mkfs(recorder: Recorder, fstype: str = "ext4", size_mb: int = 8) -> Registered:
+    return datastore.mkfs(7, size_mb, fstype, recorder.cfg, recorder.runner("tgt1"))
+
+
+def rm(recorder: Recorder, iqn: str = IQN) -> list[str]:
+    return datastore.rm(iqn, 7, recorder.cfg, recorder.runner("tgt1"))
+
+
+def failure_of(action, *args, **options) -> OneIscsiError:
+    with pytest.raises(OneIscsiError) as caught:
+        action(*args, **options)
+    return caught.value
+
+
+def refused(recorder: Recorder, action, *args, **options) -> str:
+    """The message of action's refusal of bad input, checked to come before any command."""
+    error = failure_of(action, *args, **options)
+    assert isinstance(error, InvalidInput) and error.exit_code == 2
+    assert recorder.calls == []
+    return str(error)
+
+
+def raising(error: Exception):
+    """A callable that raises error, whatever it is given."""
+    def fail(*args, **options):
+        raise error
+    return fail
+
+
+# cp
+
+@pytest.mark.parametrize("backend, zero_device", [("file", False), ("lvm", True)])
+def test_cp_makes_volume_target_config_file_then_writes_the_image(image, backend, zero_device):
+    recorder = server(backend)
+    device, volume, _ = BACKENDS[backend]
+    assert cp(recorder, image) == Registered(IQN, 2, ())
+    assert recorder.argvs("tgt1") == [*volume("2M"), *target(device), *saved(), writer(device)]
+    assert recorder.argvs("localhost") == []
+    assert recorder.sessions == [("tgt1", True)]
+    fed = recorder.fed["tgt1"]
+    assert fed == records(image, zero_device)
+    # a new sparse file reads as zeros already; a new LV is zeroed first
+    assert fed.startswith(b"W 0 0\nD 0 " if zero_device else b"D 0 ")
+    assert fed.endswith(f"E {IMAGE_SIZE} 0\n".encode())
+
+
+def test_cp_reports_progress_and_accepts_right_checksums(pool, image):
+    with open(image, "rb") as data:
+        content = data.read()
+    reported = []
+    checksums = {"md5": hashlib.md5(content).hexdigest().upper(), "sha1": hashlib.sha1(content).hexdigest()}
+    assert cp(pool, image, checksums=checksums, progress_for=lambda size: reported.append) == Registered(IQN, 2)
+    assert sum(reported) == IMAGE_SIZE
+
+
+FAILING_STEPS = [  # the command that fails, its exit status and stderr, the error, the undo that follows
+    pytest.param(FILE_CP[1], 1, f"dd: failed to open '{FILE}': File exists",
+                 f"creating volume failed on tgt1: dd failed on tgt1 (exit 1): dd: failed to open '{FILE}': "
+                 "File exists", [], id="creating the volume: nothing made, nothing removed"),
+    pytest.param(FILE_CP[3], 1, f"truncate: failed to truncate '{FILE}': No space left on device",
+                 f"creating volume failed on tgt1: truncate failed on tgt1 (exit 1): truncate: failed to truncate "
+                 f"'{FILE}': No space left on device", [RM_FILE], id="sizing the volume"),
+    pytest.param(new_target(1), 107, "tgtadm: can't send the request to the tgt daemon, Transport endpoint is "
+                 "not connected", "creating target failed on tgt1: tgtd is not running on tgt1: tgtadm failed on "
+                 "tgt1 (exit 107): tgtadm: can't send the request to the tgt daemon, Transport endpoint is not "
+                 "connected", [RM_FILE], id="creating the target"),
+    pytest.param(bind(1, "address", "ALL"), 22, "tgtadm: out of memory",
+                 "allowing initiators failed on tgt1: tgtadm failed on tgt1 (exit 22): tgtadm: out of memory",
+                 [DELETE, RM_FILE], id="allowing initiators"),
+    pytest.param(new_lun(1, FILE), 22, "tgtadm: invalid request",
+                 f"adding LUN 1 failed on tgt1: cannot add {FILE} as LUN 1 of TID 1 (missing device or LUN in "
+                 "use?): tgtadm failed on tgt1 (exit 22): tgtadm: invalid request", [DELETE, RM_FILE],
+                 id="adding LUN 1"),
+    pytest.param(saved()[4], 1, "mv: cannot move: Read-only file system",
+                 "writing the target's config file failed on tgt1: mv failed on tgt1 (exit 1): mv: cannot move: "
+                 "Read-only file system", UNDO_ALL, id="writing the config file"),
+    pytest.param(writer(FILE), 3, "image writer: the stream ended early",
+                 "copying {image} to " + FILE + " failed on tgt1: sh failed on tgt1 (exit 3): image writer: the "
+                 "stream ended early", UNDO_ALL, id="copying"),
+]
+
+
+@pytest.mark.parametrize("failing, rc, stderr, message, undo", FAILING_STEPS)
+def test_cp_failing_step_takes_back_what_was_made(pool, image, failing, rc, stderr, message, undo):
+    pool.fail(*failing, rc=rc, stderr=stderr)
+    error = failure_of(cp, pool, image)
+    assert isinstance(error, StepFailed)
+    assert str(error) == message.format(image=image)
+    assert (error.exit_code, error.rollback_failures) == (1, ())
+    assert pool.argvs() == [*FILE_CP[:FILE_CP.index(failing) + 1], *undo]
+    assert pool.sessions == [("tgt1", True), *([("tgt1", False)] if undo else [])]  # the undo in a session of its own
+
+
+def test_cp_whose_lock_cannot_be_had_makes_nothing(pool, image, monkeypatch):
+    busy = OneIscsiError("lock /run/lock/one-iscsi.lock on tgt1 is held by another one-iscsi for more than 60 s "
+                         "(LOCK_TIMEOUT)")
+    tgt1 = pool.runner("tgt1")
+    monkeypatch.setattr(tgt1, "session", raising(busy))
+    error = failure_of(cp, pool, image, tgt1=tgt1)
+    assert str(error) == f"connecting and taking the lock failed on tgt1: {busy}"
+    assert error.exit_code == 1
+    assert pool.calls == []
+
+
+def test_cp_with_a_wrong_checksum_takes_everything_back(pool, image):
+    error = failure_of(cp, pool, image, checksums={"md5": "0" * 32})
+    with open(image, "rb") as data:
+        md5 = hashlib.md5(data.read()).hexdigest()
+    assert str(error) == f"checking the image checksum failed on tgt1: MD5 of {image} is {md5}, expected {'0' * 32}"
+    assert error.exit_code == 1
+    assert pool.argvs() == [*FILE_CP, *UNDO_ALL]
+
+
+def test_cp_bad_input_found_by_a_step_keeps_exit_status_2(pool, image):
+    # as the real session refuses a config file holding its end marker
+    pool.answer("dd", "conv=fsync", then=raising(InvalidInput("input contains the session marker")))
+    error = failure_of(cp, pool, image)
+    assert str(error) == "writing the target's config file failed on tgt1: input contains the session marker"
+    assert error.exit_code == 2
+    assert pool.argvs() == [*FILE_CP[:FILE_CP.index(saved()[2]) + 1], *UNDO_ALL]
+
+
+def test_a_relative_pool_dir_is_refused_before_any_command(image):
+    recorder = None
+    with pytest.raises(OneIscsiError, match="POOL_DIR"):
+        recorder = server(POOL_DIR="srv")
+        cp(recorder, image)
+    assert recorder is None or recorder.calls == []
+
+
+def test_cp_binds_initiator_addresses_names_and_chap(image):
+    recorder = server(INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
+    assert cp(recorder, image).source == IQN
+    assert recorder.argvs()[4:11] == [SHOW, new_target(1), *allowed(1), new_lun(1, FILE)]
+
+
+@pytest.mark.parametrize("failing", allowed(1), ids=["address", "name", "account", "account binding"])
+def test_cp_failing_to_allow_initiators_deletes_the_target_and_the_volume(image, failing):
+    recorder = server(INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
+    recorder.fail(*failing, rc=22, stderr="tgtadm: out of memory")
+    error = failure_of(cp, recorder, image)
+    assert str(error) == "allowing initiators failed on tgt1: tgtadm failed on tgt1 (exit 22): tgtadm: out of memory"
+    assert recorder.argvs()[6:] == [*allowed(1)[:allowed(1).index(failing) + 1], DELETE, RM_FILE]
+
+
+def test_cp_keeps_an_existing_target_with_the_same_lun(pool, image):
+    pool.answer(*SHOW, out=listing((4, IQN, (FILE,))))
+    assert cp(pool, image) == Registered(IQN, 2, (f"target {IQN} already exists with TID 4: kept",))
+    assert pool.argvs() == [*file_volume(), SHOW, SHOW, writer(FILE)]
+
+
+def test_cp_onto_an_existing_target_with_other_luns_removes_the_volume_again(pool, image):
+    pool.answer(*SHOW, out=listing((4, IQN, ("/srv/pool/vg-one/lv-one-8",))))
+    error = failure_of(cp, pool, image)
+    assert str(error) == f"creating target failed on tgt1: target {IQN} already exists on tgt1 with other LUNs"
+    assert pool.argvs() == [*file_volume(), SHOW, SHOW, RM_FILE]
+
+
+def test_cp_undo_that_fails_travels_with_the_error_and_the_other_undos_still_run(pool, image):
+    pool.fail(*writer(FILE), rc=3, stderr="image writer: the stream ended early")
+    pool.fail(*DELETE, rc=22, stderr="tgtadm: this target is still active")
+    error = failure_of(cp, pool, image)
+    assert error.rollback_failures == (
+        "tgtadm --lld iscsi --op delete --force --mode target --tid 1: target TID 1 on tgt1 still has sessions: "
+        "log the initiators out first, or use --force",)
+    assert str(error).endswith(f"(and undoing it failed: {error.rollback_failures[0]})")
+    assert pool.argvs() == [*FILE_CP, *UNDO_ALL]
+
+
+def test_cp_dry_run_runs_only_queries(image):
+    recorder = server(dry_run=True)
+    assert cp(recorder, image, checksums={"md5": "0" * 32}) == Registered(IQN, 2)  # no checksum without data
+    # the recording feed records the writer, which the real Runner prints under --dry-run
+    assert recorder.argvs() == [SHOW, ["test", "-e", INCLUDE], writer(FILE)]
+
+
+# mkfs
+
+@pytest.mark.parametrize("fstype, made", [
+    ("ext4", [["mkfs", "-t", "ext4", "-F", LV]]),
+    ("", [["mkfs", "-t", "ext3", "-F", LV]]),
+    (" ntfs ", [["mkfs", "-t", "ntfs", "-F", "-Q", LV]]),
+    ("swap", [["mkswap", LV]]),
+    ("raw", []),
+])
+def test_mkfs_makes_volume_filesystem_and_target(recorder, fstype, made):
+    assert mkfs(recorder, fstype) == Registered(IQN, 8)
+    assert recorder.argvs() == [*lv_volume("8M"), *made, *target(LV), *saved()]
+    assert recorder.sessions == [("tgt1", True)]
+    assert recorder.fed == {}
+
+
+def test_mkfs_save_as_makes_nothing(recorder):
+    assert mkfs(recorder, "save_as", 8) == Registered(IQN, 8)
+    assert recorder.calls == [] and recorder.sessions == []
+
+
+@pytest.mark.parametrize("fstype, size_mb, message", [
+    ("-V", 8, "unsupported FSTYPE '-V'"),
+    ("ext4;touch x", 8, "unsupported FSTYPE 'ext4;touch x'"),
+    ("EXT4", 8, "unsupported FSTYPE 'EXT4'"),
+    ("ext4", 0, "IMAGE/SIZE must be a positive number of MB, got 0"),
+    ("raw", -8, "IMAGE/SIZE must be a positive number of MB, got -8"),
+    ("save_as", 0, "IMAGE/SIZE must be a positive number of MB, got 0"),
+])
+def test_mkfs_refuses_bad_input_before_any_command(recorder, fstype, size_mb, message):
+    assert refused(recorder, mkfs, recorder, fstype, size_mb).startswith(message)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mkfs_that_fails_removes_the_volume_before_any_target(backend):
+    recorder = server(backend)
+    device, volume, remove = BACKENDS[backend]
+    recorder.fail("mkfs", rc=1, stderr="mkfs.ext4: Device size reported to be zero.")
+    error = failure_of(mkfs, recorder)
+    assert str(error) == ("making the filesystem failed on tgt1: mkfs failed on tgt1 (exit 1): "
+                          "mkfs.ext4: Device size reported to be zero.")
+    assert recorder.argvs() == [*volume("8M"), ["mkfs", "-t", "ext4", "-F", device], remove]
+
+
+# rm
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rm_deletes_target_config_file_and_volume(backend):
+    recorder = server(backend)
+    device, _, remove = BACKENDS[backend]
+    recorder.answer(*SHOW, out=listing((3, IQN, (device,))))
+    assert rm(recorder) == []
+    assert recorder.argvs() == [SHOW, delete_target(3), forget(), remove]
+    assert recorder.sessions == [("tgt1", False)]
+
+
+def test_rm_of_what_is_gone_already_says_so(recorder):
+    recorder.fail(*LVREMOVE, rc=5, stderr='  Failed to find logical volume "vg-one/lv-one-7"')
+    assert rm(recorder) == [f"no target {IQN} on tgt1: already deleted", f"no volume {LV} on tgt1: already removed"]
+    assert recorder.argvs() == [SHOW, forget(), LVREMOVE]
+
+
+def test_rm_of_a_volume_that_cannot_be_removed(recorder):
+    recorder.fail(*LVREMOVE, rc=5, stderr="  Logical volume vg-one/lv-one-7 in use.")
+    error = failure_of(rm, recorder)
+    assert str(error) == f"removing {LV} failed on tgt1: lvremove failed on tgt1 (exit 5): " \
+                         "Logical volume vg-one/lv-one-7 in use."
+    assert error.exit_code == 1
+
+
+def test_rm_of_a_target_in_use_removes_nothing(recorder):
+    recorder.answer(*SHOW, out=listing((3, IQN, (LV,), ("iqn.2008-11.org.x:node1", "iqn.2008-11.org.x:node2"))))
+    error = failure_of(rm, recorder)
+    assert str(error) == f"target {IQN} on tgt1 is in use by iqn.2008-11.org.x:node1, iqn.2008-11.org.x:node2: " \
+                         "nothing removed"
+    assert recorder.argvs() == [SHOW]
+
+
+@pytest.mark.parametrize("iqn, message", [
+    (f"{BASE}:tgt1.vg-one.lv-one-8", f"SOURCE {BASE}:tgt1.vg-one.lv-one-8 is not image 7 of volume group vg-one"),
+    (f"{BASE}:tgt1.vg-two.lv-one-7", f"SOURCE {BASE}:tgt1.vg-two.lv-one-7 is not image 7 of volume group vg-one"),
+    (f"{BASE}:tgt1.vg-one.root", "is not image 7"),
+    (f"{BASE}:tgt1.vg_one.lv-one-7", "contains characters tgtd refuses: '_'"),
+    (f"{IQN};touch x", "contains characters tgtd refuses"),
+    (f"{BASE}:lv-one-7", "is not of the form BASE_IQN:HOST.VG.LV"),
+    ("-iqn", "is not of the form iqn.YYYY-MM"),
+    ("", "IQN is empty"),
+])
+def test_rm_refuses_a_source_of_another_image_before_any_command(recorder, iqn, message):
+    assert message in refused(recorder, rm, recorder, iqn)
+
+
+# stat, monitor
+
+def test_stat_is_the_size_in_whole_mib_rounded_up(recorder, tmp_path):
+    sizes = {"empty": 0, "one": MIB, "more": MIB + 1}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"\x01" * size)
+    stat = [datastore.stat(str(tmp_path / name), recorder.cfg, recorder.runner("localhost")) for name in sizes]
+    assert stat == [0, 1, 2]
+    assert recorder.calls == []
+
+
+def qcow2(tmp_path, recorder, **info) -> str:
+    """A qcow2 image whose `qemu-img info` says info."""
+    path = tmp_path / "disk.qcow2"
+    path.write_bytes(b"QFI\xfb" + bytes(60))
+    recorder.answer("qemu-img", "info", out=json.dumps(info))
+    return str(path)
+
+
+def test_stat_of_a_qcow2_image_asks_qemu_img_on_this_machine(recorder, tmp_path):
+    path = qcow2(tmp_path, recorder, **{"virtual-size": 3 * MIB + 1})
+    assert datastore.stat(path, recorder.cfg, recorder.runner("localhost")) == 4
+    assert recorder.calls == [("localhost", ["qemu-img", "info", "--output=json", "-f", "qcow2",
+                                             os.path.realpath(path)])]
+
+
+def test_stat_refuses_a_qcow2_image_using_another_file(recorder, tmp_path):
+    path = qcow2(tmp_path, recorder, **{"virtual-size": MIB, "backing-filename": "/var/lib/one/secret"})
+    with pytest.raises(InvalidInput, match="uses another file \\(/var/lib/one/secret\\): not supported"):
+        datastore.stat(path, recorder.cfg, recorder.runner("localhost"))
+
+
+def test_cp_of_a_qcow2_image_streams_its_raw_data_and_checks_the_file_as_registered(pool, tmp_path):
+    path = qcow2(tmp_path, pool, **{"virtual-size": 3000})
+    pool.answer("nbdcopy", out="\x01" * 3000)
+    with open(path, "rb") as original:
+        md5 = hashlib.md5(original.read()).hexdigest()
+    assert cp(pool, path, checksums={"md5": md5}) == Registered(IQN, 1)
+    real = os.path.realpath(path)
+    assert pool.argvs("localhost") == [["qemu-img", "info", "--output=json", "-f", "qcow2", real],
+                                       ["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", real, "]", "-"]]
+    assert pool.fed["tgt1"] == b"D 0 3000\n" + b"\x01" * 3000 + b"E 3000 0\n"
+
+
+def test_cp_dry_run_of_a_qcow2_image(tmp_path, monkeypatch):
+    recorder = server(dry_run=True)
+    path = qcow2(tmp_path, recorder, **{"virtual-size": MIB})
+    tgt1, local = recorder.runner("tgt1"), recorder.runner("localhost")
+    monkeypatch.setattr(tgt1, "feed", lambda cmd, chunks: None)  # as Runner.feed under --dry-run: reads nothing
+
+    @contextmanager
+    def output_stream(cmd):  # as Runner.output_stream: a command whose output is left unread dies of SIGPIPE
+        stream = io.BytesIO(b"\x01" * MIB)
+        yield stream
+        if stream.read(1):
+            raise failure(cmd, "localhost", -13, "")
+
+    monkeypatch.setattr(local, "output_stream", output_stream)
+    assert datastore.cp(path, 7, recorder.cfg, tgt1, local) == Registered(IQN, 1)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["", "dry run"])
+@pytest.mark.parametrize("backend, words, out, commands, usage", [
+    ("file", ["df"], "     1B-blocks        Avail\n 10737418240 5368709120\n",
+     [["mkdir", "-p", "/srv/pool/vg-one"], ["df", "-B1", "--output=size,avail", "/srv/pool/vg-one"]],
+     Usage(10240, 5120)),
+    ("lvm", ["vgs"], "  268435456:100663296\n",
+     [["vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":", "-o", "vg_size,vg_free", "vg-one"]],
+     Usage(256, 96)),
+])
+def test_monitor_asks_the_pool_for_its_usage(backend, words, out, commands, usage, dry_run):
+    recorder = server(backend, dry_run=dry_run)
+    recorder.answer(*words, out=out)
+    assert datastore.monitor(recorder.cfg, recorder.runner("tgt1")) == usage
+    assert recorder.argvs() == commands
+    assert recorder.sessions == [("tgt1", False)]
+
+
+def test_usage_in_use():
+    assert Usage(256, 96).used_mb == 160
+
+
+# check_allowed, copy
+
+def check(path, **keys: str) -> None:
+    datastore.check_allowed(str(path), make_config(**keys))
+
+
+@pytest.mark.parametrize("path", ["/var/lib/one/datastores/1/x.img", "/var/lib/one", "/var/lib/one/",
+                                  "/etc/one/oned.conf", "/tmp/../var/lib/one/x", "//etc//one//x"])
+def test_check_allowed_refuses_the_restricted_directories(path):
+    with pytest.raises(InvalidInput) as caught:
+        check(path)
+    assert str(caught.value) == f"Not allowed to copy image file {path}"
+
+
+@pytest.mark.parametrize("path", ["/var/lib/one-images/x.img", "/etc/onesie/x.img", "/srv/images/x.img",
+                                  "http://example.com/var/lib/one/x.img"])
+def test_check_allowed_judges_whole_path_components_and_lets_urls_through(path):
+    check(path)
+
+
+def test_check_allowed_refuses_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with pytest.raises(InvalidInput):
+        check(tmp_path / "home" / "x.img")
+    check(tmp_path / "home-not" / "x.img")
+
+
+def test_restricted_dirs_and_the_safe_dirs_inside_them(tmp_path):
+    keys = {"RESTRICTED_DIRS": f"{tmp_path}/secret {tmp_path}/a/b",
+            "SAFE_DIRS": f"{tmp_path}/secret/public {tmp_path}/a"}
+    for path in ["secret/x.img", "a/b/x.img", "a/b/c/x.img"]:  # the deepest directory decides
+        with pytest.raises(InvalidInput):
+            check(tmp_path / path, **keys)
+    for path in ["secret/public/x.img", "a/x.img", "secret-not/x.img", "x.img"]:
+        check(tmp_path / path, **keys)
+
+
+def test_check_allowed_resolves_symlinks(tmp_path):
+    secret, plain = tmp_path / "secret", tmp_path / "plain.img"
+    secret.mkdir()
+    (tmp_path / "link.img").symlink_to(secret / "x.img")
+    (tmp_path / "dir").symlink_to(secret)
+    (secret / "out.img").symlink_to(plain)
+    for path in ["link.img", "dir/x.img"]:
+        with pytest.raises(InvalidInput):
+            check(tmp_path / path, RESTRICTED_DIRS=str(secret))
+    with pytest.raises(InvalidInput):  # a restricted directory given by a link
+        check(secret / "x.img", RESTRICTED_DIRS=str(tmp_path / "dir"))
+    check(secret / "out.img", RESTRICTED_DIRS=str(secret))  # judged where the data really is
+
+
+def test_copy_writes_onto_an_existing_device_zeroed_first(recorder, image):
+    reported = []
+    size = datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"),
+                          progress_for=lambda size: reported.append)
+    assert size == sum(reported) == IMAGE_SIZE
+    assert recorder.argvs() == [writer("/dev/sdb")]
+    assert recorder.fed["tgt1"] == records(image, zero_device=True)
+
+
+@pytest.mark.parametrize("device, path, message", [
+    ("sdb", "image", "device must be an absolute path, got 'sdb'"),
+    ("/dev/sdb", "/etc/one/oned.conf", "Not allowed to copy image file /etc/one/oned.conf"),
+])
+def test_copy_refuses_bad_input_before_any_command(recorder, image, device, path, message):
+    path = image if path == "image" else path
+    assert refused(recorder, datastore.copy, path, device, recorder.cfg, recorder.runner("tgt1"),
+                   recorder.runner("localhost")) == message
+
+
+# hostile input (tests/integration/test_hostile_input.py), in this process
+
+@pytest.mark.parametrize("keys, message", [
+    *[({"VG_NAME": vg}, f"volume group name {vg!r} cannot be part of a target name")
+      for vg in ["vg_one", "vg one", "vg;touch x", "-vg", "vg.one", "vg/../../etc", "vg$(touch x)"]],
+    *[({"HOST": host}, f"host name {host!r} cannot be part of a target name")
+      for host in ["-oProxyCommand=touch x", "host;reboot", "a b", "host\nx", "h$(touch x)"]],
+    ({"BASE_IQN": "iqn.2012-02.org x"}, "IQN 'iqn.2012-02.org x' contains characters tgtd refuses"),
+    ({"BASE_IQN": "iqn.2012-02.org:x"}, "base IQN 'iqn.2012-02.org:x' must not contain ':'"),
+])
+def test_hostile_configuration_is_refused_before_any_command(image, keys, message):
+    recorder = Recorder(make_config(**{"HOST": "tgt1", **keys}))
+    assert refused(recorder, cp, recorder, image).startswith(message)
+    assert refused(recorder, mkfs, recorder).startswith(message)
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=touch x", "host;reboot", "a b", "h$(touch x)"])
+def test_hostile_host_gets_no_runner(recorder, host):
+    with pytest.raises(InvalidInput, match="invalid host name"):
+        recorder.runner(host)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("-rf", "cannot read image file -rf: No such file or directory"),
+    ("/tmp/x$(touch one-iscsi-canary)", "cannot read image file /tmp/x$(touch one-iscsi-canary): No such file"),
+    ("/tmp", "cannot read image file /tmp: Is a directory"),
+    ("ftp://x/$(touch y)", "cannot read image file ftp://x/$(touch y)"),
+    ("/etc/one/oned.conf", "Not allowed to copy image file /etc/one/oned.conf"),
+    ("/tmp/../var/lib/one/x", "Not allowed to copy image file /tmp/../var/lib/one/x"),
+])
+def test_hostile_path_is_refused_before_any_command(recorder, path, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert refused(recorder, cp, recorder, path).startswith(message)
