@@ -9,7 +9,6 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from .config import TEMPLATE_KEYS
 from .errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -25,10 +24,6 @@ class DriverAction:
     image: Mapping[str, str]       # IMAGE/* leaves: PATH, SIZE, FSTYPE, SOURCE ...
     image_template: Mapping[str, str]  # IMAGE/TEMPLATE/*: MD5, SHA1 ...
     datastore: Mapping[str, str]   # DATASTORE/TEMPLATE/*
-
-    def config_overrides(self) -> dict[str, str]:
-        """The datastore template attributes that override iscsi.conf."""
-        return {key: self.datastore[key] for key in TEMPLATE_KEYS if self.datastore.get(key)}
 
     def require(self, key: str) -> str:
         value = self.image.get(key, "").strip()

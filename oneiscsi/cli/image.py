@@ -15,11 +15,11 @@ IdArgument = Annotated[str, typer.Argument(metavar="IMAGE_ID", help="Image ID.")
 
 
 def _call(ctx: typer.Context, data: str, image_id: str):
-    """The driver action's data, and the configuration its datastore sets."""
+    """The driver action's data, and the configuration with what its datastore's template sets."""
     from .. import opennebula
 
     act = opennebula.decode(data, image_id)
-    return act, load_config(ctx, template=act.config_overrides())
+    return act, load_config(ctx, template=act.datastore)
 
 
 def _report(action: str, registered) -> None:

@@ -14,8 +14,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
+from oneiscsi import config
 from oneiscsi.command import Command
 from oneiscsi.run import check_host, failure
+
+
+def make_config(**values: str):
+    """A Config of the defaults with some keys set, as ONE_ISCSI_<KEY> would."""
+    return config.load(env={f"ONE_ISCSI_{key}": value for key, value in values.items()})
 
 
 @dataclass

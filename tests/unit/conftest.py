@@ -1,13 +1,7 @@
 """Fixtures of the unit tier: actions run against a recording stand-in."""
 import pytest
 
-from oneiscsi import config
-from support.recording import Recorder
-
-
-def make_config(**values: str):
-    """A Config of the defaults with some keys set, as ONE_ISCSI_<KEY> would."""
-    return config.load(env={f"ONE_ISCSI_{key}": value for key, value in values.items()})
+from support.recording import Recorder, make_config
 
 
 @pytest.fixture

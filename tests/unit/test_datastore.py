@@ -8,8 +8,7 @@ import os
 from contextlib import contextmanager
 
 import pytest
-from conftest import make_config
-from test_targets import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, delete_target,
+from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, delete_target,
                           forget, listing, new_lun, new_target, saved)
 
 from oneiscsi import datastore, imagewriter, source
@@ -17,7 +16,7 @@ from oneiscsi.datastore import Registered, Usage
 from oneiscsi.errors import InvalidInput, OneIscsiError, StepFailed
 from oneiscsi.run import failure
 from oneiscsi.units import MIB
-from support.recording import Recorder
+from support.recording import Recorder, make_config
 
 FILE = "/srv/pool/vg-one/lv-one-7"
 LV = "/dev/vg-one/lv-one-7"

@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from oneiscsi import opennebula
+from oneiscsi import config, opennebula
 from oneiscsi.tm import HostPath
 from oneiscsi.errors import InvalidInput
 from support.driver import action_xml, encode
@@ -14,7 +14,9 @@ def test_decode_reads_image_template_and_datastore():
     assert act.image_id == 7
     assert act.image["PATH"] == "/tmp/a b.img" and act.image["SIZE"] == "10"
     assert act.image_template == {"MD5": "abc"}
-    assert act.config_overrides() == {"HOST": "tgt1", "VG_NAME": "vg-x"}
+    assert act.datastore == {"HOST": "tgt1", "VG_NAME": "vg-x", "UNKNOWN": "y"}
+    cfg = config.load(template=act.datastore, env={})
+    assert (cfg.host, cfg.vg_name) == ("tgt1", "vg-x")
     assert act.require("PATH") == "/tmp/a b.img"
     with pytest.raises(InvalidInput, match="missing IMAGE/SOURCE"):
         act.require("SOURCE")
@@ -70,7 +72,8 @@ def test_typed_fields_of_the_action():
                                        {"HOST": "tgt2", "TIMEOUT": "1"}), "7")
     assert (act.path, act.size_mb, act.fstype, act.image_id) == ("/img", 64, "ext4", 7)
     assert act.checksums == {"md5": "ab", "sha1": ""}
-    assert act.config_overrides() == {"HOST": "tgt2"}  # only what a datastore template may set
+    cfg = config.load(template=act.datastore, env={})  # only what a datastore template may set
+    assert (cfg.host, cfg.timeout) == ("tgt2", 60)
     for size in ("0", "-1", "8;x", "1e3"):
         with pytest.raises(InvalidInput, match="IMAGE/SIZE must be a positive number of MB"):
             opennebula.decode(action_xml({"SIZE": size}), "7").size_mb

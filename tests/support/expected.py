@@ -1,0 +1,91 @@
+"""The commands the actions are expected to run on a target server, as argv
+lists, and tgtadm listings to answer with: shared by the unit tests of
+targets.py and datastore.py."""
+from .paths import DATA
+
+SHOWN = (DATA / "tgtadm-show-target.txt").read_text()  # TIDs 1, 3, 4
+BASE = "iqn.2012-02.org.opennebula"
+IQN = f"{BASE}:tgt1.vg-one.lv-one-7"
+LISTED = f"{BASE}:localhost.vg-one.lv-one-5"   # TID 1 of SHOWN, LUN 1 on /tmp/cap/a.img, two sessions
+LISTED_50 = f"{BASE}:localhost.vg-one.lv-one-50"  # TID 3 of SHOWN, two LUNs
+CONF_DIR = "/etc/tgt/conf.d/one-iscsi"
+INCLUDE = "/etc/tgt/conf.d/one-iscsi.conf"
+ALLOWED = ("10.0.0.0/24", "iqn.1993-08.org.debian:01:abc")
+CHAP = ("one", "secret-pass-12")
+
+
+def tgtadm(*args: str) -> list[str]:
+    return ["tgtadm", "--lld", "iscsi", *args]
+
+
+SHOW = tgtadm("--op", "show", "--mode", "target")
+
+
+def new_target(tid: int, iqn: str = IQN) -> list[str]:
+    return tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "--targetname", iqn)
+
+
+def delete_target(tid: int, *force: str) -> list[str]:
+    return tgtadm("--op", "delete", *force, "--mode", "target", "--tid", str(tid))
+
+
+def bind(tid: int, kind: str, value: str) -> list[str]:
+    """kind: address or name."""
+    return tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), f"--initiator-{kind}", value)
+
+
+def new_lun(tid: int, store: str, lun: int = 1) -> list[str]:
+    return tgtadm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
+                  "--backing-store", store)
+
+
+def chap(tid: int, user: str = CHAP[0], password: str = CHAP[1]) -> list[list[str]]:
+    return [tgtadm("--op", "new", "--mode", "account", "--user", user, "--password", password),
+            tgtadm("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user)]
+
+
+def allowed(tid: int) -> list[list[str]]:
+    """The access rules of ALLOWED and CHAP."""
+    return [bind(tid, "address", ALLOWED[0]), bind(tid, "name", ALLOWED[1]), *chap(tid)]
+
+
+def conf(iqn: str = IQN) -> str:
+    return f"{CONF_DIR}/{iqn}.conf"
+
+
+def forget(iqn: str = IQN) -> list[str]:
+    return ["rm", "-f", conf(iqn)]
+
+
+def writes(file: str, mode: str = "0600") -> list[list[str]]:
+    """Writing file atomically."""
+    directory, name = file.rsplit("/", 1)
+    temporary = f"{directory}/.{name}.tmp"
+    return [["mkdir", "-p", "-m", "0700", directory], ["dd", f"of={temporary}", "conv=fsync", "status=none"],
+            ["chmod", mode, temporary], ["mv", "-f", temporary, file], ["sync", directory]]
+
+
+def saved(iqn: str = IQN) -> list[list[str]]:
+    """Saving a target's config file, the include of CONF_DIR being there."""
+    return [["test", "-e", INCLUDE], *writes(conf(iqn))]
+
+
+def listing(*targets: tuple) -> str:
+    """`tgtadm --op show --mode target` output of targets given as
+    (tid, iqn[, backing stores[, initiators logged in]])."""
+    return "".join(_shown(*target) for target in targets)
+
+
+def _shown(tid: int, iqn: str, stores: tuple = (), initiators: tuple = ()) -> str:
+    lines = [f"Target {tid}: {iqn}", "    System information:", "        Driver: iscsi", "        State: ready",
+             "    I_T nexus information:"]
+    for number, initiator in enumerate(initiators, 1):
+        lines += [f"        I_T nexus: {number}", f"            Initiator: {initiator} alias: none",
+                  "            Connection: 0", "                IP Address: 10.0.0.5"]
+    lines += ["    LUN information:", "        LUN: 0", "            Type: controller",
+              "            Backing store path: None"]
+    for lun, store in enumerate(stores, 1):
+        lines += [f"        LUN: {lun}", "            Type: disk", "            Size: 8 MB, Block size: 512",
+                  f"            Backing store path: {store}"]
+    lines += ["    Account information:", "    ACL information:", "        ALL"]
+    return "\n".join(lines) + "\n"
