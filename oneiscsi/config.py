@@ -16,14 +16,15 @@ from dataclasses import dataclass, field, make_dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
-from .errors import OneIscsiError
+from . import values as check
+from .errors import InvalidInput
 
 ENV_PREFIX = "ONE_ISCSI_"
 CONF_ENV = "ONE_ISCSI_CONF"
 
 
-class ConfigError(OneIscsiError):
-    """A configuration file or value that cannot be used."""
+class ConfigError(InvalidInput):
+    """A configuration file or value that cannot be used: exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,19 @@ class Key:
         """Its attribute of Config."""
         return self.name.lower()
 
-    def value(self, text: str):
-        """The typed value of text, or ConfigError naming the key."""
+    def value(self, text: str, origin: str = "default"):
+        """The typed value of text, or ConfigError naming the key and where
+        text came from (file:line, datastore template, environment ...)."""
         try:
             return self.parse(text)
         except ValueError as err:
-            got = f", got {text!r}" if text and not self.secret else ""
-            raise ConfigError(f"{self.name} {err}{got}") from None
+            got = f", got {_shown(text)}" if text and not self.secret else ""
+            raise ConfigError(f"{self.name} {err}{got} (from {origin})") from None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """text quoted, cut short if long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 # Parsers: the return annotation is the type of Config's attribute.
@@ -59,10 +66,8 @@ def _text(text: str) -> str:
     return text
 
 
-def _absolute(text: str) -> str:
-    if not text.startswith("/"):
-        raise ValueError("must be an absolute path")
-    return text
+def _path(text: str) -> str:
+    return check.path(text)
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -70,13 +75,39 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 def _initiators(text: str) -> tuple[str, ...]:
-    return _words(text) or ("ALL",)
+    return tuple(map(check.initiator, _words(text))) or ("ALL",)
 
 
-def _word(text: str) -> str:
-    if any(char.isspace() for char in text):
-        raise ValueError("must not contain spaces")
-    return text
+def _chap_user(text: str) -> str:
+    return check.chap_user(text)
+
+
+def _chap_password(text: str) -> str:
+    return check.chap_password(text)
+
+
+def _host(text: str) -> str:
+    return check.host_name(text)
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    return tuple(map(check.host_name, _words(text)))
+
+
+def _vg(text: str) -> str:
+    return check.name_part(text)
+
+
+def _base_iqn(text: str) -> str:
+    return check.base_iqn(text)
+
+
+def _tid(text: str) -> int:
+    return check.number(text, 1, check.MAX_TID)
+
+
+def _port(text: str) -> int:
+    return check.number(text, 1, 65535)
 
 
 def _argv(text: str) -> tuple[str, ...]:
@@ -93,10 +124,6 @@ def _command(text: str) -> tuple[str, ...]:
     return argv
 
 
-def _count(text: str) -> int:
-    return _positive(int, text, "a positive integer", minimum=1)
-
-
 def _seconds(text: str) -> float:
     return _positive(float, text, "a positive number", minimum=0.001)
 
@@ -111,14 +138,8 @@ def _positive(kind: type, text: str, wanted: str, minimum: float):
     return number
 
 
-def _octal(text: str) -> int:
-    try:
-        number = int(text, 8)
-    except ValueError:
-        number = -1
-    if not 0 <= number <= 0o777:
-        raise ValueError("must be an octal number from 0 to 777")
-    return number
+def _umask(text: str) -> int:
+    return check.umask(text)
 
 
 def _backend(text: str) -> str:
@@ -134,14 +155,14 @@ PROGRAMS = ("tgtadm", "tgt-admin", "iscsiadm", "lvcreate", "lvremove", "lvs", "v
 TOOL_KEYS = {program.upper().replace("-", "_"): program for program in PROGRAMS}
 
 KEYS = (
-    Key("HOST", "localhost", _text, "target server running tgtd and LVM (ssh host name or alias)",
+    Key("HOST", "localhost", _host, "target server running tgtd and LVM (ssh host name or alias)",
         template=True, active=True),
-    Key("VG_NAME", "vg-one", _text,
+    Key("VG_NAME", "vg-one", _vg,
         "volume group that holds the images (file backend: the directory under POOL_DIR)",
         template=True, active=True),
-    Key("BASE_IQN", "iqn.2012-02.org.opennebula", _text,
+    Key("BASE_IQN", "iqn.2012-02.org.opennebula", _base_iqn,
         "prefix of every target name: BASE_IQN:HOST.VG_NAME.lv-one-<IMAGE_ID>", template=True, active=True),
-    Key("BASE_TID", "1", _count, "lowest target ID one-iscsi allocates", template=True, active=True),
+    Key("BASE_TID", "1", _tid, "lowest target ID one-iscsi allocates", template=True, active=True),
     Key("NO_ISCSI", "$HOSTNAME", _words,
         "hosts (space separated) that use the volumes directly, without iSCSI "
         "(the target server, when it is also a hypervisor)",
@@ -151,23 +172,25 @@ KEYS = (
         template=True),
     Key("SAFE_DIRS", "", _words, "directories (space separated) allowed even inside restricted ones",
         template=True),
-    Key("UMASK", "077", _octal, "octal umask applied to the image files of the file backend (077: mode 0600)",
+    Key("UMASK", "077", _umask, "octal umask applied to the image files of the file backend (077: mode 0600)",
         template=True),
     Key("BACKEND", "lvm", _backend,
         "storage of the images on the target server: lvm (volumes in VG_NAME) or file "
         "(sparse files in POOL_DIR/VG_NAME)", template=True),
-    Key("POOL_DIR", "/srv/one-iscsi", _absolute,
+    Key("POOL_DIR", "/srv/one-iscsi", _path,
         "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)", template=True),
     Key("INITIATORS", "ALL", _initiators,
         "initiator addresses, networks or IQNs (space separated) allowed to use new targets", template=True),
-    Key("CHAP_USER", "", _word, "CHAP user bound to new targets (empty: no CHAP)", template=True),
-    Key("CHAP_PASSWORD", "", _word, "CHAP password of CHAP_USER (12 to 16 characters)",
+    Key("CHAP_USER", "", _chap_user, "CHAP user bound to new targets (empty: no CHAP)", template=True),
+    Key("CHAP_PASSWORD", "", _chap_password, "CHAP password of CHAP_USER (12 to 16 characters)",
         template=True, secret=True),
-    Key("PORTAL_PORT", "3260", _count, "TCP port of the target server's iSCSI portal, for discovery and login"),
-    Key("DEVICE_DIR", "/dev/disk/by-path", _absolute, "where the hosts' udev links iSCSI devices by path"),
-    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", _absolute,
+    Key("TARGET_SERVERS", "", _hosts,
+        "target servers (space separated) the hosts may log in to, as named in IQNs (empty: any plain host name)"),
+    Key("PORTAL_PORT", "3260", _port, "TCP port of the target server's iSCSI portal, for discovery and login"),
+    Key("DEVICE_DIR", "/dev/disk/by-path", _path, "where the hosts' udev links iSCSI devices by path"),
+    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", _path,
         "directory of the per-target tgt config files on the target server"),
-    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", _absolute,
+    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", _path,
         "lock file on the target server that serialises target creation"),
     Key("LOCK_TIMEOUT", "60", _seconds, "seconds to wait for LOCK_FILE"),
     Key("TIMEOUT", "60", _seconds, "seconds any one remote or local command may take"),
@@ -200,9 +223,9 @@ def _check(self) -> None:
     object.__setattr__(self, "tools", MappingProxyType(tools))
 
 
-def _from_values(cls, values: Mapping[str, str]):
-    """The Config of the text of every key."""
-    return cls(**{key.attribute: key.value(values[key.name]) for key in KEYS})
+def _from_values(cls, values: Mapping[str, str], origins: Mapping[str, str] = MappingProxyType({})):
+    """The Config of the text of every key; origins says where each came from."""
+    return cls(**{key.attribute: key.value(values[key.name], origins.get(key.name, "default")) for key in KEYS})
 
 
 # Immutable; one attribute per key (the key in lower case, of its parser's
@@ -227,13 +250,23 @@ def load(
     may be a whole datastore template: only TEMPLATE_KEYS set in it count."""
     env = os.environ if env is None else env
     values = {key.name: _expand(key.default, env) for key in KEYS}
+    origins: dict[str, str] = {}
+
+    def merge(given: Mapping[str, str], origin: Callable[[str], str]) -> None:
+        values.update(given)
+        origins.update({key: origin(key) for key in given})
+
     conf_file = conf_file or env.get(CONF_ENV)
     if conf_file:
-        values.update(_known(read_conf_file(conf_file, env)))
-    values.update({key: value for key, value in (template or {}).items() if key in TEMPLATE_KEYS and value})
-    values.update({key: env[ENV_PREFIX + key] for key in DEFAULTS if ENV_PREFIX + key in env})
-    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
-    return Config.from_values(values)
+        lines: dict[str, int] = {}
+        merge(_known(read_conf_file(conf_file, env, lines)), lambda key: f"{conf_file}:{lines[key]}")
+    merge({key: value for key, value in (template or {}).items() if key in TEMPLATE_KEYS and value},
+          lambda key: "the datastore template")
+    merge({key: env[ENV_PREFIX + key] for key in DEFAULTS if ENV_PREFIX + key in env},
+          lambda key: f"environment {ENV_PREFIX}{key}")
+    merge({key: value for key, value in (overrides or {}).items() if value is not None},
+          lambda key: "the command line")
+    return Config.from_values(values, origins)
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:
@@ -245,7 +278,7 @@ def _known(values: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in values.items() if key in DEFAULTS}
 
 
-def read_conf_file(path: str, env: Mapping[str, str]) -> dict[str, str]:
+def read_conf_file(path: str, env: Mapping[str, str], lines: Optional[dict[str, int]] = None) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as conf:
             text = conf.read()
@@ -253,7 +286,7 @@ def read_conf_file(path: str, env: Mapping[str, str]) -> dict[str, str]:
         raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"configuration {path} is not UTF-8 text") from None
-    return parse_shell_conf(text, path, env)
+    return parse_shell_conf(text, path, env, lines)
 
 
 _ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
@@ -264,9 +297,11 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def parse_shell_conf(text: str, origin: str, env: Mapping[str, str]) -> dict[str, str]:
+def parse_shell_conf(text: str, origin: str, env: Mapping[str, str],
+                     lines: Optional[dict[str, int]] = None) -> dict[str, str]:
     """Read `KEY=VALUE` lines in shell syntax: comments, quotes, backslashes,
-    `$VAR` and `${VAR}` (expanded outside single quotes, as the shell does)."""
+    `$VAR` and `${VAR}` (expanded outside single quotes, as the shell does).
+    lines, if given, gets the line number of each key."""
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -278,6 +313,8 @@ def parse_shell_conf(text: str, origin: str, env: Mapping[str, str]) -> dict[str
         key, raw = match.groups()
         try:
             values[key] = _shell_word(raw, lambda name: _lookup(name, values, env))
+            if lines is not None:
+                lines[key] = number
         except ValueError as err:
             raise ConfigError(f"{origin}:{number}: {err} in the value of {key}") from None
     return values

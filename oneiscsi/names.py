@@ -5,17 +5,13 @@ the first `:` on its last two dots, as the original driver did.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
+from typing import Callable
 
+from . import values
 from .errors import InvalidInput
 
-# tgtd accepts only these characters in a target name.
-_TGT_CHARS = re.compile(r"[A-Za-z0-9:.-]+")
-_IQN = re.compile(r"iqn\.\d{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9:.-]+)?")
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9:.-]*[A-Za-z0-9])?")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
-MAX_LENGTH = 223  # RFC 3720
+MAX_LENGTH = values.MAX_IQN
 
 
 class InvalidName(InvalidInput):
@@ -37,41 +33,29 @@ class TargetName:
         return {"iqn": self.iqn, **asdict(self)}
 
 
+def _checked(check: Callable[[str], str], what: str, text: str) -> str:
+    try:
+        return check(text)
+    except ValueError as err:
+        raise InvalidName(f"{what} {text!r} {err}" if text else f"{what} is empty") from None
+
+
 def validate(iqn: str) -> str:
     """Return iqn if tgtd would accept it as a target name, else raise InvalidName."""
-    if not iqn:
-        raise InvalidName("IQN is empty")
-    if not _TGT_CHARS.fullmatch(iqn):
-        bad = sorted({c for c in iqn if not _TGT_CHARS.fullmatch(c)})
-        raise InvalidName(f"IQN {iqn!r} contains characters tgtd refuses: {''.join(bad)!r}")
-    if len(iqn) > MAX_LENGTH:
-        raise InvalidName(f"IQN {iqn!r} is longer than {MAX_LENGTH} characters")
-    if not _IQN.fullmatch(iqn):
-        raise InvalidName(f"IQN {iqn!r} is not of the form iqn.YYYY-MM.reverse.domain[:name]")
-    return iqn
+    return _checked(values.iqn, "IQN", iqn)
 
 
 def validate_base(base: str) -> str:
-    if ":" in base:
-        raise InvalidName(f"base IQN {base!r} must not contain ':'")
-    return validate(base)
+    return _checked(values.base_iqn, "base IQN", base)
 
 
 def validate_host(host: str) -> str:
-    if not _HOST.fullmatch(host or ""):
-        raise InvalidName(
-            f"host name {host!r} cannot be part of a target name "
-            "(letters, digits, '.', ':' and '-' only)")
-    return host
+    return _checked(values.target_host, "host name", host)
 
 
 def validate_part(kind: str, name: str) -> str:
     """A volume group or volume name: no dots, so the IQN can be split again."""
-    if not _NAME.fullmatch(name or ""):
-        raise InvalidName(
-            f"{kind} name {name!r} cannot be part of a target name "
-            "(letters, digits and '-' only, not starting with '-')")
-    return name
+    return _checked(values.name_part, f"{kind} name", name)
 
 
 def build(base: str, host: str, vg: str, lv: str) -> TargetName:

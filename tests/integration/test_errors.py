@@ -49,7 +49,8 @@ def test_bad_configuration_is_one_line(cli, tmp_path):
     conf = tmp_path / "iscsi.conf"
     conf.write_text("BASE_TID=zero\n")
     result = cli("--config", str(conf), "iqn", "build", "--lv", "lv-one-1")
-    assert (result.rc, result.err) == (1, "one-iscsi: error: BASE_TID must be a positive integer, got 'zero'\n")
+    assert (result.rc, result.err) == (
+        2, f"one-iscsi: error: BASE_TID must be an integer from 1 to 2147483647, got 'zero' (from {conf}:1)\n")
 
 
 def test_target_with_session_is_not_deleted_without_force(tgtd, cli, tmp_path):

@@ -78,17 +78,17 @@ CASES = [
     Case("PATH in the user's home", "datastore/cp", image={"PATH": str(Path.home() / "image.img")},
          message="Not allowed to copy image file"),
     *[Case(f"VG_NAME {vg!r}", "datastore/cp", datastore={"VG_NAME": vg}, file_name="plain.img",
-           message="volume group name") for vg in
+           message="VG_NAME cannot be part of a target name") for vg in
       ["vg_one", "vg one", "vg;touch x", "-vg", "vg.one", "vg/../../etc", f"vg$(touch {CANARY})"]],
     Case("VG_NAME empty means the default", "datastore/cp", datastore={"VG_NAME": ""}, file_name="plain.img",
          ok=True),
     *[Case(f"HOST {host!r}", "datastore/cp", datastore={"HOST": host}, file_name="plain.img",
-           message="host name") for host in
+           message="HOST must be a host name") for host in
       ["-oProxyCommand=touch x", "host;reboot", "a b", "host\nx", f"h$(touch {CANARY})"]],
     Case("BASE_IQN with a space", "datastore/cp", datastore={"BASE_IQN": "iqn.2012-02.org x"},
          file_name="plain.img", message="IQN"),
     Case("BASE_IQN with a colon", "datastore/cp", datastore={"BASE_IQN": "iqn.2012-02.org:x"},
-         file_name="plain.img", message="base IQN"),
+         file_name="plain.img", message="BASE_IQN must not contain ':'"),
     Case("image ID with an injection", "datastore/cp", file_name="plain.img", image_id=f"7;touch {CANARY}",
          message="image ID must be a non-negative integer"),
     Case("image ID negative", "datastore/cp", file_name="plain.img", image_id="-7",

@@ -51,8 +51,8 @@ def test_iqn_build_uses_configuration_and_options(cli, monkeypatch):
 def test_iqn_build_refuses_with_reason(cli):
     result = cli("iqn", "build", "--lv", "lv-one-9", "--vg", "vg_images")
     assert result.rc == 2
-    assert result.err == ("one-iscsi: error: volume group name 'vg_images' cannot be part of a target name "
-                          "(letters, digits and '-' only, not starting with '-')\n")
+    assert result.err == ("one-iscsi: error: VG_NAME cannot be part of a target name (letters, digits and '-' "
+                          "only, not starting with '-'), got 'vg_images' (from the command line)\n")
 
 
 def test_module_and_console_script_entry_points():

@@ -96,8 +96,8 @@ def test_commands_are_argv_prefixes():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("BASE_TID=0\n", "BASE_TID must be a positive integer, got '0'"),
-    ("BASE_TID=abc\n", "BASE_TID must be a positive integer"),
+    ("BASE_TID=0\n", "BASE_TID must be an integer from 1 to 2147483647, got '0' (from ISCSI_CONF:1)"),
+    ("BASE_TID=abc\n", "BASE_TID must be an integer from 1 to 2147483647"),
     ("TIMEOUT=-1\n", "TIMEOUT must be a positive number"),
     ("TGTADM=\n", "TGTADM must not be empty"),
     ("HOST tgt1\n", ":1: expected KEY=VALUE"),
@@ -110,13 +110,34 @@ def test_commands_are_argv_prefixes():
     ("BACKEND=zfs\n", "BACKEND must be one of lvm, file, got 'zfs'"),
     ("SUDO=\"sudo 'x\"\n", "SUDO must be a command line in shell syntax (No closing quotation), got \"sudo 'x\""),
     ("SSH=\n", "SSH must not be empty"),
-    ("CHAP_USER='j oe'\nCHAP_PASSWORD=secretsecret\n", "CHAP_USER must not contain spaces, got 'j oe'"),
+    ("CHAP_USER='j oe'\nCHAP_PASSWORD=secretsecret\n",
+     "CHAP_USER must be up to 255 letters, digits and _ . @ : - (not starting with -), got 'j oe' (from ISCSI_CONF:1)"),
+    ("# users\nCHAP_USER=--op\nCHAP_PASSWORD=secretsecret\n", "CHAP_USER must be up to 255 letters, digits and "
+     "_ . @ : - (not starting with -), got '--op' (from ISCSI_CONF:2)"),
+    ("CHAP_USER=joe\nCHAP_PASSWORD=abc\n", "CHAP_PASSWORD must be 12 to 16 letters"),
+    ("CHAP_USER=joe\nCHAP_PASSWORD='pass$(touch x)'\n", "CHAP_PASSWORD must be 12 to 16 letters"),
+    ("UMASK=000\n", "UMASK must deny others write access (e.g. 077, 027, 022), got '000'"),
+    ("UMASK=075\n", "UMASK must deny others write access"),
+    ("POOL_DIR=srv/pool\n", "POOL_DIR must be an absolute path, got 'srv/pool' (from ISCSI_CONF:1)"),
+    ("POOL_DIR=/srv/../etc\n", "POOL_DIR must be a normalised path (no //, . or ..), got '/srv/../etc'"),
+    ("POOL_DIR='/srv/p$(touch /tmp/z)'\n", "POOL_DIR must hold only letters, digits and . _ + - /"),
+    ("CONF_DIR='/etc/tgt/conf d'\n", "CONF_DIR must hold only letters"),
+    ("LOCK_FILE=/run//x.lock\n", "LOCK_FILE must be a normalised path"),
+    ("DEVICE_DIR='/dev/disk/`x`'\n", "DEVICE_DIR must hold only letters"),
+    ("INITIATORS='127.0.0.1;touch${IFS}/tmp/x'\n", "INITIATORS must be ALL, addresses, networks (a.b.c.d/n) "
+     "or initiator names (iqn., eui., naa.), got '127.0.0.1;touch${IFS}/tmp/x'"),
+    ("INITIATORS='</target>'\n", "INITIATORS must be ALL, addresses"),
+    ("INITIATORS='10.0.0.0/33'\n", "INITIATORS must be ALL, addresses"),
+    ("PORTAL_PORT=70000\n", "PORTAL_PORT must be an integer from 1 to 65535, got '70000'"),
+    ("BASE_TID=99999999999\n", "BASE_TID must be an integer from 1 to 2147483647"),
+    ("TARGET_SERVERS='tgt1 tgt2:3260'\n", "TARGET_SERVERS must be a host name (letters, digits, '.' and '-' only), got 'tgt1 tgt2:3260'"),
 ])
 def test_bad_configuration_is_refused_with_a_clear_message(tmp_path, text, message):
     conf = tmp_path / "iscsi.conf"
     conf.write_text(text)
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message.replace("ISCSI_CONF", str(conf)))) as refused:
         config.load(str(conf), env={})
+    assert refused.value.exit_code == 2
 
 
 def test_missing_file_is_named(tmp_path):
@@ -169,7 +190,8 @@ def test_secret_keys_never_appear_in_repr_or_messages(tmp_path):
     assert "ret-value" not in repr(cfg) and "chap_password" not in repr(cfg)
     with pytest.raises(ConfigError) as refused:
         config.load(env={**env, "ONE_ISCSI_CHAP_PASSWORD": "Sec ret-value"})
-    assert str(refused.value) == "CHAP_PASSWORD must not contain spaces"
+    assert str(refused.value) == ("CHAP_PASSWORD must be 12 to 16 letters, digits and _ . @ : + = % , / ^ ~ - "
+                                  "(not starting with -) (from environment ONE_ISCSI_CHAP_PASSWORD)")
 
 
 def uncommented(text: str) -> str:
@@ -242,3 +264,23 @@ def test_every_key_is_in_the_readme_table_with_its_default():
 def test_readme_names_exactly_the_template_keys():
     sentence = re.search(r"The datastore template may set (.*?);", configuration_section(), re.DOTALL)
     assert re.findall(r"`([A-Z_]+)`", sentence.group(1)) == list(config.TEMPLATE_KEYS)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("INITIATORS", "127.0.0.1;touch${IFS}/tmp/x"), ("INITIATORS", "</target>"),
+    ("CHAP_USER", "joe\nincominguser evil"), ("POOL_DIR", "/srv/p$(touch${IFS}/tmp/z)"),
+    ("POOL_DIR", "/srv/p\nincominguser evil secretsecret"), ("CHAP_PASSWORD", "pass$(touch${IFS}/tmp/y)"),
+    ("VG_NAME", "vg;x"), ("UMASK", "000"),
+])
+def test_a_bad_template_value_names_the_template(key, value):
+    template = {"CHAP_USER": "joe", "CHAP_PASSWORD": "secretsecret", key: value}
+    with pytest.raises(ConfigError, match=rf"^{key} .*\(from the datastore template\)$"):
+        config.load(template=template, env={})
+
+
+def test_good_values_pass_and_are_normalised():
+    cfg = config.load(env={}, template={
+        "INITIATORS": "10.0.0.1 192.168.0.0/24 fd00::/8 iqn.1993-08.org.debian:01:abc ALL",
+        "CHAP_USER": "one.user@x", "CHAP_PASSWORD": "a-b_c.d+e=f%g,", "POOL_DIR": "/srv/pool/", "UMASK": "027"})
+    assert cfg.initiators == ("10.0.0.1", "192.168.0.0/24", "fd00::/8", "iqn.1993-08.org.debian:01:abc", "ALL")
+    assert (cfg.pool_dir, cfg.umask) == ("/srv/pool", 0o027)
