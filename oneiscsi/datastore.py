@@ -50,14 +50,15 @@ class Usage:
         return self.total_mb - self.free_mb
 
 
-def check_allowed(path: str, cfg: Config) -> None:
-    """Refuse images in restricted directories, judged on the real path with
-    whole path components; SAFE_DIRS re-allow."""
+def check_allowed(path: str, cfg: Config, real: Optional[str] = None) -> None:
+    """Refuse images in restricted directories, judged on the real path (real:
+    that of the file opened, else path resolved now) with whole path
+    components; SAFE_DIRS re-allow."""
     if source.is_url(path):
         return
     home = os.path.expanduser("~")
     restricted = [*BUILTIN_RESTRICTED, *([home] if home not in ("/", "~") else []), *cfg.restricted_dirs]
-    real = os.path.realpath(path)
+    real = real or os.path.realpath(path)
     deepest_restricted = _deepest_containing(real, restricted)
     if deepest_restricted > _deepest_containing(real, cfg.safe_dirs):
         raise InvalidInput(f"Not allowed to copy image file {path}")
@@ -71,6 +72,12 @@ def _deepest_containing(path: str, directories: Sequence[str]) -> int:
         if path == real or path.startswith(real.rstrip("/") + "/"):
             depth = max(depth, real.rstrip("/").count("/"))
     return depth
+
+
+def _inspect(path: str, cfg: Config, local: Runner) -> source.Image:
+    """The image at path, opened once and judged again by the file opened: a
+    name swapped for a link after the check by name changes nothing."""
+    return source.inspect(path, local, lambda real: check_allowed(path, cfg, real))
 
 
 def _names(image_id: int, cfg: Config) -> tuple[names.TargetName, storage.Volume]:
@@ -118,15 +125,15 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
     checksums: expected hex digests by hashlib name (md5, sha1)."""
     check_allowed(path, cfg)
     target, volume = _names(image_id, cfg)
-    image = source.inspect(path, local)
-    undo = Undo(server.host)
-    notes = _create(server, undo, target, volume, max(image.size_mb, 1))
-    digests = source.Digests(checksums or {})
-    # a new file of the file backend is sparse: it reads as zeros already; a
-    # new LV may hold the data of old ones
-    undo.step(f"copying {path} to {volume.device}", lambda: write_image(
-        image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
-        progress=progress_for(image.size)))
+    with _inspect(path, cfg, local) as image:
+        undo = Undo(server.host)
+        notes = _create(server, undo, target, volume, max(image.size_mb, 1))
+        digests = source.Digests(checksums or {})
+        # a new file of the file backend is sparse: it reads as zeros already; a
+        # new LV may hold the data of old ones
+        undo.step(f"copying {path} to {volume.device}", lambda: write_image(
+            image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
+            progress=progress_for(image.size)))
     if not server.dry_run:
         undo.step("checking the image checksum", lambda: digests.check(path))
     return Registered(target.iqn, image.size_mb, notes)
@@ -151,9 +158,8 @@ def write_image(image: source.Image, device: str, server: Runner, local: Runner,
             data = _reporting(data, progress)
         server.feed(writer, imagewriter.records(data, image.size, zero_device))
     if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
-        with open(image.path, "rb") as original:
-            for _ in digests.through(source.read_chunks(original)):
-                pass
+        for _ in digests.through(source.file_chunks(image.fd)):
+            pass
 
 
 def _reporting(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
@@ -169,8 +175,8 @@ def copy(path: str, device: str, cfg: Config, server: Runner, local: Runner,
     check_allowed(path, cfg)
     if not device.startswith("/"):
         raise InvalidInput(f"device must be an absolute path, got {device!r}")
-    image = source.inspect(path, local)
-    write_image(image, device, server, local, source.Digests({}), progress=progress_for(image.size))
+    with _inspect(path, cfg, local) as image:
+        write_image(image, device, server, local, source.Digests({}), progress=progress_for(image.size))
     return image.size
 
 
@@ -228,7 +234,8 @@ def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
 def stat(path: str, cfg: Config, local: Runner) -> int:
     """The size in MiB the image at path will take."""
     check_allowed(path, cfg)
-    return source.inspect(path, local).size_mb
+    with _inspect(path, cfg, local) as image:
+        return image.size_mb
 
 
 def monitor(cfg: Config, server: Runner) -> Usage:

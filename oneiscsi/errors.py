@@ -6,6 +6,7 @@ of the package.
 """
 from __future__ import annotations
 
+import signal
 from typing import Optional, Sequence
 
 
@@ -77,6 +78,30 @@ class StepFailed(OneIscsiError):
         detail = cause if isinstance(cause, OneIscsiError) else f"{type(cause).__name__}: {cause}"
         super().__init__(f"{step} failed on {host}: {detail}", rollback_failures)
         self.exit_code = getattr(cause, "exit_code", 1)
+
+
+class Interrupted(BaseException):
+    """A signal (SIGTERM, SIGINT, SIGHUP) stopped the action: exit status
+    128+n once what it had made was undone. Not an Exception: nothing on the
+    way up may take it for an ordinary failure and carry on."""
+
+    def __init__(self, signum: int, rollback_failures: Sequence[str] = ()):
+        super().__init__(signum)
+        self.signum = signum
+        self.during = ""
+        self.rollback_failures = tuple(rollback_failures)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        message = f"interrupted by {signal.Signals(self.signum).name}"
+        if self.during:
+            message += f" while {self.during}"
+        if self.rollback_failures:
+            message += f" (and undoing it failed: {'; '.join(self.rollback_failures)})"
+        return message
 
 
 def _sudo_hint(stderr: str, program: str, host: str) -> str:

@@ -13,7 +13,9 @@ Blocks of zeros are never sent: a fresh sparse file reads as zeros already
 (no W record), any other device is zeroed whole on the server, so no stale
 data survives under the image, nor past its end. The stream's bytes are only
 ever data to dd (the script reads record headers with `read`, never executes
-them); a stream that ends without its E record fails. Pure: no I/O here.
+them); a stream that ends without its E record fails. dd never creates the
+device: a volume removed under the writer (an rm, a rollback) stays removed.
+Pure: no I/O here.
 """
 import shlex
 from typing import Iterable, Iterator, Sequence
@@ -39,12 +41,12 @@ while read -r kind offset length; do
     W) if [ -b "$dev" ]; then eval "$zero_block"' "$dev"' || exit 1
        else size=$(stat -c %s "$dev") || exit 1
          eval "$zero_file"' -o 0 -l "$size" "$dev"' 2>/dev/null ||
-         eval "$dd"' if=/dev/zero of="$dev" bs=4M count="$size" iflag=count_bytes conv=notrunc status=none' ||
+         eval "$dd"' if=/dev/zero of="$dev" bs=4M count="$size" iflag=count_bytes conv=notrunc,nocreat status=none' ||
          exit 1
        fi ;;
     D) eval "$dd"' of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes,fullblock \
-         oflag=seek_bytes conv=notrunc status=none' || exit 1 ;;
-    E) eval "$dd"' of="$dev" count=0 conv=notrunc,fsync status=none' || exit 1
+         oflag=seek_bytes conv=notrunc,nocreat status=none' || exit 1 ;;
+    E) eval "$dd"' of="$dev" count=0 conv=notrunc,nocreat,fsync status=none' || exit 1
        echo "wrote $offset bytes"; exit 0 ;;
     *) echo "image writer: bad record" >&2; exit 2 ;;
   esac

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,9 @@ from .errors import CommandError, InvalidInput, OneIscsiError
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
+SSH_ATTEMPTS = 5   # connections refused by a busy sshd (MaxStartups) are tried again, with back-off
+# what ssh says when sshd drops a connection it has no room for
+_SSH_BUSY = ("kex_exchange_identification", "Connection reset by", "Connection closed by")
 _SSH_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.@:%\[\]-]*")
 
 
@@ -114,8 +118,7 @@ class Runner:
         try:
             yield process.stdout
         except BaseException:
-            process.kill()
-            process.wait()
+            _kill(process)
             raise
         finally:
             process.stdout.close()
@@ -133,7 +136,7 @@ class Runner:
         remote = self.ssh_argv(shlex.join(resolved), self.cfg.copy_ssh_options)
         process = self._start(cmd, resolved if self.local else remote, stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL)
-        watchdog = threading.Timer(self.cfg.copy_timeout, process.kill)
+        watchdog = threading.Timer(self.cfg.copy_timeout, lambda: _kill(process, timed_out=True))
         watchdog.start()
         try:
             for chunk in chunks:
@@ -142,23 +145,35 @@ class Runner:
         except BrokenPipeError:
             pass  # the command stopped reading: its exit status says why
         except BaseException:
-            process.kill()
-            process.wait()
+            self._end_input(process)
             raise
         finally:
             watchdog.cancel()
         self._finish(process, cmd)
+
+    def _end_input(self, process: subprocess.Popen) -> None:
+        """Stop a command fed by feed(): its input ends, so the writer on the
+        host ends too, before anything (a rollback) touches what it wrote;
+        killed if it does not end within TIMEOUT."""
+        try:
+            process.stdin.close()
+            process.wait(timeout=self.cfg.timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        _kill(process)
 
     def _start(self, cmd: Command, argv: list[str], stdin, stdout) -> subprocess.Popen:
         import tempfile
 
         errors = tempfile.TemporaryFile()  # a file, not a pipe: it can never fill up and block
         try:
-            process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env())
+            process = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=errors, env=_child_env(),
+                                       start_new_session=True)  # its children can be stopped with it
         except FileNotFoundError:
             errors.close()
             raise CommandError(argv[0], self.host, 127, f"{argv[0]}: command not found") from None
         process.errors = errors
+        process.timed_out = False
         return process
 
     def _finish(self, process: subprocess.Popen, cmd: Command) -> None:
@@ -166,15 +181,24 @@ class Runner:
         try:
             rc = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
-            rc = process.wait()
+            _kill(process, timed_out=True)
+            rc = process.returncode
+        except BaseException:
+            _kill(process)
+            raise
         if process.stdin:
-            process.stdin.close()
+            try:
+                process.stdin.close()
+            except BrokenPipeError:
+                pass  # the exit status says why it stopped reading
         process.errors.seek(0)
         stderr = process.errors.read().decode(errors="replace")
         process.errors.close()
-        if rc == -9:
+        if process.timed_out:
             raise CommandError(cmd.program, self.host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
+        if rc < 0:  # the process here was killed: ssh, or the command itself
+            raise CommandError("ssh" if not self.local else cmd.program, self.host, rc,
+                               f"killed by {signal.Signals(-rc).name}")
         if rc != 0 and rc not in cmd.accept:
             raise failure(cmd, self.host, rc, stderr, hint="" if self.local else _ssh_hint(rc))
 
@@ -194,16 +218,24 @@ class Session:
 
     def _open(self):
         if self._channel is None:
-            self._channel = (_LocalChannel if self.runner.local else _RemoteChannel)(self.runner, self.lock)
+            self._channel = _connect(self.runner, self.lock)
         return self._channel
 
     def run(self, cmd: Command, timeout: Optional[float] = None) -> str:
         """Run one command; its stdout. A longer timeout than TIMEOUT may be given.
-        Under --dry-run a command that changes something is printed instead."""
+        Under --dry-run a command that changes something is printed instead.
+        A connection that broke (it timed out, died, or a signal came) is
+        dropped: the next command, e.g. a rollback's, gets a fresh one."""
         if self.runner.dry_run and not cmd.query:
             self.runner.print_dry_run(cmd)
             return ""
-        return self._open().run(cmd, timeout or self.cfg.timeout)
+        channel = self._open()
+        try:
+            return channel.run(cmd, timeout or self.cfg.timeout)
+        finally:
+            if channel.broken:
+                channel.kill()
+                self._channel = None
 
     def close(self) -> None:
         if self._channel is not None:
@@ -211,7 +243,23 @@ class Session:
             self._channel = None
 
 
+def _connect(runner: Runner, lock: bool):
+    if runner.local:
+        return _LocalChannel(runner, lock)
+    delay = 0.1
+    for attempt in range(1, SSH_ATTEMPTS + 1):
+        try:
+            return _RemoteChannel(runner, lock)
+        except CommandError as err:
+            if attempt == SSH_ATTEMPTS or not (err.program == "ssh" and any(busy in err.stderr for busy in _SSH_BUSY)):
+                raise
+        time.sleep(delay)  # back-off before trying a busy sshd again
+        delay *= 2
+
+
 class _LocalChannel:
+    broken = False  # each command is a process of its own
+
     def __init__(self, runner: Runner, lock: bool):
         self.runner = runner
         self.lock_file = _take_local_lock(runner) if lock else None
@@ -222,6 +270,8 @@ class _LocalChannel:
     def close(self) -> None:
         if self.lock_file is not None:
             self.lock_file.close()  # releases the flock
+
+    kill = close
 
 
 def _take_local_lock(runner: Runner):
@@ -260,6 +310,7 @@ class _RemoteChannel:
         import secrets
 
         self.runner = runner
+        self.broken = False  # an exchange began and did not end: what the shell says next is not known
         self.mark = f"one-iscsi-{secrets.token_hex(12)}"
         shell = ["env", "LC_ALL=C", "sh"]  # messages in English, whatever the host's locale
         if lock:
@@ -269,7 +320,11 @@ class _RemoteChannel:
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
         self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
         timeout = runner.cfg.timeout + (runner.cfg.lock_timeout if lock else 0)
-        self._exchange("ssh", ":", timeout)  # connected, and holding the lock
+        try:
+            self._exchange("ssh", ":", timeout)  # connected, and holding the lock
+        except BaseException:
+            self.kill()
+            raise
 
     def run(self, cmd: Command, timeout: float) -> str:
         line = shlex.join(self.runner.resolve(cmd))
@@ -286,6 +341,7 @@ class _RemoteChannel:
 
     def _exchange(self, program: str, line: str, timeout: float) -> tuple[int, str, str]:
         script = f"{line}\nprintf '\\n%s %d\\n' {self.mark} \"$?\"\nprintf '%s\\n' {self.mark} >&2\n"
+        self.broken = True
         try:
             self.process.stdin.write(script.encode())
             self.process.stdin.flush()
@@ -302,6 +358,7 @@ class _RemoteChannel:
                   err[:-len(err_end)].decode(errors="replace"))
         out.clear()
         err.clear()
+        self.broken = False
         return result
 
     def _read_until(self, finished, timeout: float) -> bool:
@@ -336,6 +393,11 @@ class _RemoteChannel:
             return _lock_error(self.runner)
         return CommandError("ssh", self.runner.host, rc, stderr, hint=_ssh_hint(rc))
 
+    def kill(self) -> None:
+        """End the connection now: sshd then closes the channel on the host."""
+        self.process.kill()
+        self.close()
+
     def close(self) -> None:
         try:
             self.process.stdin.close()
@@ -352,16 +414,42 @@ class _RemoteChannel:
 
 def _execute(cmd: Command, argv: list[str], host: str, timeout: float) -> str:
     try:
-        done = subprocess.run(argv, input=cmd.input.encode() if cmd.input is not None else None,
-                              stdin=None if cmd.input is not None else subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout, env=_child_env())
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE if cmd.input is not None else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
     except FileNotFoundError:
         raise CommandError(cmd.program, host, 127, f"{argv[0]}: command not found") from None
+    try:
+        out, err = process.communicate(cmd.input.encode() if cmd.input is not None else None, timeout=timeout)
     except subprocess.TimeoutExpired:
+        _stop(process)
         raise CommandError(cmd.program, host, None, f"no answer within {timeout:g} s (TIMEOUT)") from None
-    if done.returncode != 0 and done.returncode not in cmd.accept:
-        raise failure(cmd, host, done.returncode, done.stderr.decode(errors="replace"))
-    return done.stdout.decode(errors="replace")
+    except BaseException:
+        _stop(process)
+        raise
+    if process.returncode != 0 and process.returncode not in cmd.accept:
+        raise failure(cmd, host, process.returncode, err.decode(errors="replace"))
+    return out.decode(errors="replace")
+
+
+def _stop(process: subprocess.Popen, grace: float = 2) -> None:
+    """Stop a command: SIGTERM first, which timeout(1) and sudo pass on to
+    what they run; SIGKILL if it is still there after grace seconds."""
+    process.terminate()
+    try:
+        process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+def _kill(process: subprocess.Popen, timed_out: bool = False) -> None:
+    """Kill a process started by Runner._start and everything it started."""
+    process.timed_out = process.timed_out or timed_out
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def _ssh_hint(rc: Optional[int]) -> str:

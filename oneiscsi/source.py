@@ -1,13 +1,16 @@
 """The image to copy: a local file (raw or qcow2) or an http(s) URL, read as a
-stream of raw bytes, never held whole in memory or copied to a temporary file."""
+stream of raw bytes, never held whole in memory or copied to a temporary file.
+A local file is opened once: what is judged is what is read."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
 from .command import command
 from .errors import InvalidInput, OneIscsiError
@@ -20,9 +23,19 @@ QCOW2_MAGIC = b"QFI\xfb"
 
 @dataclass(frozen=True)
 class Image:
-    path: str
+    """An image to copy; a local file is held open as fd, everything is read
+    through it, and `with image:` closes it."""
+    path: str    # as given
     format: str  # "raw" or "qcow2"
     size: int    # bytes of raw data
+    fd: Optional[int] = None  # the local file, opened once; None for a URL
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
 
     @property
     def is_url(self) -> bool:
@@ -38,25 +51,53 @@ def is_url(path: str) -> bool:
     return path.startswith(("http://", "https://"))
 
 
-def inspect(path: str, local: Runner) -> Image:
+def inspect(path: str, local: Runner, allowed: Callable[[str], None]) -> Image:
+    """The image at path. A local file is opened once, then judged by
+    allowed(the real path of the file opened), which raises to refuse it,
+    before anything is read."""
     if is_url(path):
         return Image(path, "raw", _url_size(path, local.cfg.timeout))
-    real = os.path.realpath(path)  # the file the restricted-directory check judged
+    fd = _open(path)
     try:
-        with open(real, "rb") as image:
-            magic = image.read(4)
-            size = os.fstat(image.fileno()).st_size
+        allowed(os.readlink(f"/proc/self/fd/{fd}"))
+        return _inspect_file(path, fd, local)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open(path: str) -> int:
+    """O_NONBLOCK: opening a FIFO must not wait for a writer."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as err:
         raise InvalidInput(f"cannot read image file {path}: {err.strerror}") from None
-    if magic != QCOW2_MAGIC:
-        return Image(real, "raw", size)
-    info = json.loads(local.run(command("qemu-img", "info", "--output=json", "-f", "qcow2", real, query=True)))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        reason = os.strerror(errno.EISDIR) if stat.S_ISDIR(mode) else "not a regular file"
+        raise InvalidInput(f"cannot read image file {path}: {reason}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _inspect_file(path: str, fd: int, local: Runner) -> Image:
+    if os.pread(fd, len(QCOW2_MAGIC), 0) != QCOW2_MAGIC:
+        return Image(path, "raw", os.fstat(fd).st_size, fd)
+    info = json.loads(local.run(command("qemu-img", "info", "--output=json", "-f", "qcow2", opened(fd),
+                                        query=True)))
     data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
     if info.get("backing-filename") or data_file:
         # qemu would read the other file too, past the restricted-directory check
         raise InvalidInput(f"qcow2 image {path} uses another file "
                            f"({info.get('backing-filename') or data_file}): not supported")
-    return Image(real, "qcow2", int(info["virtual-size"]))
+    return Image(path, "qcow2", int(info["virtual-size"]), fd)
+
+
+def opened(fd: int) -> str:
+    """A path by which another process opens the very file open as fd here,
+    whatever its name points at now."""
+    return f"/proc/{os.getpid()}/fd/{fd}"
 
 
 def _url_size(url: str, timeout: float) -> int:
@@ -86,12 +127,11 @@ def raw_chunks(image: Image, local: Runner) -> Iterator[Iterable[bytes]]:
         with _open_url(image.path, local.cfg.timeout) as response:
             yield read_chunks(response)
     elif image.format == "qcow2":
-        with local.output_stream(command("nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", image.path,
+        with local.output_stream(command("nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", opened(image.fd),
                                          "]", "-", query=True)) as stream:
             yield read_chunks(stream)
     else:
-        with open(image.path, "rb") as stream:
-            yield read_chunks(stream)
+        yield file_chunks(image.fd)
 
 
 def read_chunks(stream) -> Iterator[bytes]:
@@ -99,6 +139,14 @@ def read_chunks(stream) -> Iterator[bytes]:
         chunk = stream.read(CHUNK)
         if not chunk:
             return
+        yield chunk
+
+
+def file_chunks(fd: int) -> Iterator[bytes]:
+    """The bytes of the open file fd from its start, wherever its offset is."""
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        offset += len(chunk)
         yield chunk
 
 

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
 from .command import Command
-from .errors import OneIscsiError, StepFailed
+from .errors import Interrupted, OneIscsiError, StepFailed
 from .run import Runner
 
 T = TypeVar("T")
@@ -44,9 +44,11 @@ class Undo:
         step's own error."""
         try:
             return work()
-        except BaseException as err:  # whatever failed (even SIGINT), what was made must go
+        except BaseException as err:  # whatever failed (even a signal), what was made must go
             failures = self.rollback()
-            if isinstance(err, OneIscsiError) and name is None:
+            if isinstance(err, Interrupted) and name and not err.during:
+                err.during = f"{name} on {self.host}"
+            if isinstance(err, Interrupted) or (isinstance(err, OneIscsiError) and name is None):
                 err.rollback_failures += tuple(failures)
                 raise
             if not isinstance(err, Exception):

@@ -11,13 +11,14 @@ arguments name, and domain modules load inside the commands.
 """
 import importlib
 import os
+import signal
 import sys
 from typing import Annotated, Optional, Sequence
 
 import typer
 
 from .. import __version__, completion
-from ..errors import OneIscsiError
+from ..errors import Interrupted, OneIscsiError
 from .common import QUIET, Globals, globals_of
 
 PROG = "one-iscsi"
@@ -27,6 +28,8 @@ ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
 DRIVER_ACTIONS = {"image": ("cp", "mkfs", "rm", "stat", "monitor"),
                   "tm": ("ln", "clone", "mvds", "mv", "delete")}
 UNEXPECTED = 3
+# what oned sends a driver it gives up on, Ctrl-C, a closed terminal: each ends the action like a failure
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def build_app(args: Optional[Sequence[str]] = None) -> typer.Typer:
@@ -125,10 +128,18 @@ def install(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; return the exit status instead of raising SystemExit."""
+    completion.enable_if_asked()
+    previous = _stop_on_signals()
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _main(args: list[str]) -> int:
     from typer._click import exceptions as click_errors  # typer vendors click
 
-    completion.enable_if_asked()
-    args = list(sys.argv[1:] if argv is None else argv)
     action = _driver_action(args)
     command = typer.main.get_command(build_app(args))
     try:
@@ -144,6 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(err.format_message(), err.exit_code, action)
     except typer.Exit as done:
         return done.exit_code
+    except Interrupted as err:
+        return _fail(err, err.exit_code, action)
     except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted", 130, action)
     except BrokenPipeError:
@@ -154,6 +167,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"unexpected {type(err).__name__}: {err} (details in {_log_traceback(args)})",
                      UNEXPECTED, action)
     return result if isinstance(result, int) else 0
+
+
+def _stop_on_signals() -> dict:
+    """The first stop signal raises Interrupted where the action is, so its
+    steps are undone as after any failure; later ones are ignored, so that
+    the undo is not itself cut short (every command of it is bounded).
+    Returns the handlers it replaced."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    received = []
+
+    def stop(signum, _frame) -> None:
+        if not received:
+            received.append(signum)
+            raise Interrupted(signum)
+
+    return {number: signal.signal(number, stop) for number in STOP_SIGNALS}
 
 
 def _fail(message, code: int, action: Optional[str] = None, prefix: str = PROG) -> int:

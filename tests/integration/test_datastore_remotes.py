@@ -86,7 +86,7 @@ def test_cp_with_both_checksums_right(tgtd, ds, tmp_path):
     ("creating target", "TGTADM", "--mode target --tid"),
     ("allowing initiators", "TGTADM", "--op bind"),
     ("adding LUN 1", "TGTADM", "--mode logicalunit"),
-    ("copying", "DD", "conv=notrunc,fsync"),
+    ("copying", "DD", "conv=notrunc,nocreat,fsync"),
 ])
 def test_each_failing_step_of_cp_leaves_nothing(tgtd, ds, pool, tmp_path, monkeypatch, step, wrapper_key, words):
     """A failing command is configured through ONE_ISCSI_<KEY>."""

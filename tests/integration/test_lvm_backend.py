@@ -149,7 +149,7 @@ def test_rm_removes_target_and_lv_and_a_second_rm_is_fine(vg, tgtd, tmp_path):
     ("creating target", "TGTADM", "--mode target --tid"),
     ("allowing initiators", "TGTADM", "--op bind"),
     ("adding LUN 1", "TGTADM", "--mode logicalunit"),
-    ("copying", "DD", "conv=notrunc,fsync"),
+    ("copying", "DD", "conv=notrunc,nocreat,fsync"),
 ])
 def test_failing_step_of_cp_removes_the_lv(vg, tgtd, tmp_path, monkeypatch, step, key, words):
     """A failing command is configured through ONE_ISCSI_<KEY>."""

@@ -164,7 +164,7 @@ CP_STEPS = [
     ("allowing initiators", "TGTADM", "--op bind"),
     ("adding LUN 1", "TGTADM", "--mode logicalunit"),
     ("writing the target's config file", "DD", "conv=fsync"),
-    ("copying", "DD", "conv=notrunc,fsync"),
+    ("copying", "DD", "conv=notrunc,nocreat,fsync"),
 ]
 
 

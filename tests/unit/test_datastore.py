@@ -373,8 +373,9 @@ def qcow2(tmp_path, recorder, **info) -> str:
 def test_stat_of_a_qcow2_image_asks_qemu_img_on_this_machine(recorder, tmp_path):
     path = qcow2(tmp_path, recorder, **{"virtual-size": 3 * MIB + 1})
     assert datastore.stat(path, recorder.cfg, recorder.runner("localhost")) == 4
-    assert recorder.calls == [("localhost", ["qemu-img", "info", "--output=json", "-f", "qcow2",
-                                             os.path.realpath(path)])]
+    opened = recorder.calls[0][1][-1]  # the file as opened, never its name again
+    assert opened.startswith(f"/proc/{os.getpid()}/fd/")
+    assert recorder.calls == [("localhost", ["qemu-img", "info", "--output=json", "-f", "qcow2", opened])]
 
 
 def test_stat_refuses_a_qcow2_image_using_another_file(recorder, tmp_path):
@@ -389,7 +390,8 @@ def test_cp_of_a_qcow2_image_streams_its_raw_data_and_checks_the_file_as_registe
     with open(path, "rb") as original:
         md5 = hashlib.md5(original.read()).hexdigest()
     assert cp(pool, path, checksums={"md5": md5}) == Registered(IQN, 1)
-    real = os.path.realpath(path)
+    real = pool.argvs("localhost")[0][-1]
+    assert real.startswith(f"/proc/{os.getpid()}/fd/")
     assert pool.argvs("localhost") == [["qemu-img", "info", "--output=json", "-f", "qcow2", real],
                                        ["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", real, "]", "-"]]
     assert pool.fed["tgt1"] == b"D 0 3000\n" + b"\x01" * 3000 + b"E 3000 0\n"
@@ -538,3 +540,56 @@ def test_hostile_host_gets_no_runner(recorder, host):
 def test_hostile_path_is_refused_before_any_command(recorder, path, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert refused(recorder, cp, recorder, path).startswith(message)
+
+
+# what is checked is what is read (tests/integration/test_image_opened_once.py against the real tgtd)
+
+def swap_for_link(name: str, to: str):
+    """A callable that makes name a symlink to to, as an attacker would."""
+    def swap():
+        os.symlink(to, name + ".swap")
+        os.replace(name + ".swap", name)
+    return swap
+
+
+def test_cp_reads_the_file_checked_even_if_its_name_is_swapped_while_the_volume_is_made(pool, image, tmp_path):
+    (tmp_path / "restricted").mkdir()
+    secret = tmp_path / "restricted" / "secret.img"
+    secret.write_bytes(b"canary" * 1000)
+    original = records(image, zero_device=False)
+    pool.answer("truncate", then=swap_for_link(image, str(secret)))
+    assert cp(pool, image) == Registered(IQN, 2)
+    assert os.path.realpath(image) == str(secret)
+    assert pool.fed["tgt1"] == original
+
+
+def test_cp_of_a_qcow2_image_checksums_the_file_opened_not_its_name(pool, tmp_path):
+    path = qcow2(tmp_path, pool, **{"virtual-size": 3000})
+    pool.answer("nbdcopy", out="\x01" * 3000)
+    with open(path, "rb") as original:
+        md5 = hashlib.md5(original.read()).hexdigest()
+    (tmp_path / "other.img").write_bytes(b"other")
+    pool.answer("truncate", then=swap_for_link(path, str(tmp_path / "other.img")))
+    assert cp(pool, path, checksums={"md5": md5}) == Registered(IQN, 1)
+    opened = pool.argvs("localhost")[0][-1]
+    assert opened.startswith(f"/proc/{os.getpid()}/fd/")
+    assert pool.argvs("localhost")[1] == ["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", opened, "]", "-"]
+
+
+def test_cp_of_a_link_into_a_restricted_directory_is_refused_before_any_command(tmp_path):
+    (tmp_path / "restricted").mkdir()
+    (tmp_path / "restricted" / "secret.img").write_bytes(b"canary")
+    (tmp_path / "image.img").symlink_to(tmp_path / "restricted" / "secret.img")
+    recorder = server(RESTRICTED_DIRS=str(tmp_path / "restricted"))
+    assert refused(recorder, cp, recorder, str(tmp_path / "image.img")) == \
+        f"Not allowed to copy image file {tmp_path / 'image.img'}"
+
+
+def test_stat_and_copy_close_the_image_they_open(recorder, image):
+    before = set(os.listdir("/proc/self/fd"))
+    assert datastore.stat(image, recorder.cfg, recorder.runner("localhost")) == 2
+    datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"))
+    recorder.fail("sh", "-c", rc=3, stderr="image writer: the stream ended early")
+    with pytest.raises(OneIscsiError):
+        datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"))
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -1,0 +1,97 @@
+"""Signals and lost connections in the middle of an action, against the real
+tgtd and sshd: what oned does to a driver it gives up on (SIGTERM), Ctrl-C
+(SIGINT), a closed terminal (SIGHUP), and an ssh connection that dies.
+
+The image comes from an HTTP server that sends part of it and then waits, so
+the copy is caught in its middle without sleeping: the test polls until the
+target exists, the image writer runs and the server is waiting, then strikes. The
+action must exit 128+n (1 for a lost connection) with the ERROR block naming
+the signal, and leave no target, volume, config file or process behind.
+"""
+import os
+import signal
+import subprocess
+
+import pytest
+
+from support.driver import action_xml, error_block, stub
+from support.http_server import stalling_http_server
+from support.paths import BIN
+from support.wait import wait_for
+
+MIB = 1024 * 1024
+IQN = "iqn.2012-02.org.opennebula:{}.vg-one.lv-one-{}"
+
+
+def start(driver: str, action: str, *args: str) -> subprocess.Popen:
+    """A remote stub started as OpenNebula's driver process starts it."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    return subprocess.Popen([str(stub(driver, action)), *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def processes(pattern: str) -> list[str]:
+    done = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture
+def datastore(tmp_path, tgtd, sshd, monkeypatch):
+    """The file backend; over ssh unless the host is localhost."""
+    monkeypatch.setenv("ONE_ISCSI_SSH", sshd.ssh)
+    pool = tmp_path / "pool"
+
+    def template(host: str) -> dict:
+        return {"BACKEND": "file", "POOL_DIR": str(pool), "HOST": host}
+
+    template.pool = pool
+    template.conf_dir = tmp_path / "tgt-conf.d" / "one-iscsi"
+    return template
+
+
+def nothing_left(tgtd, datastore, device: str) -> None:
+    assert tgtd.target_ids() == []
+    assert not any(datastore.pool.rglob("lv-one-*"))
+    assert not datastore.conf_dir.exists() or not any(datastore.conf_dir.glob("*.conf"))
+    wait_for(lambda: not processes(f"image-writer {device}"), what="the image writer to end")
+
+
+@pytest.mark.parametrize("host", ["localhost", "tgtserver"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_mid_copy_undoes_everything(signum, host, datastore, tgtd):
+    image_id = 40 + signum
+    device = str(datastore.pool / "vg-one" / f"lv-one-{image_id}")
+    with stalling_http_server(os.urandom(8 * MIB), stall_at=3 * MIB) as server:
+        cp = start("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore(host)), str(image_id))
+        try:
+            wait_for(lambda: server.stalled and tgtd.target_ids() and processes(f"image-writer {device}"),
+                     timeout=30, what="the copy to be under way")
+            cp.send_signal(signum)
+            out, err = cp.communicate(timeout=60)
+        finally:
+            cp.kill()
+    assert cp.returncode == 128 + signum, err
+    assert out == ""
+    assert error_block(err) == (f"interrupted by {signum.name} while copying {server.url()} to {device} "
+                                f"on {host}")
+    nothing_left(tgtd, datastore, device)
+
+
+def test_a_connection_lost_mid_copy_undoes_everything_over_a_new_one(datastore, tgtd):
+    image_id = 61
+    device = str(datastore.pool / "vg-one" / f"lv-one-{image_id}")
+    with stalling_http_server(os.urandom(8 * MIB), stall_at=3 * MIB) as server:
+        cp = start("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore("tgtserver")),
+                   str(image_id))
+        try:
+            wait_for(lambda: server.stalled and processes(f"ssh .*image-writer {device}"),
+                     timeout=30, what="the copy to be under way")
+            for line in processes(f"ssh .*image-writer {device}"):
+                os.kill(int(line.split()[0]), signal.SIGKILL)  # the connection carrying the data dies
+            server.release.set()
+            out, err = cp.communicate(timeout=60)
+        finally:
+            cp.kill()
+    assert cp.returncode == 1, err
+    assert error_block(err).startswith(f"copying {server.url()} to {device} failed on tgtserver: ssh failed on tgtserver (exit -9): killed by SIGKILL")
+    nothing_left(tgtd, datastore, device)
