@@ -85,37 +85,45 @@ def _names(image_id: int, cfg: Config) -> tuple[names.TargetName, storage.Volume
     return names.build(cfg.base_iqn, cfg.host, volume.vg, volume.lv), volume
 
 
+def image_lock(cfg: Config, volume: storage.Volume) -> str:
+    """The lock file of one image on the target server, held by cp, mkfs and
+    rm for as long as they work on it: one image, one owner at a time. Never
+    removed (a lock file removed while someone waits on it would let two in)."""
+    return f"{cfg.lock_file}.{volume.vg}.{volume.lv}"
+
+
 @contextmanager
-def _locked(server: Runner, undo: Undo) -> Iterator[Session]:
-    """A session on the target server holding its lock, opened as a step."""
+def _owning(server: Runner, undo: Undo, volume: storage.Volume) -> Iterator[Session]:
+    """A session on the target server holding the image's lock to its end,
+    and LOCK_FILE until release_lock(); opened as a step."""
     with ExitStack() as stack:
-        yield undo.step("connecting and taking the lock",
-                        lambda: stack.enter_context(server.session(lock=True)))
+        yield undo.step("connecting and taking the lock", lambda: stack.enter_context(
+            server.session(lock=True, hold=[image_lock(server.cfg, volume)])))
 
 
-def _create(server: Runner, undo: Undo, target: names.TargetName, volume: storage.Volume,
+def _create(session: Session, server: Runner, undo: Undo, target: names.TargetName, volume: storage.Volume,
             size_mb: int, make_filesystem: Sequence[Command] = ()) -> tuple[str, ...]:
     """Volume, filesystem, target with its access rules and LUN 1, persistence
-    file: under the target server's lock, each step with its undo. Returns notes."""
+    file, in a session holding the target server's lock, each step with its
+    undo. Returns notes."""
     cfg = server.cfg
-    with _locked(server, undo) as session:
-        for commands, remove in volume.create(size_mb):
-            undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
-            undo.push_commands(server, remove)
-        if make_filesystem:
-            undo.step("making the filesystem", lambda: [
-                session.run(c, timeout=cfg.copy_timeout) for c in make_filesystem])
-        targets = TargetServer(session)
-        spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
-        tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
-        if not created:
-            undo.step("creating target", lambda: targets.check_same(spec))
-            return (f"target {target.iqn} already exists with TID {tid}: kept",)
-        undo.push_commands(server, [tgt.delete_target(tid, force=True)])
-        undo.step("allowing initiators", lambda: targets.allow(tid, spec))
-        undo.step("adding LUN 1", lambda: targets.bind_lun(tid, volume.device))
-        undo.push_commands(server, [tgtconf.remove(tgtconf.path(cfg.conf_dir, target.iqn))])
-        undo.step("writing the target's config file", lambda: targets.save(spec))
+    for commands, remove in volume.create(size_mb):
+        undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
+        undo.push_commands(server, remove)
+    if make_filesystem:
+        undo.step("making the filesystem", lambda: [
+            session.run(c, timeout=cfg.copy_timeout) for c in make_filesystem])
+    targets = TargetServer(session)
+    spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
+    tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
+    if not created:
+        undo.step("creating target", lambda: targets.check_same(spec))
+        return (f"target {target.iqn} already exists with TID {tid}: kept",)
+    undo.push_commands(server, [tgt.delete_target(tid, force=True)])
+    undo.step("allowing initiators", lambda: targets.allow(tid, spec))
+    undo.step("adding LUN 1", lambda: targets.bind_lun(tid, volume.device))
+    undo.push_commands(server, [tgtconf.remove(tgtconf.path(cfg.conf_dir, target.iqn))])
+    undo.step("writing the target's config file", lambda: targets.save(spec))
     return ()
 
 
@@ -125,18 +133,27 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
     checksums: expected hex digests by hashlib name (md5, sha1)."""
     check_allowed(path, cfg)
     target, volume = _names(image_id, cfg)
-    with _inspect(path, cfg, local) as image:
-        undo = Undo(server.host)
-        notes = _create(server, undo, target, volume, max(image.size_mb, 1))
+    undo = Undo(server.host)
+    with _inspect(path, cfg, local) as image, _owning(server, undo, volume) as session:
+        notes = _create(session, server, undo, target, volume, max(image.size_mb, 1))
+        session.release_lock()  # other images may be made while this one is copied
         digests = source.Digests(checksums or {})
         # a new file of the file backend is sparse: it reads as zeros already; a
         # new LV may hold the data of old ones
         undo.step(f"copying {path} to {volume.device}", lambda: write_image(
             image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
             progress=progress_for(image.size)))
-    if not server.dry_run:
-        undo.step("checking the image checksum", lambda: digests.check(path))
+        if not server.dry_run:
+            undo.step("checking the image checksum", lambda: digests.check(path))
+            undo.step("checking the target", lambda: _check_exported(session, target.iqn, volume.device))
     return Registered(target.iqn, image.size_mb, notes)
+
+
+def _check_exported(session: Session, iqn: str, device: str) -> None:
+    """The target is still there with its LUN (tgtd may have died or been restarted meanwhile)."""
+    found = TargetServer(session).find(iqn)
+    if found is None or device not in (lun.backing_store for lun in found.luns):
+        raise OneIscsiError(f"target {iqn} is no longer exported with LUN {device}")
 
 
 def write_image(image: source.Image, device: str, server: Runner, local: Runner,
@@ -191,7 +208,9 @@ def mkfs(image_id: int, size_mb: int, fstype: str, cfg: Config, server: Runner) 
     target, volume = _names(image_id, cfg)
     if fstype == SAVE_AS:
         return Registered(target.iqn, size_mb)
-    notes = _create(server, Undo(server.host), target, volume, size_mb, mkfs_commands(fstype, volume.device))
+    undo = Undo(server.host)
+    with _owning(server, undo, volume) as session:
+        notes = _create(session, server, undo, target, volume, size_mb, mkfs_commands(fstype, volume.device))
     return Registered(target.iqn, size_mb, notes)
 
 
@@ -210,7 +229,7 @@ def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
         raise InvalidInput(f"SOURCE {target.iqn} is not image {image_id} of volume group {cfg.vg_name}")
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
-    with server.session() as session:
+    with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
         targets = TargetServer(session)
         found = targets.find(target.iqn)
         if found is None:

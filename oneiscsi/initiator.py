@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import iscsiadm, names
 from .config import Config
-from .errors import AlreadyDone
+from .errors import AlreadyDone, InvalidInput
 
 
 def discover(on, portal: str) -> str:
@@ -41,6 +41,20 @@ def logout_and_forget(on, iqn: str) -> bool:
     return was_logged_in
 
 
+def portal_of(target: names.TargetName, cfg: Config) -> str:
+    """The portal a host logs in to: the IQN's host on PORTAL_PORT, if it is a
+    plain host name and, when TARGET_SERVERS is set, one of them."""
+    host = target.host
+    if not iscsiadm.is_plain_host(host):
+        raise InvalidInput(f"IQN {target.iqn}: its host {host!r} is not a plain host name or IPv4 address "
+                           "(letters, digits, '.' and '-' only)")
+    if cfg.target_servers and host.lower() not in {server.lower() for server in cfg.target_servers}:
+        raise InvalidInput(f"IQN {target.iqn}: its host {host!r} is not one of TARGET_SERVERS "
+                           f"({' '.join(cfg.target_servers)})")
+    return iscsiadm.portal(host, cfg.portal_port)
+
+
 def is_iscsi(host: str, cfg: Config) -> bool:
-    """Whether logins and logouts are done on host: not when it is in NO_ISCSI."""
-    return host not in cfg.no_iscsi
+    """Whether logins and logouts are done on host (`user@host` is judged by
+    its host): not when it is in NO_ISCSI."""
+    return host.rpartition("@")[2] not in cfg.no_iscsi

@@ -8,9 +8,10 @@ before privileged ones.
 
 A `Session` runs any number of commands on a host over one ssh connection: a
 shell on the host reads the quoted commands one by one, and each answer ends
-with a random marker carrying the exit status. A session may hold the host's
-lock file (flock) for its whole life, so that what it reads and what it then
-changes cannot interleave with another one-iscsi.
+with a random marker carrying the exit status. A session may hold lock files
+of the host (flock): LOCK_FILE, so that what it reads and what it then
+changes cannot interleave with another one-iscsi, and an image's own lock,
+held while the image is written.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .errors import CommandError, InvalidInput, OneIscsiError
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
+FIRST_LOCK_FD = 8  # the descriptors of the remote shell that hold lock files
 SSH_ATTEMPTS = 5   # connections refused by a busy sshd (MaxStartups) are tried again, with back-off
 # what ssh says when sshd drops a connection it has no room for
 _SSH_BUSY = ("kex_exchange_identification", "Connection reset by", "Connection closed by")
@@ -78,10 +80,11 @@ class Runner:
                 "--", self.host, remote_command]
 
     @contextmanager
-    def session(self, lock: bool = False) -> Iterator["Session"]:
-        """Commands on this host over one connection; with lock, the host's
-        LOCK_FILE is taken at once and held until the session ends."""
-        session = Session(self, lock)
+    def session(self, lock: bool = False, hold: Sequence[str] = ()) -> Iterator["Session"]:
+        """Commands on this host over one connection. The lock files in hold,
+        then (with lock) the host's LOCK_FILE, are taken at once and held
+        until the session ends (LOCK_FILE until release_lock())."""
+        session = Session(self, [*hold, *([self.cfg.lock_file] if lock else [])])
         try:
             yield session
         finally:
@@ -207,19 +210,26 @@ class Session:
     """Commands on one host: over ssh through one shell on the host, locally
     one process each. Opened on the first command that really runs."""
 
-    def __init__(self, runner: Runner, lock: bool):
+    def __init__(self, runner: Runner, locks: Sequence[str]):
         self.runner = runner
         self.host = runner.host
         self.cfg = runner.cfg
-        self.lock = lock
+        self.locks = list(locks)
         self._channel = None
-        if lock and not runner.dry_run:  # the lock is the point: take it now, fail now
+        if locks and not runner.dry_run:  # the lock is the point: take it now, fail now
             self._open()
 
     def _open(self):
         if self._channel is None:
-            self._channel = _connect(self.runner, self.lock)
+            self._channel = _connect(self.runner, self.locks)
         return self._channel
+
+    def release_lock(self) -> None:
+        """Let go of LOCK_FILE, keeping the other locks of the session."""
+        if self.cfg.lock_file in self.locks:
+            self.locks.remove(self.cfg.lock_file)
+            if self._channel is not None:
+                self._channel.release(self.cfg.lock_file)
 
     def run(self, cmd: Command, timeout: Optional[float] = None) -> str:
         """Run one command; its stdout. A longer timeout than TIMEOUT may be given.
@@ -243,13 +253,13 @@ class Session:
             self._channel = None
 
 
-def _connect(runner: Runner, lock: bool):
+def _connect(runner: Runner, locks: Sequence[str]):
     if runner.local:
-        return _LocalChannel(runner, lock)
+        return _LocalChannel(runner, locks)
     delay = 0.1
     for attempt in range(1, SSH_ATTEMPTS + 1):
         try:
-            return _RemoteChannel(runner, lock)
+            return _RemoteChannel(runner, locks)
         except CommandError as err:
             if attempt == SSH_ATTEMPTS or not (err.program == "ssh" and any(busy in err.stderr for busy in _SSH_BUSY)):
                 raise
@@ -260,30 +270,37 @@ def _connect(runner: Runner, lock: bool):
 class _LocalChannel:
     broken = False  # each command is a process of its own
 
-    def __init__(self, runner: Runner, lock: bool):
+    def __init__(self, runner: Runner, locks: Sequence[str]):
         self.runner = runner
-        self.lock_file = _take_local_lock(runner) if lock else None
+        self.lock_files = {}
+        try:
+            for path in locks:
+                self.lock_files[path] = _take_local_lock(runner, path)
+        except BaseException:
+            self.close()
+            raise
 
     def run(self, cmd: Command, timeout: float) -> str:
         return _execute(cmd, self.runner.resolve(cmd), self.runner.host, timeout)
 
+    def release(self, path: str) -> None:
+        self.lock_files.pop(path).close()  # closing the file releases its flock
+
     def close(self) -> None:
-        if self.lock_file is not None:
-            self.lock_file.close()  # releases the flock
+        for path in list(self.lock_files):
+            self.release(path)
 
     kill = close
 
 
-def _take_local_lock(runner: Runner):
+def _take_local_lock(runner: Runner, path: str):
     import fcntl
 
-    cfg = runner.cfg
     try:
-        lock_file = open(cfg.lock_file, "a")
+        lock_file = open(path, "a")
     except OSError as err:
-        raise OneIscsiError(f"cannot open lock file {cfg.lock_file} on {runner.host}: {err.strerror} "
-                            "(LOCK_FILE)") from None
-    deadline = time.monotonic() + cfg.lock_timeout
+        raise OneIscsiError(f"cannot open lock file {path} on {runner.host}: {err.strerror} (LOCK_FILE)") from None
+    deadline = time.monotonic() + runner.cfg.lock_timeout
     delay = 0.01
     while True:
         try:
@@ -292,13 +309,13 @@ def _take_local_lock(runner: Runner):
         except BlockingIOError:
             if time.monotonic() > deadline:
                 lock_file.close()
-                raise _lock_error(runner) from None
+                raise _lock_error(runner, path) from None
             time.sleep(delay)  # bounded wait for the other holder
             delay = min(delay * 2, 0.2)
 
 
-def _lock_error(runner: Runner) -> OneIscsiError:
-    return OneIscsiError(f"lock {runner.cfg.lock_file} on {runner.host} is held by another one-iscsi "
+def _lock_error(runner: Runner, path: str) -> OneIscsiError:
+    return OneIscsiError(f"lock {path} on {runner.host} is held by another one-iscsi "
                          f"for more than {runner.cfg.lock_timeout:g} s (LOCK_TIMEOUT)")
 
 
@@ -306,25 +323,43 @@ class _RemoteChannel:
     """A shell on the host reading commands from our pipe. After each command
     it prints a marker with the exit status to stdout and a marker to stderr."""
 
-    def __init__(self, runner: Runner, lock: bool):
+    def __init__(self, runner: Runner, locks: Sequence[str]):
         import secrets
 
         self.runner = runner
         self.broken = False  # an exchange began and did not end: what the shell says next is not known
         self.mark = f"one-iscsi-{secrets.token_hex(12)}"
+        self.lock_fds: dict[str, int] = {}
         shell = ["env", "LC_ALL=C", "sh"]  # messages in English, whatever the host's locale
-        if lock:
-            cfg = runner.cfg
-            shell = ["flock", "-w", f"{cfg.lock_timeout:g}", "-E", str(LOCK_BUSY_RC), cfg.lock_file, *shell]
         self.process = subprocess.Popen(runner.ssh_argv(shlex.join(shell)), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
         self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
-        timeout = runner.cfg.timeout + (runner.cfg.lock_timeout if lock else 0)
         try:
-            self._exchange("ssh", ":", timeout)  # connected, and holding the lock
+            # ssh gives up connecting after TIMEOUT (ConnectTimeout) and says why; then the shell answers
+            self._exchange("ssh", ":", 2 * runner.cfg.timeout)
+            for path in locks:
+                self._take(path)
         except BaseException:
             self.kill()
             raise
+
+    def _take(self, path: str) -> None:
+        """Open path on a descriptor of the shell and flock it: held until
+        the descriptor is closed (release) or the shell ends."""
+        cfg = self.runner.cfg
+        fd = FIRST_LOCK_FD + len(self.lock_fds)
+        rc, _, err = self._exchange("flock", f"command exec {fd}>>{shlex.quote(path)} && "
+                                    f"flock -w {cfg.lock_timeout:g} -E {LOCK_BUSY_RC} {fd}",
+                                    cfg.timeout + cfg.lock_timeout)
+        if rc == LOCK_BUSY_RC:
+            raise _lock_error(self.runner, path)
+        if rc != 0:
+            raise OneIscsiError(f"cannot take lock file {path} on {self.runner.host}: "
+                                f"{err.strip() or f'exit {rc}'} (LOCK_FILE)")
+        self.lock_fds[path] = fd
+
+    def release(self, path: str) -> None:
+        self._exchange("flock", f"exec {self.lock_fds.pop(path)}>&-", self.runner.cfg.timeout)
 
     def run(self, cmd: Command, timeout: float) -> str:
         line = shlex.join(self.runner.resolve(cmd))
@@ -389,8 +424,6 @@ class _RemoteChannel:
             self.process.wait()
             return CommandError(program, self.runner.host, None, f"no answer within {timeout:g} s (TIMEOUT)")
         stderr = self.buffers[self.process.stderr].decode(errors="replace")
-        if rc == LOCK_BUSY_RC:
-            return _lock_error(self.runner)
         return CommandError("ssh", self.runner.host, rc, stderr, hint=_ssh_hint(rc))
 
     def kill(self) -> None:

@@ -1,6 +1,7 @@
 """Operations on the target server's tgtd, through a Session."""
 from __future__ import annotations
 
+import posixpath
 from typing import Optional
 
 from . import names, tgt, tgtconf
@@ -138,20 +139,37 @@ class TargetServer:
         if stores != spec.backing_stores:
             raise OneIscsiError(f"target {spec.iqn} already exists on {self.host} with other LUNs")
 
-    def restore(self) -> tuple[list[str], list[str]]:
+    def restore(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
         """Create again every target saved in CONF_DIR that tgtd does not have.
-        Returns (restored, already present) IQNs."""
+        A target that cannot be made is deleted again and the others still
+        come back. Returns the IQNs restored, the IQNs already present, and
+        the failures: (file or IQN, a one-line message naming it)."""
         try:
             listing = self.session.run(tgtconf.list_files(self.cfg.conf_dir))
         except NotFound:
-            return [], []
-        restored, present = [], []
-        for name in sorted(listing.split()):
-            file = tgtconf.path(self.cfg.conf_dir, name[:-len(".conf")])
-            spec = tgtconf.parse(self.session.run(tgtconf.read(file)), file)
-            _, created = self.export(spec)
+            return [], [], []
+        restored, present, failed = [], [], []
+        for name in sorted(listing.splitlines()):
+            file = posixpath.join(self.cfg.conf_dir, name)
+            try:
+                spec = tgtconf.parse(self.session.run(tgtconf.read(file)), file)
+                if tgtconf.path(self.cfg.conf_dir, spec.iqn) != file:
+                    raise InvalidInput(f"{file} holds target {spec.iqn}, not the one of its name")
+            except OneIscsiError as err:
+                failed.append((file, _one_line(err)))
+                continue
+            try:
+                _, created = self.export(spec)
+            except OneIscsiError as err:
+                reason = _one_line(err)
+                failed.append((spec.iqn, reason if spec.iqn in reason else f"{spec.iqn}: {reason}"))
+                continue
             (restored if created else present).append(spec.iqn)
-        return restored, present
+        return restored, present, failed
+
+
+def _one_line(err: OneIscsiError) -> str:
+    return " ".join(str(err).split())
 
 
 def parse_tid(text: str) -> int:

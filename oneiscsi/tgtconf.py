@@ -9,13 +9,19 @@ tgtd. Written atomically (temporary file, fsync, rename), mode 0600, in a
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from . import values
 from .command import Command, command
-from .errors import NotFound, OneIscsiError
+from .errors import InvalidInput, NotFound
 
 HEADER = "# Written by one-iscsi; `one-iscsi target restore` reads it back. Do not edit.\n"
 INITIATOR_NAME_PREFIXES = ("iqn.", "eui.", "naa.")
+# an address no initiator has: keeps tgt-admin from adding ALL to a target
+# open only to initiator names
+NO_ADDRESS = "0.0.0.0/32"
+# what render() writes inside <target>, with its number of values
+DIRECTIVES = {"backing-store": 1, "initiator-address": 1, "initiator-name": 1, "incominguser": 2}
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,39 @@ class TargetSpec:
         return tuple(i for i in self.initiators if i.startswith(INITIATOR_NAME_PREFIXES))
 
 
+def check(spec: TargetSpec, origin: str) -> TargetSpec:
+    """spec if every field passes the rules of values.py, else InvalidInput
+    naming origin and the field: tgt-admin runs these values through a shell."""
+    fields = [("IQN", values.iqn, spec.iqn)]
+    fields += [("backing store", values.path, store) for store in spec.backing_stores]
+    fields += [("initiator", values.initiator, initiator) for initiator in spec.initiators]
+    fields += [("CHAP user", values.chap_user, spec.chap_user)]
+    for name, rule, value in fields:
+        try:
+            rule(value)
+        except ValueError as err:
+            raise InvalidInput(f"{origin}: {name} {value!r} {err}") from None
+    try:
+        values.chap_password(spec.chap_password)
+    except ValueError as err:
+        raise InvalidInput(f"{origin}: CHAP password {err}") from None
+    if not spec.backing_stores:
+        raise InvalidInput(f"{origin}: no backing store")
+    if not spec.initiators:
+        raise InvalidInput(f"{origin}: no initiators")
+    if bool(spec.chap_user) != bool(spec.chap_password):
+        raise InvalidInput(f"{origin}: CHAP user and password go together")
+    return spec
+
+
 def render(spec: TargetSpec) -> str:
+    """The file of spec; InvalidInput if a value breaks the rules of values.py."""
+    check(spec, f"target {spec.iqn!r}")
+    # tgt-admin binds ALL to a target without initiator-address
+    addresses = spec.addresses or ((NO_ADDRESS,) if spec.initiator_names else ())
     lines = [HEADER.rstrip("\n"), f"<target {spec.iqn}>"]
     lines += [f"    backing-store {store}" for store in spec.backing_stores]
-    lines += [f"    initiator-address {address}" for address in spec.addresses]
+    lines += [f"    initiator-address {address}" for address in addresses]
     lines += [f"    initiator-name {name}" for name in spec.initiator_names]
     if spec.chap_user:
         lines.append(f"    incominguser {spec.chap_user} {spec.chap_password}")
@@ -48,23 +83,44 @@ def render(spec: TargetSpec) -> str:
 
 
 def parse(text: str, origin: str = "target file") -> TargetSpec:
-    """Read back a file written by render()."""
-    iqn, stores, initiators, user, password = "", [], [], "", ""
-    for line in text.splitlines():
+    """Read back a file written by render(); InvalidInput naming origin for
+    anything render() does not write."""
+    iqn, stores, initiators, chap, state = "", [], [], ("", ""), "before"
+    for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words or words[0].startswith("#"):
             continue
-        if words[0] == "<target" and len(words) == 2:
-            iqn = words[1].rstrip(">")
-        elif words[0] == "backing-store" and len(words) >= 2:
-            stores.append(line.split(None, 1)[1].strip())
-        elif words[0] in ("initiator-address", "initiator-name") and len(words) == 2:
+        where = f"{origin}: line {number}"
+        if words[0].startswith("<target"):
+            if state != "before":
+                raise InvalidInput(f"{where}: a second <target> section")
+            if len(words) != 2 or not words[1].endswith(">"):
+                raise InvalidInput(f"{where}: expected <target IQN>")
+            iqn, state = words[1][:-1], "inside"
+        elif words == ["</target>"] and state == "inside":
+            state = "after"
+        elif state != "inside":
+            raise InvalidInput(f"{where}: {words[0][:40]!r} outside <target>")
+        elif words[0] not in DIRECTIVES:
+            raise InvalidInput(f"{where}: unknown directive {words[0][:40]!r}")
+        elif len(words) != DIRECTIVES[words[0]] + 1:
+            raise InvalidInput(f"{where}: {words[0]} takes {DIRECTIVES[words[0]]} value(s)")
+        elif words[0] == "backing-store":
+            stores.append(words[1])
+        elif words[0] == "incominguser":
+            if chap[0]:
+                raise InvalidInput(f"{where}: a second incominguser")
+            chap = (words[1], words[2])
+        else:
             initiators.append(words[1])
-        elif words[0] == "incominguser" and len(words) == 3:
-            user, password = words[1], words[2]
-    if not iqn:
-        raise OneIscsiError(f"{origin} has no <target IQN> section")
-    return TargetSpec(iqn, tuple(stores), tuple(initiators) or ("ALL",), user, password)
+    if state == "before":
+        raise InvalidInput(f"{origin} has no <target IQN> section")
+    if state == "inside":
+        raise InvalidInput(f"{origin}: <target {iqn}> has no </target>")
+    spec = TargetSpec(iqn, tuple(stores), tuple(initiators) or ("ALL",), *chap)
+    if spec.addresses == (NO_ADDRESS,) and spec.initiator_names:
+        spec = replace(spec, initiators=spec.initiator_names)
+    return check(spec, origin)
 
 
 def path(conf_dir: str, iqn: str) -> str:

@@ -3,7 +3,7 @@
 Every action that creates or changes something runs its steps through one
 Undo: each step that makes something pushes how to take it back; a failing
 step runs those in reverse order (each on its own: one failing undo does not
-stop the rest), and the error names the step and host, with any undo that
+stop the rest; one finding its thing gone already is fine), and the error names the step and host, with any undo that
 failed travelling along.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from typing import Callable, Optional, Sequence, TypeVar, Union
 
 from .command import Command
-from .errors import Interrupted, OneIscsiError, StepFailed
+from .errors import Interrupted, NotFound, OneIscsiError, StepFailed
 from .run import Runner
 
 T = TypeVar("T")
@@ -70,6 +70,8 @@ class Undo:
                     if runner not in sessions:
                         sessions[runner] = stack.enter_context(runner.session())
                     sessions[runner].run(cmd)
+                except NotFound:
+                    continue  # gone already: nothing to take back
                 except OneIscsiError as err:
                     failures.append(f"{what}: {err}")
         return failures

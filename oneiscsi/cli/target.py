@@ -1,5 +1,6 @@
 """`one-iscsi target ...`: targets on the target server's tgtd."""
 
+import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Iterator, Optional
 
@@ -101,11 +102,15 @@ def _row(target) -> list:
 
 
 @app.command("restore")
-def restore(ctx: typer.Context, host: HostOption = None) -> None:
+def restore(ctx: typer.Context, host: HostOption = None) -> int:
     """Bring every target one-iscsi saved (CONF_DIR) back into a running tgtd,
     e.g. after tgtd restarted; targets one-iscsi does not own are not touched."""
     with _server(ctx, host, lock=True) as server:
-        restored, present = server.restore()
+        restored, present, failed = server.restore()
     for iqn in restored:
         info(f"restored {iqn}")
-    info(f"{len(restored)} restored, {len(present)} already present")
+    for _what, reason in failed:
+        print(f"not restored: {reason}", file=sys.stderr)
+    summary = f"{len(restored)} restored, {len(present)} already present"
+    info(f"{summary}, {len(failed)} failed" if failed else summary)
+    return 1 if failed else 0

@@ -10,29 +10,17 @@ the signal, and leave no target, volume, config file or process behind.
 """
 import os
 import signal
-import subprocess
 
 import pytest
 
-from support.driver import action_xml, error_block, stub
+from support.commands import processes
+from support.driver import action_xml, error_block, start_remote
 from support.http_server import stalling_http_server
-from support.paths import BIN
+from support.paths import DATA
 from support.wait import wait_for
 
 MIB = 1024 * 1024
 IQN = "iqn.2012-02.org.opennebula:{}.vg-one.lv-one-{}"
-
-
-def start(driver: str, action: str, *args: str) -> subprocess.Popen:
-    """A remote stub started as OpenNebula's driver process starts it."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
-    return subprocess.Popen([str(stub(driver, action)), *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def processes(pattern: str) -> list[str]:
-    done = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
-    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
 
 
 @pytest.fixture
@@ -62,7 +50,7 @@ def test_a_signal_mid_copy_undoes_everything(signum, host, datastore, tgtd):
     image_id = 40 + signum
     device = str(datastore.pool / "vg-one" / f"lv-one-{image_id}")
     with stalling_http_server(os.urandom(8 * MIB), stall_at=3 * MIB) as server:
-        cp = start("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore(host)), str(image_id))
+        cp = start_remote("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore(host)), str(image_id))
         try:
             wait_for(lambda: server.stalled and tgtd.target_ids() and processes(f"image-writer {device}"),
                      timeout=30, what="the copy to be under way")
@@ -81,7 +69,7 @@ def test_a_connection_lost_mid_copy_undoes_everything_over_a_new_one(datastore, 
     image_id = 61
     device = str(datastore.pool / "vg-one" / f"lv-one-{image_id}")
     with stalling_http_server(os.urandom(8 * MIB), stall_at=3 * MIB) as server:
-        cp = start("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore("tgtserver")),
+        cp = start_remote("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore("tgtserver")),
                    str(image_id))
         try:
             wait_for(lambda: server.stalled and processes(f"ssh .*image-writer {device}"),
@@ -95,3 +83,41 @@ def test_a_connection_lost_mid_copy_undoes_everything_over_a_new_one(datastore, 
     assert cp.returncode == 1, err
     assert error_block(err).startswith(f"copying {server.url()} to {device} failed on tgtserver: ssh failed on tgtserver (exit -9): killed by SIGKILL")
     nothing_left(tgtd, datastore, device)
+
+
+@pytest.fixture
+def initiator(tmp_path, sshd, tgtd, monkeypatch):
+    """node1 over the real sshd, with the fake iscsiadm of tests/data (this
+    kernel has no iSCSI initiator): logins succeed, but no device ever
+    appears in DEVICE_DIR, so tm ln waits."""
+    state = tmp_path / "initiator"
+    (state / "luns").mkdir(parents=True)
+    for key, value in {"SSH": sshd.ssh, "ISCSIADM": f"{DATA / 'fake-iscsiadm'} {state}", "SUDO": "",
+                       "DEVICE_DIR": str(tmp_path / "no-devices"), "DEVICE_TIMEOUT": "120",
+                       "NO_ISCSI": "front-end"}.items():
+        monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
+    (tmp_path / "no-devices").mkdir()
+    return state
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_while_waiting_for_the_device_logs_out_and_stops_the_wait(signum, initiator, tmp_path):
+    iqn = IQN.format("tgtserver", 5)
+    (initiator / "luns" / iqn).write_text(str(tmp_path / "lun"))
+    disk = tmp_path / "vms" / "3" / "disk.0"
+    ln = start_remote("tm", "ln", iqn, f"node1:{disk}", "3", "0")
+    try:
+        wait_for(lambda: processes(f"wait-and-link {tmp_path / 'no-devices'}"), timeout=30,
+                 what="the wait for the device")
+        assert os.listdir(initiator / "node1" / "sessions") == [iqn]
+        ln.send_signal(signum)
+        out, err = ln.communicate(timeout=60)
+    finally:
+        ln.kill()
+    assert ln.returncode == 128 + signum, err
+    assert error_block(err) == f"interrupted by {signum.name}"
+    assert os.listdir(initiator / "node1" / "sessions") == []
+    assert os.listdir(initiator / "node1" / "nodes") == []
+    wait_for(lambda: not processes(f"wait-and-link {tmp_path / 'no-devices'}"), timeout=10,
+             what="the wait loop on the host to end")
+    assert not os.path.lexists(disk)

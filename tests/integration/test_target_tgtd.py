@@ -3,6 +3,7 @@ import json
 import subprocess
 
 from support.commands import quiet
+from support.driver import action_xml, random_image, remote
 
 BASE = "iqn.2012-02.org.opennebula:localhost.vg-one"
 
@@ -113,3 +114,28 @@ def test_lun_on_other_number_and_missing_backing_store(tgtd, cli, tmp_path):
     relative = cli("lun", "bind", "1", "absent.img")
     assert (relative.rc, relative.err) == (
         2, "one-iscsi: error: backing store must be an absolute path, got 'absent.img'\n")
+
+
+def test_restore_reports_each_target_it_cannot_make_and_restores_the_others(tgtd, cli, tmp_path):
+    ds = {"BACKEND": "file", "POOL_DIR": str(tmp_path / "pool"), "HOST": "localhost"}
+    image = random_image(tmp_path / "img.raw", 64 * 1024)
+    for n in (1, 2, 3):
+        done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, ds), str(n))
+        assert done.returncode == 0, done.stderr
+    for tid in (1, 2):  # as after a tgtd restart, but for the third
+        assert tgtd.tgtadm("--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", str(tid)).returncode == 0
+    gone = tmp_path / "pool" / "vg-one" / "lv-one-2"
+    gone.unlink()
+
+    restored = cli("target", "restore")
+    assert restored.rc == 1
+    lines = restored.err.splitlines()
+    assert lines[0] == f"restored {BASE}.lv-one-1"
+    assert lines[1].startswith(f"not restored: {BASE}.lv-one-2: cannot add {gone} as LUN 1 of TID ")
+    assert lines[2:] == ["1 restored, 1 already present, 1 failed"]
+    shown = json.loads(cli("target", "list", "--json").out)
+    assert [(target["iqn"], [lun["backing_store"] for lun in target["luns"]]) for target in shown] == [
+        (f"{BASE}.lv-one-{n}", [str(tmp_path / "pool" / "vg-one" / f"lv-one-{n}")]) for n in (1, 3)]
+
+    quiet_run = cli("--quiet", "target", "restore")
+    assert quiet_run.rc == 1 and quiet_run.err.splitlines() == lines[1:2]

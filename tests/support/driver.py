@@ -53,6 +53,13 @@ def remote_argv(driver: str, action: str, *args: str) -> list[str]:
     return ["--config", str(path.parent / found["config"]), *found["command"].split(), *args]
 
 
+def start_remote(driver: str, action: str, *args: str) -> subprocess.Popen:
+    """remotes/<driver>/iscsi/<action> ARGS started, as OpenNebula's driver process starts it."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    return subprocess.Popen([str(stub(driver, action)), *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def error_block(stderr: str) -> str:
     """The one-line message between OpenNebula's ERROR MESSAGE markers."""
     lines = stderr.splitlines()

@@ -48,6 +48,7 @@ class Recorder:
     dry_run: bool = False
     calls: list = field(default_factory=list)      # (host, argv list)
     sessions: list = field(default_factory=list)   # (host, locked)
+    locks: list = field(default_factory=list)      # ("hold", host, path) / ("release", host, LOCK_FILE)
     fed: dict = field(default_factory=dict)        # host -> bytes fed to its commands
     rules: list = field(default_factory=list)
 
@@ -97,8 +98,9 @@ class FakeRunner:
         return list(cmd.argv)
 
     @contextmanager
-    def session(self, lock: bool = False):
+    def session(self, lock: bool = False, hold=()):
         self.recorder.sessions.append((self.host, lock))
+        self.recorder.locks += [("hold", self.host, path) for path in hold]
         yield FakeSession(self)
 
     def run(self, cmd: Command) -> str:
@@ -126,6 +128,9 @@ class FakeSession:
         if self.runner.dry_run and not cmd.query:
             return ""
         return self.runner.recorder._run(self.host, cmd)
+
+    def release_lock(self) -> None:
+        self.runner.recorder.locks.append(("release", self.host, self.cfg.lock_file))
 
     def close(self) -> None:
         pass

@@ -57,7 +57,11 @@ UNDO_ALL = [forget(), DELETE, RM_FILE]  # newest first: config file, target, vol
 def server(backend: str = "file", dry_run: bool = False, **keys: str) -> Recorder:
     """Records as the target server tgt1 of a backend (file: in /srv/pool)."""
     keys = {"HOST": "tgt1", "BACKEND": backend, "POOL_DIR": "/srv/pool", "CONF_DIR": CONF_DIR, **keys}
-    return Recorder(make_config(**keys), dry_run=dry_run)
+    recorder = Recorder(make_config(**keys), dry_run=dry_run)
+    # tgtd lists no target until cp has made its own
+    recorder.answer(*SHOW, out=listing((1, IQN, (BACKENDS[backend][0],))))
+    recorder.answer(*SHOW, out="", times=1)
+    return recorder
 
 
 @pytest.fixture
@@ -119,9 +123,13 @@ def test_cp_makes_volume_target_config_file_then_writes_the_image(image, backend
     recorder = server(backend)
     device, volume, _ = BACKENDS[backend]
     assert cp(recorder, image) == Registered(IQN, 2, ())
-    assert recorder.argvs("tgt1") == [*volume("2M"), *target(device), *saved(), writer(device)]
+    # at the end, SHOW: the target is still there with its LUN
+    assert recorder.argvs("tgt1") == [*volume("2M"), *target(device), *saved(), writer(device), SHOW]
     assert recorder.argvs("localhost") == []
     assert recorder.sessions == [("tgt1", True)]
+    # the image's own lock for all of it, the target server's only while the target is made
+    assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-7"),
+                              ("release", "tgt1", "/run/lock/one-iscsi.lock")]
     fed = recorder.fed["tgt1"]
     assert fed == records(image, zero_device)
     # a new sparse file reads as zeros already; a new LV is zeroed first
@@ -231,7 +239,7 @@ def test_cp_failing_to_allow_initiators_deletes_the_target_and_the_volume(image,
 def test_cp_keeps_an_existing_target_with_the_same_lun(pool, image):
     pool.answer(*SHOW, out=listing((4, IQN, (FILE,))))
     assert cp(pool, image) == Registered(IQN, 2, (f"target {IQN} already exists with TID 4: kept",))
-    assert pool.argvs() == [*file_volume(), SHOW, SHOW, writer(FILE)]
+    assert pool.argvs() == [*file_volume(), SHOW, SHOW, writer(FILE), SHOW]
 
 
 def test_cp_onto_an_existing_target_with_other_luns_removes_the_volume_again(pool, image):
@@ -593,3 +601,20 @@ def test_stat_and_copy_close_the_image_they_open(recorder, image):
     with pytest.raises(OneIscsiError):
         datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"))
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+# one image, one owner at a time (tests/integration/test_one_owner.py against the real tgtd)
+
+def test_cp_fails_and_takes_everything_back_when_the_target_is_gone_at_the_end(pool, image):
+    pool.answer(*SHOW, out="")  # tgtd restarted, or an rm came through, during the copy
+    error = failure_of(cp, pool, image)
+    assert str(error) == f"checking the target failed on tgt1: target {IQN} is no longer exported with LUN {FILE}"
+    assert pool.argvs() == [*FILE_CP, SHOW, *UNDO_ALL]
+
+
+def test_mkfs_and_rm_hold_the_image_lock(pool):
+    mkfs(pool)
+    datastore.rm(IQN, 7, pool.cfg, pool.runner("tgt1"))
+    held = ("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-7")
+    assert pool.locks == [held, held]
+    assert pool.sessions == [("tgt1", True), ("tgt1", False)]

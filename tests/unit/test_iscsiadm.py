@@ -45,3 +45,14 @@ def test_portal():
     assert iscsiadm.portal("tgt1", 3260) == "tgt1"
     assert iscsiadm.portal("tgt1", 3261) == "tgt1:3261"
     assert iscsiadm.portal("fd00::5", 3261) == "[fd00::5]:3261"
+
+
+@pytest.mark.parametrize("host", ["tgt1", "tgt1.example.com", "10.0.0.1", "a", "tgt-1.example.com", "TGT1"])
+def test_plain_hosts(host):
+    assert iscsiadm.is_plain_host(host)
+
+
+@pytest.mark.parametrize("host", ["", "tgt1:3260", "root@tgt1", "[fd00::5]", "fd00::5", "-oProxyCommand=x",
+                                  "tgt1.", ".tgt1", "tgt 1", "tgt1;x", "tgt_1", "tgt1/x", "a" * 254])
+def test_hosts_that_are_not_plain(host):
+    assert not iscsiadm.is_plain_host(host)

@@ -215,7 +215,7 @@ def cat(iqn: str) -> list[str]:
 def test_restore_creates_the_missing_targets_and_skips_the_present_ones(targets, shown):
     saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), ALLOWED, *CHAP),
                 TargetSpec(LISTED, ("/tmp/cap/a.img",)))
-    assert targets.restore() == ([IQN], [LISTED])
+    assert targets.restore() == ([IQN], [LISTED], [])
     assert shown.argvs() == [FIND,
                              cat(LISTED), SHOW, SHOW,  # sorted by name: localhost before tgt1
                              cat(IQN), SHOW, new_target(2), *allowed(2), new_lun(2, "/dev/vg-one/lv-one-7")]
@@ -223,28 +223,62 @@ def test_restore_creates_the_missing_targets_and_skips_the_present_ones(targets,
 
 def test_restore_without_conf_dir_restores_nothing(targets, recorder):
     recorder.fail(*FIND, stderr=f"find: '{CONF_DIR}': No such file or directory")
-    assert targets.restore() == ([], [])
+    assert targets.restore() == ([], [], [])
     assert recorder.argvs() == [FIND]
 
 
-def test_restore_of_a_file_without_target_names_the_file(targets, recorder):
-    recorder.answer(*FIND, out="broken.conf\n")
-    recorder.answer("cat", out="# Written by one-iscsi\nbacking-store /dev/x\n")
-    with pytest.raises(OneIscsiError, match=f"^{CONF_DIR}/broken.conf has no <target IQN> section$"):
-        targets.restore()
-    assert recorder.argvs() == [FIND, cat("broken")]
+IQN_8 = f"{BASE}:tgt1.vg-one.lv-one-8"
+BROKEN = f"{CONF_DIR}/broken.conf"
 
 
-def test_restore_of_a_present_target_with_other_luns_is_an_error(targets, shown):
+def test_restore_reports_a_file_without_target_and_goes_on(targets, shown):
+    saved_files(shown, TargetSpec(IQN_8, ("/dev/vg-one/lv-one-8",)))
+    shown.answer(*FIND, out=f"broken.conf\n{IQN_8}.conf\n")
+    shown.answer("cat", "--", BROKEN, out="# Written by one-iscsi\n\n")
+    assert targets.restore() == ([IQN_8], [], [(BROKEN, f"{BROKEN} has no <target IQN> section")])
+    assert shown.argvs() == [FIND, ["cat", "--", BROKEN],
+                             cat(IQN_8), SHOW, new_target(2, IQN_8), bind(2, "address", "ALL"),
+                             new_lun(2, "/dev/vg-one/lv-one-8")]
+
+
+@pytest.mark.parametrize("text, reason", [
+    (f"<target {IQN}>\n    backing-store /dev/x;touch${{IFS}}/tmp/x\n</target>\n",
+     "backing store '/dev/x;touch${IFS}/tmp/x' must hold only"),
+    (f"<target {IQN}>\n    backing-store /dev/x\n    incominguser evil pass$(touch${{IFS}}/tmp/y)\n</target>\n",
+     "CHAP password must be 12 to 16"),
+    (f"<target {IQN}>\n    backing-store /dev/x\n    initiator-address </target>\n</target>\n",
+     "initiator '</target>' must be ALL"),
+    (f"<target {IQN}>\n    backing-store /dev/x\n    write-cache off\n</target>\n",
+     "line 3: unknown directive 'write-cache'"),
+    (f"<target {IQN}>\n    backing-store /dev/x\n", f"<target {IQN}> has no </target>"),
+    (f"<target {IQN}>\n    backing-store /dev/x\n</target>\n<target {IQN_8}>\n</target>\n",
+     "line 4: a second <target> section"),
+    (f"<target {IQN_8}>\n    backing-store /dev/x\n</target>\n",
+     f"holds target {IQN_8}, not the one of its name"),
+])
+def test_restore_refuses_a_file_render_would_not_write_and_runs_nothing_for_it(targets, recorder, text, reason):
+    recorder.answer(*FIND, out=f"{IQN}.conf\n")
+    recorder.answer("cat", out=text)
+    restored, present, [(what, message)] = targets.restore()
+    assert (restored, present, what) == ([], [], conf(IQN))
+    assert message.startswith(conf(IQN)) and reason in message and "\n" not in message
+    assert recorder.argvs() == [FIND, cat(IQN)]
+
+
+def test_restore_reports_a_present_target_with_other_luns_and_leaves_it(targets, shown):
     saved_files(shown, TargetSpec(LISTED, ("/dev/elsewhere",)))
-    with pytest.raises(OneIscsiError, match="already exists on tgt1 with other LUNs"):
-        targets.restore()
+    assert targets.restore() == ([], [], [(LISTED, f"target {LISTED} already exists on tgt1 with other LUNs")])
     assert shown.argvs() == [FIND, cat(LISTED), SHOW, SHOW]
 
 
-def test_restore_whose_lun_cannot_be_added_deletes_the_half_made_target(targets, shown):
-    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",)))
-    shown.fail("--mode", "logicalunit", rc=22, stderr="tgtadm: invalid request")
-    with pytest.raises(OneIscsiError, match="cannot add /dev/vg-one/lv-one-7 as LUN 1 of TID 2"):
-        targets.restore()
-    assert shown.argvs()[-1] == delete_target(2, "--force")
+def test_restore_deletes_a_half_made_target_and_restores_the_next_one(targets, shown):
+    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",)), TargetSpec(IQN_8, ("/dev/vg-one/lv-one-8",)))
+    shown.fail("--mode", "logicalunit", "/dev/vg-one/lv-one-7", rc=22, stderr="tgtadm: invalid request")
+    restored, present, [(what, reason)] = targets.restore()
+    assert (restored, present, what) == ([IQN_8], [], IQN)
+    assert reason.startswith(f"{IQN}: cannot add /dev/vg-one/lv-one-7 as LUN 1 of TID 2")
+    assert shown.argvs() == [FIND,
+                             cat(IQN), SHOW, new_target(2), bind(2, "address", "ALL"),
+                             new_lun(2, "/dev/vg-one/lv-one-7"), delete_target(2, "--force"),
+                             cat(IQN_8), SHOW, new_target(2, IQN_8), bind(2, "address", "ALL"),
+                             new_lun(2, "/dev/vg-one/lv-one-8")]

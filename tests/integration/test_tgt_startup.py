@@ -1,0 +1,289 @@
+"""tgt's own start-up, `tgt-admin -e`, over the files one-iscsi saves.
+
+tgt-admin reads the whole configuration (targets.conf and what it includes)
+with Config::General and runs every tgtadm through sh, as root; `-e` also
+deletes every target its configuration lacks, so each test has a tgtd of its
+own. What these tests measure of tgt-admin (tgt 1.0.85):
+
+* a backing store that does not exist is skipped: the target comes back
+  without a LUN, and tgt-admin still exits 0;
+* a file Config::General cannot read (a <target> without </target>) stops it
+  before anything is done: exit 255, no target at all comes back;
+* a tgtadm that fails (a backing store tgtd refuses, a value sh cannot read)
+  stops it there: the target it was making stays half-made, the targets after
+  it (in IQN order) do not come back, and it exits with tgtadm's status;
+* a target without initiator-address is bound to ALL;
+* files whose names start with a dot (one-iscsi's temporary files) are not
+  read.
+
+one-iscsi therefore writes only values that pass the rules of values.py,
+each file whole (a temporary dot file renamed), and `one-iscsi target
+restore` restores every target it can, whatever the others are.
+"""
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from oneiscsi import config, tgt, tgtconf
+from oneiscsi.config import ConfigError
+from oneiscsi.errors import InvalidInput
+from oneiscsi.run import Runner
+from oneiscsi.targets import TargetServer
+from oneiscsi.tgtconf import NO_ADDRESS, TargetSpec
+from support import daemons
+from support.commands import quiet
+from support.driver import action_xml, random_image, read_lun, remote
+
+IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
+PASSWORD = "~a^b%c,d/e=f+g:"  # every kind of character the rules allow, through sh
+NODE1, NODE2 = "iqn.2000-01.org.example:node1", "iqn.2000-01.org.example:node2"
+
+
+class Tgt:
+    """A tgt installation in a folder: targets.conf including conf.d/*.conf,
+    one-iscsi's CONF_DIR in conf.d, a private tgtd, and one-iscsi (and its
+    CLI in this process) configured for them."""
+
+    def __init__(self, root: Path, daemon: daemons.Tgtd):
+        self.daemon, self.pool = daemon, root / "pool"
+        conf_d = root / "etc" / "tgt" / "conf.d"
+        conf_d.mkdir(parents=True)
+        self.conf_dir = conf_d / "one-iscsi"
+        self.targets_conf = root / "etc" / "tgt" / "targets.conf"
+        self.targets_conf.write_text(f"include {conf_d}/*.conf\n")
+        self.env = {**daemon.env, "ONE_ISCSI_CONF_DIR": str(self.conf_dir), "ONE_ISCSI_HOST": "localhost",
+                    "ONE_ISCSI_LOCK_FILE": str(root / "one-iscsi.lock")}
+        self.cfg = config.load(env=self.env)
+
+    def store(self, n: int, data: bytes = b"") -> str:
+        """The file backend's backing store of image n, made (8 MiB) with data at its start."""
+        path = self.pool / "vg-one" / f"lv-one-{n}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["truncate", "-s", "8M", str(path)], check=True)
+        with open(path, "r+b") as device:
+            device.write(data)
+        return str(path)
+
+    def save(self, *specs: TargetSpec) -> None:
+        """What one-iscsi does when it has made a target."""
+        with Runner("localhost", self.cfg).session() as session:
+            for spec in specs:
+                TargetServer(session).save(spec)
+
+    def file(self, iqn: str) -> Path:
+        return Path(tgtconf.path(str(self.conf_dir), iqn))
+
+    def start(self, *options: str) -> subprocess.CompletedProcess:
+        """tgt's start-up: tgt-admin -e over targets.conf."""
+        return quiet(["tgt-admin", "-C", str(self.daemon.control), *options, "-e", "-c", str(self.targets_conf)])
+
+    def targets(self) -> dict[str, tgt.Target]:
+        shown = self.daemon.tgtadm("--lld", "iscsi", "--op", "show", "--mode", "target").stdout
+        return {target.iqn: target for target in tgt.parse_show(shown)}
+
+    def luns(self) -> dict[str, tuple[str, ...]]:
+        return {iqn: tuple(lun.backing_store for lun in target.luns) for iqn, target in self.targets().items()}
+
+    def inquire(self, iqn: str, initiator: str = "", user: str = "", password: str = "") -> tuple[int, str]:
+        url = f"iscsi://{user + '@' if user else ''}{self.daemon.portal}/{iqn}/1"
+        done = quiet(["iscsi-inq", *(["-i", initiator] if initiator else []), url],
+                     env={**os.environ, "LIBISCSI_CHAP_PASSWORD": password} if password else None)
+        return done.returncode, done.stdout + done.stderr
+
+
+@pytest.fixture
+def tgt_install(tmp_path, monkeypatch):
+    with daemons.tgtd() as daemon:  # stopped by PID at the end, also when the test fails
+        installed = Tgt(tmp_path, daemon)
+        for key, value in installed.env.items():
+            monkeypatch.setenv(key, value)
+        yield installed
+
+
+def test_what_one_iscsi_saves_comes_back_at_tgt_start_with_its_access_rules(tgt_install, tmp_path, cli):
+    data = os.urandom(64 * 1024)
+    specs = [
+        TargetSpec(IQN.format(1), (tgt_install.store(1, data),)),
+        TargetSpec(IQN.format(2), (tgt_install.store(2),), ("127.0.0.1", "192.168.7.0/24", "::1"), "one", PASSWORD),
+        TargetSpec(IQN.format(3), (tgt_install.store(3),), (NODE1,)),
+        TargetSpec(IQN.format(4), (tgt_install.store(4), tgt_install.store(40)), ("10.9.9.9", NODE1)),
+    ]
+    tgt_install.save(*specs)
+    assert sorted(os.listdir(tgt_install.conf_dir)) == sorted(f"{spec.iqn}.conf" for spec in specs)
+    assert {tgt_install.file(spec.iqn).stat().st_mode & 0o777 for spec in specs} == {0o600}
+
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert tgt_install.luns() == {spec.iqn: spec.backing_stores for spec in specs}
+    assert tgt_install.targets()[IQN.format(3)].acl == (NO_ADDRESS, NODE1)  # not ALL
+    assert_access(tgt_install, data, tmp_path)
+    again = tgt_install.start()
+    assert again.returncode == 0 and len(tgt_install.targets()) == 4
+
+    tgt_install.daemon.delete_all_targets()
+    restored = cli("target", "restore")
+    assert (restored.rc, restored.err.splitlines()[-1]) == (0, "4 restored, 0 already present")
+    assert tgt_install.luns() == {spec.iqn: spec.backing_stores for spec in specs}
+    assert_access(tgt_install, data, tmp_path)
+
+
+def assert_access(installed: Tgt, data: bytes, tmp_path: Path) -> None:
+    assert installed.inquire(IQN.format(1))[0] == 0
+    assert read_lun(installed.daemon, IQN.format(1), tmp_path / "lun.raw")[:len(data)] == data
+    assert "Authentication failure" in installed.inquire(IQN.format(2))[1]
+    assert "Authentication failure" in installed.inquire(IQN.format(2), user="one", password="wrong-pass-123")[1]
+    assert installed.inquire(IQN.format(2), user="one", password=PASSWORD)[0] == 0
+    assert installed.inquire(IQN.format(3), initiator=NODE1)[0] == 0
+    assert "Target not found" in installed.inquire(IQN.format(3), initiator=NODE2)[1]
+    assert installed.inquire(IQN.format(4), initiator=NODE1)[0] == 0
+    assert "Target not found" in installed.inquire(IQN.format(4), initiator=NODE2)[1]
+
+
+# (key, value): {canary} is an absolute path under the test's folder
+HOSTILE = [
+    ("INITIATORS", "127.0.0.1;touch${{IFS}}{canary}"),
+    ("CHAP_PASSWORD", "pass$(touch${{IFS}}{canary})"),
+    ("POOL_DIR", "/srv/p$(touch${{IFS}}{canary})"),
+    ("INITIATORS", "127.0.0.1\n    incominguser evil evil-pass-123"),
+    ("CHAP_PASSWORD", "secret-pass-12\n    incominguser evil evil-pass-123"),
+    ("CHAP_USER", "one\n    incominguser evil"),
+    ("POOL_DIR", "/srv/p\n</target>"),
+    ("INITIATORS", "</target>"),
+    ("CHAP_USER", "one</target>"),
+    ("INITIATORS", "`touch {canary}`"),
+    ("CHAP_PASSWORD", "pass`touch${{IFS}}{canary}`"),
+    ("POOL_DIR", "/srv/`touch${{IFS}}{canary}`"),
+    ("CHAP_USER", "one;touch${{IFS}}{canary}"),
+    ("POOL_DIR", "/srv/p;touch${{IFS}}{canary}"),
+    ("INITIATORS", "10.0.0.1|touch${{IFS}}{canary}"),
+    ("CHAP_PASSWORD", "secret|touch${{IFS}}{canary}"),
+    ("INITIATORS", "10.0.0.1&&touch${{IFS}}{canary}"),
+    ("POOL_DIR", "/srv/p&&touch${{IFS}}{canary}"),
+    ("INITIATORS", "$(touch${{IFS}}{canary})"),
+    ("CHAP_USER", "$(touch${{IFS}}{canary})"),
+    ("CHAP_PASSWORD", "secret-pass-12#x"),
+    ("CHAP_PASSWORD", "secret-pass-1\\"),
+]
+GOOD_PASSWORD = "secret-pass-12"
+
+
+def hostile_spec(key: str, value: str) -> TargetSpec:
+    store = "/srv/one-iscsi/vg-one/lv-one-9"
+    return {
+        "INITIATORS": TargetSpec(IQN.format(9), (store,), (value,)),
+        "CHAP_USER": TargetSpec(IQN.format(9), (store,), ("ALL",), value, GOOD_PASSWORD),
+        "CHAP_PASSWORD": TargetSpec(IQN.format(9), (store,), ("ALL",), "one", value),
+        "POOL_DIR": TargetSpec(IQN.format(9), (f"{value}/vg-one/lv-one-9",)),
+    }[key]
+
+
+@pytest.mark.parametrize("key, value", HOSTILE, ids=[f"{key}-{n}" for n, (key, _) in enumerate(HOSTILE)])
+def test_a_hostile_value_never_reaches_a_target_file(tgt_install, tmp_path, key, value):
+    canary = tmp_path / "canary"
+    value = value.format(canary=canary)
+    partner = {"CHAP_USER": {"CHAP_PASSWORD": GOOD_PASSWORD}, "CHAP_PASSWORD": {"CHAP_USER": "one"}}.get(key, {})
+    with pytest.raises(ConfigError, match=f"^{key} "):
+        config.load(template={key: value, **partner}, env={})
+    with pytest.raises(InvalidInput, match=f"^target '{IQN.format(9)}': "):
+        tgtconf.render(hostile_spec(key, value))
+
+    good = TargetSpec(IQN.format(1), (tgt_install.store(1),))
+    tgt_install.save(good)
+    with pytest.raises(InvalidInput):
+        tgt_install.save(hostile_spec(key, value))
+    assert os.listdir(tgt_install.conf_dir) == [f"{good.iqn}.conf"]
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert tgt_install.luns() == {good.iqn: good.backing_stores}
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("line", ["initiator-address 127.0.0.1;touch${{IFS}}{canary}",
+                                  "incominguser one pass$(touch${{IFS}}{canary})"])
+def test_a_hostile_value_written_verbatim_would_reach_tgt_admins_shell(tgt_install, tmp_path, line):
+    """What the corpus above guards against, seen with tgt-admin --pretend,
+    which prints the command lines it would hand to sh instead of running them."""
+    canary = tmp_path / "canary"
+    line = line.format(canary=canary)
+    tgt_install.conf_dir.mkdir(mode=0o700)
+    Path(tgtconf.include_path(str(tgt_install.conf_dir))).write_text(f"include {tgt_install.conf_dir}/*.conf\n")
+    tgt_install.file(IQN.format(1)).write_text(
+        f"<target {IQN.format(1)}>\n    backing-store {tgt_install.store(1)}\n    {line}\n</target>\n")
+    pretended = tgt_install.start("--pretend")
+    assert f"touch${{IFS}}{canary}" in pretended.stdout
+    assert not canary.exists() and tgt_install.targets() == {}
+
+
+def write_unclosed(installed: Tgt, name: str, n: int) -> None:
+    """A file cut short: what an interrupted write in place would leave."""
+    (installed.conf_dir / name).write_text(f"<target {IQN.format(n)}>\n    backing-store {installed.store(n)}\n")
+
+
+def test_tgt_start_skips_a_missing_backing_store_and_reads_no_temporary_file(tgt_install):
+    good = [TargetSpec(IQN.format(n), (tgt_install.store(n),)) for n in (1, 3, 5)]
+    gone = TargetSpec(IQN.format(2), (str(tgt_install.pool / "vg-one" / "lv-one-2"),))
+    tgt_install.save(good[0], gone, *good[1:])
+    write_unclosed(tgt_install, f".{IQN.format(4)}.conf.tmp", 4)
+    write_unclosed(tgt_install, f".{IQN.format(6)}.conf", 6)
+
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert tgt_install.luns() == {**{spec.iqn: spec.backing_stores for spec in good}, gone.iqn: ()}
+    assert tgt_install.targets()[gone.iqn].acl == ("ALL",)
+
+
+def test_tgt_start_stops_on_a_file_it_cannot_read_and_restore_goes_on(tgt_install, tmp_path, cli):
+    good = [TargetSpec(IQN.format(n), (tgt_install.store(n),)) for n in (1, 3, 5)]
+    gone = TargetSpec(IQN.format(2), (str(tgt_install.pool / "vg-one" / "lv-one-2"),), ("127.0.0.1",))
+    tgt_install.save(good[0], gone, *good[1:])
+    write_unclosed(tgt_install, f"{IQN.format(4)}.conf", 4)
+    unknown = tgt_install.file(IQN.format(6))
+    unknown.write_text(f"<target {IQN.format(6)}>\n    backing-store {tgt_install.store(6)}\n"
+                       "    write-cache off\n</target>\n")
+
+    started = tgt_install.start()
+    assert started.returncode == 255 and "has no EndBlock statement" in started.stderr
+    assert tgt_install.targets() == {}
+
+    restored = cli("target", "restore")
+    assert restored.rc == 1
+    lines = restored.err.splitlines()
+    assert lines[:3] == [f"restored {spec.iqn}" for spec in good]
+    assert lines[-1] == "3 restored, 0 already present, 3 failed"
+    failures = lines[3:-1]
+    assert len(failures) == 3 and all(line.startswith("not restored: ") for line in failures)
+    assert failures[0].startswith(f"not restored: {gone.iqn}: cannot add {gone.backing_stores[0]} as LUN 1")
+    assert failures[1] == f"not restored: {tgt_install.file(IQN.format(4))}: <target {IQN.format(4)}> has no </target>"
+    assert failures[2] == f"not restored: {unknown}: line 3: unknown directive 'write-cache'"
+    assert tgt_install.luns() == {spec.iqn: spec.backing_stores for spec in good}  # nothing half-made
+
+    ds = {"BACKEND": "file", "POOL_DIR": str(tgt_install.pool), "HOST": "localhost"}
+    image = random_image(tmp_path / "img.raw", 1024 * 1024)
+    registered = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, ds), "2")
+    assert registered.returncode == 0, registered.stderr
+    assert tgt_install.luns()[gone.iqn] == gone.backing_stores
+    assert read_lun(tgt_install.daemon, gone.iqn, tmp_path / "lun.raw")[:len(image.read_bytes())] == image.read_bytes()
+    again = cli("target", "restore")
+    assert (again.rc, again.err.splitlines()[-1]) == (1, "0 restored, 4 already present, 2 failed")
+
+
+def test_tgt_start_stops_at_a_failing_tgtadm_and_restore_goes_on(tgt_install, cli):
+    good = [TargetSpec(IQN.format(n), (tgt_install.store(n),)) for n in (1, 3)]
+    refused = TargetSpec(IQN.format(2), (str(tgt_install.pool / "socket"),))
+    with socket.socket(socket.AF_UNIX) as listener:  # leaves a file tgtd cannot open
+        listener.bind(refused.backing_stores[0])
+    tgt_install.save(good[0], refused, good[1])
+
+    started = tgt_install.start()
+    assert started.returncode == 22 and "exited with code: 22" in started.stdout
+    assert tgt_install.luns() == {good[0].iqn: good[0].backing_stores, refused.iqn: ()}  # and no lv-one-3
+
+    tgt_install.daemon.delete_all_targets()
+    restored = cli("target", "restore")
+    assert restored.rc == 1
+    assert restored.err.splitlines()[-1] == "2 restored, 0 already present, 1 failed"
+    assert f"not restored: {refused.iqn}: cannot add {refused.backing_stores[0]} as LUN 1" in restored.err
+    assert tgt_install.luns() == {spec.iqn: spec.backing_stores for spec in good}

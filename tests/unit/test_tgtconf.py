@@ -1,0 +1,169 @@
+"""tgtconf: the target files tgt-admin runs through a shell at tgt's start.
+render() writes only values that pass the rules of values.py; parse() reads
+back only what render() writes, with one-line errors naming the file."""
+import random
+
+import pytest
+
+from oneiscsi import tgtconf
+from oneiscsi.errors import InvalidInput
+from oneiscsi.tgtconf import NO_ADDRESS, TargetSpec
+
+IQN = "iqn.2012-02.org.opennebula:tgt1.vg-one.lv-one-7"
+STORE = "/dev/vg-one/lv-one-7"
+PASSWORD = "secret-pass-12"
+ORIGIN = f"/etc/tgt/conf.d/one-iscsi/{IQN}.conf"
+
+
+def test_render_writes_every_field_in_tgt_format():
+    spec = TargetSpec(IQN, (STORE, "/srv/one-iscsi/vg-one/lv-one-7b"),
+                      ("10.0.0.0/24", "fd00::5", "iqn.1993-08.org.debian:01:abc"), "one", PASSWORD)
+    assert tgtconf.render(spec) == (
+        f"{tgtconf.HEADER}<target {IQN}>\n"
+        f"    backing-store {STORE}\n"
+        "    backing-store /srv/one-iscsi/vg-one/lv-one-7b\n"
+        "    initiator-address 10.0.0.0/24\n"
+        "    initiator-address fd00::5\n"
+        "    initiator-name iqn.1993-08.org.debian:01:abc\n"
+        f"    incominguser one {PASSWORD}\n"
+        "</target>\n")
+
+
+def test_a_target_open_to_initiator_names_only_gets_an_address_no_initiator_has():
+    """tgt-admin binds ALL to a target without initiator-address, which would
+    let every initiator in after tgt's start."""
+    text = tgtconf.render(TargetSpec(IQN, (STORE,), ("iqn.2000-01.org.example:node1",)))
+    assert f"    initiator-address {NO_ADDRESS}\n    initiator-name iqn.2000-01.org.example:node1\n" in text
+    assert NO_ADDRESS not in tgtconf.render(TargetSpec(IQN, (STORE,), ("10.0.0.5", "iqn.2000-01.org.example:n1")))
+
+
+@pytest.mark.parametrize("spec", [
+    TargetSpec(IQN, (STORE,)),
+    TargetSpec(IQN, (STORE, "/srv/p/b.img"), ("ALL",)),
+    TargetSpec(IQN, (STORE,), ("127.0.0.1", "192.168.7.0/24", "::1", "fe80::/10")),
+    TargetSpec(IQN, (STORE,), ("iqn.2000-01.org.example:node1", "eui.0123456789ABCDEF")),
+    TargetSpec(IQN, (STORE,), ("10.0.0.5", "iqn.2000-01.org.example:node1"), "one", PASSWORD),
+    TargetSpec(IQN, (STORE,), (NO_ADDRESS,)),
+    TargetSpec(IQN, (STORE,), chap_user="a_b.c@d:e-f", chap_password="~a^b%c,d/e=f+g:"),
+])
+def test_parse_reads_back_what_render_writes(spec):
+    assert tgtconf.parse(tgtconf.render(spec), ORIGIN) == spec
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"iqn": "iqn.2012-02.org.opennebula:x;touch${IFS}/tmp/x"}, "IQN"),
+    ({"iqn": ""}, "IQN"),
+    ({"backing_stores": ("/srv/p$(touch${IFS}/tmp/z)/vg-one/lv-one-7",)}, "backing store"),
+    ({"backing_stores": ("dev/x",)}, "backing store"),
+    ({"backing_stores": (STORE, "/dev/x y")}, "backing store"),
+    ({"backing_stores": ("/srv/`touch${IFS}/tmp/z`",)}, "backing store"),
+    ({"initiators": ("127.0.0.1;touch${IFS}/tmp/x",)}, "initiator"),
+    ({"initiators": ("</target>",)}, "initiator"),
+    ({"initiators": ("10.0.0.1\n    incominguser evil evil-password1",)}, "initiator"),
+    ({"initiators": ("10.0.0.1|touch${IFS}/tmp/x",)}, "initiator"),
+    ({"initiators": ("ALL", "iqn.2000-01.x:a&&touch")}, "initiator"),
+    ({"chap_user": "one`touch${IFS}/tmp/y`", "chap_password": PASSWORD}, "CHAP user"),
+    ({"chap_user": "one\nincominguser evil", "chap_password": PASSWORD}, "CHAP user"),
+])
+def test_render_refuses_a_value_the_rules_refuse_and_names_the_field(change, field):
+    spec = TargetSpec(**{"iqn": IQN, "backing_stores": (STORE,), **change})
+    with pytest.raises(InvalidInput, match=f"^target .*: {field} .* (must|contains|is not)") as refused:
+        tgtconf.render(spec)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("password", [
+    "pass$(touch${IFS}/tmp/y)", "secret-pass-12\n    incominguser evil evil-pass-123", "pass;word-1234",
+    "pass#word-12345", "short", "-starts-with-dash", "secret-pass-12\\"])
+def test_render_refuses_a_bad_chap_password_without_showing_it(password):
+    with pytest.raises(InvalidInput, match=f"^target '{IQN}': CHAP password must be 12 to 16") as refused:
+        tgtconf.render(TargetSpec(IQN, (STORE,), ("ALL",), "one", password))
+    assert password not in str(refused.value)
+
+
+@pytest.mark.parametrize("spec, problem", [
+    (TargetSpec(IQN, ()), "no backing store"),
+    (TargetSpec(IQN, (STORE,), ()), "no initiators"),
+    (TargetSpec(IQN, (STORE,), ("ALL",), "one", ""), "CHAP user and password go together"),
+    (TargetSpec(IQN, (STORE,), ("ALL",), "", PASSWORD), "CHAP user and password go together"),
+])
+def test_render_refuses_an_incomplete_target(spec, problem):
+    with pytest.raises(InvalidInput, match=f"^target '{IQN}': {problem}$"):
+        tgtconf.render(spec)
+
+
+GOOD = f"<target {IQN}>\n    backing-store {STORE}\n</target>\n"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("", "has no <target IQN> section"),
+    ("# only a comment\n", "has no <target IQN> section"),
+    (f"<target {IQN}>\n    backing-store {STORE}\n", f": <target {IQN}> has no </target>"),
+    (GOOD + GOOD, ": line 4: a second <target> section"),
+    (f"<target {IQN}>\n<target {IQN}>\n", ": line 2: a second <target> section"),
+    (f"<target {IQN} x>\n", ": line 1: expected <target IQN>"),
+    (f"backing-store {STORE}\n" + GOOD, ": line 1: 'backing-store' outside <target>"),
+    (GOOD + "include /etc/passwd\n", ": line 4: 'include' outside <target>"),
+    ("</target>\n", ": line 1: '</target>' outside <target>"),
+    (GOOD.replace("</target>", "    write-cache off\n</target>"), ": line 3: unknown directive 'write-cache'"),
+    (GOOD.replace("</target>", "    bs-type rbd\n</target>"), ": line 3: unknown directive 'bs-type'"),
+    (GOOD.replace("</target>", "    incominguser one\n</target>"), ": line 3: incominguser takes 2 value"),
+    (GOOD.replace("</target>", f"    incominguser one {PASSWORD} x\n</target>"),
+     ": line 3: incominguser takes 2 value"),
+    (GOOD.replace(STORE, f"{STORE} {STORE}"), ": line 2: backing-store takes 1 value"),
+    (GOOD.replace("</target>", f"    incominguser one {PASSWORD}\n    incominguser evil evil-pass-123\n</target>"),
+     ": line 4: a second incominguser"),
+    (GOOD.replace("</target>", "    initiator-address 127.0.0.1;touch${IFS}/tmp/x\n</target>"),
+     ": initiator '127.0.0.1;touch${IFS}/tmp/x' must be ALL"),
+    (GOOD.replace("</target>", "    initiator-address </target>\n</target>"), ": initiator '</target>' must be"),
+    (GOOD.replace(STORE, "/srv/p$(touch${IFS}/tmp/z)"), ": backing store '/srv/p$(touch${IFS}/tmp/z)' must"),
+    (GOOD.replace(STORE, "relative/x"), ": backing store 'relative/x' must be an absolute path"),
+    (GOOD.replace("</target>", "    incominguser one`id` secret-pass-12\n</target>"), ": CHAP user 'one`id`' must"),
+    (GOOD.replace("</target>", "    incominguser one pass$(touch${IFS}/tmp/y)\n</target>"),
+     ": CHAP password must be 12 to 16"),
+    (GOOD.replace(IQN, "iqn.2012-02.org.opennebula:bad_name"), ": IQN 'iqn.2012-02.org.opennebula:bad_name'"),
+    (f"<target {IQN}>\n</target>\n", ": no backing store"),
+])
+def test_parse_refuses_anything_render_does_not_write_in_one_line_naming_the_file(text, problem):
+    with pytest.raises(InvalidInput) as refused:
+        tgtconf.parse(text, ORIGIN)
+    message = str(refused.value)
+    assert message.startswith(ORIGIN) and problem in message and "\n" not in message
+    assert "pass$(touch" not in message
+
+
+def test_parse_keeps_comments_blank_lines_and_indentation_out():
+    text = f"# header\n\n<target {IQN}>\n# note\n\tbacking-store {STORE}\n   \n</target>\n# end\n"
+    assert tgtconf.parse(text, ORIGIN) == TargetSpec(IQN, (STORE,))
+
+
+WORDS = ["<target", "</target>", *tgtconf.DIRECTIVES, "include", "write-cache", "#"]
+VALUES = [STORE, "/srv/p/b.img", "one", PASSWORD, "ALL", "127.0.0.1", "fe80::/10", NO_ADDRESS,
+          "iqn.2000-01.org.example:n1", f"{IQN}>", "</target>", ";", "$(id)", "`id`", "|", "&&", "#x", "\\",
+          "<<EOF", "/tmp/x;y", "relative", "-o", "pass$(id)12345"]
+
+
+def test_parse_of_a_jumbled_file_returns_a_spec_that_passes_the_rules_or_one_invalid_input():
+    chance, outcomes = random.Random(20240601), {"read": 0, "refused": 0}
+    for _ in range(3000):
+        lines = GOOD.splitlines()
+        for _ in range(chance.randint(1, 3)):
+            line = " ".join([chance.choice(WORDS), *chance.sample(VALUES, chance.randint(0, 3))])
+            lines.insert(chance.randint(0, len(lines)), line)
+        try:
+            spec = tgtconf.parse("\n".join(lines), ORIGIN)
+        except InvalidInput as err:
+            assert str(err).startswith(ORIGIN) and "\n" not in str(err)
+            outcomes["refused"] += 1
+            continue
+        assert tgtconf.check(spec, ORIGIN) == spec
+        assert tgtconf.parse(tgtconf.render(spec), ORIGIN) == spec
+        outcomes["read"] += 1
+    assert min(outcomes.values()) > 50, outcomes
+
+
+def test_file_names_stay_inside_conf_dir_and_out_of_the_temporary_names():
+    assert tgtconf.path("/etc/tgt/conf.d/one-iscsi", IQN) == ORIGIN
+    assert tgtconf.include_path("/etc/tgt/conf.d/one-iscsi/") == "/etc/tgt/conf.d/one-iscsi.conf"
+    temporary = tgtconf.write(ORIGIN, "x")[1].argv[1]
+    assert temporary == f"of=/etc/tgt/conf.d/one-iscsi/.{IQN}.conf.tmp"  # a dot file: no *.conf glob takes it
