@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
 from . import values as check
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 ENV_PREFIX = "ONE_ISCSI_"
 CONF_ENV = "ONE_ISCSI_CONF"
@@ -51,13 +51,9 @@ class Key:
         try:
             return self.parse(text)
         except ValueError as err:
-            got = f", got {_shown(text)}" if text and not self.secret else ""
+            got = f", got {shown(repr(text))}" if text and not self.secret else ""
             raise ConfigError(f"{self.name} {err}{got} (from {origin})") from None
 
-
-def _shown(text: str, limit: int = 80) -> str:
-    """text quoted, cut short if long."""
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 # Parsers: the return annotation is the type of Config's attribute.

@@ -116,6 +116,8 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
     targets = TargetServer(session)
     spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
     tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
+    if not created and undo.step("creating target", lambda: targets.delete_if_empty(target.iqn)):
+        tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
     if not created:
         undo.step("creating target", lambda: targets.check_same(spec))
         return (f"target {target.iqn} already exists with TID {tid}: kept",)
@@ -225,8 +227,9 @@ def mkfs_commands(fstype: str, device: str) -> list[Command]:
 def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
     """Delete the image's target, its config file and its volume; returns notes."""
     target = names.parse(iqn)
-    if (target.vg, target.lv) != (cfg.vg_name, storage.lv_name(image_id)):
-        raise InvalidInput(f"SOURCE {target.iqn} is not image {image_id} of volume group {cfg.vg_name}")
+    expected, _ = _names(image_id, cfg)
+    if target != expected:  # another target server's or datastore's: not this volume to remove
+        raise InvalidInput(f"SOURCE {target.iqn} is not image {image_id} of this datastore (that is {expected.iqn})")
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs

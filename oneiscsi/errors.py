@@ -10,6 +10,15 @@ import signal
 from typing import Optional, Sequence
 
 
+SHOWN = 200  # characters of a value echoed in a message
+
+
+def shown(value: object, limit: int = SHOWN) -> str:
+    """value for a message: at most limit characters of it."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 class OneIscsiError(Exception):
     """Something failed: exit status 1. Clean-up that failed after it (a
     rollback) travels with it, in rollback_failures."""

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 if TYPE_CHECKING:
     from .tm import HostPath
@@ -97,7 +97,7 @@ def host_path(argument: str) -> "HostPath":
 
     host, sep, path = argument.partition(":")
     if not sep or not host or not path.startswith("/"):
-        raise InvalidInput(f"expected HOST:/PATH, got {argument!r}")
+        raise InvalidInput(f"expected HOST:/PATH, got {shown(repr(argument))}")
     return HostPath(host, path)
 
 

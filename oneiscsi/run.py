@@ -29,7 +29,7 @@ from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
 
 from .command import Command
 from .config import Config, hostname
-from .errors import CommandError, InvalidInput, OneIscsiError
+from .errors import CommandError, InvalidInput, OneIscsiError, shown
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
@@ -47,7 +47,7 @@ def is_local(host: str) -> bool:
 
 def check_host(host: str) -> str:
     if not _SSH_HOST.fullmatch(host or ""):
-        raise InvalidInput(f"invalid host name {host!r}")
+        raise InvalidInput(f"invalid host name {shown(repr(host))}")
     return host
 
 

@@ -113,8 +113,17 @@ def _open_url(url: str, timeout: float):
     import urllib.error
     import urllib.request
 
+    class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+        """Redirects are followed to http(s) only (urllib's own would follow to ftp)."""
+
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if not is_url(newurl):
+                raise urllib.error.URLError(f"redirected to {newurl}, which is not http(s)")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    opener = urllib.request.build_opener(HttpOnlyRedirects)
     try:
-        return urllib.request.urlopen(url, timeout=timeout)
+        return opener.open(url, timeout=timeout)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise OneIscsiError(f"cannot download {url}: {reason}") from None

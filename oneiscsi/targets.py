@@ -101,7 +101,7 @@ class TargetServer:
         commands = tgtconf.write(tgtconf.path(conf_dir, spec.iqn), tgtconf.render(spec))
         include = tgtconf.include_path(conf_dir)
         if not self._exists(include):
-            commands[:0] = tgtconf.write(include, f"include {conf_dir.rstrip('/')}/*.conf\n", mode="0644")
+            commands[:0] = tgtconf.write(include, tgtconf.include(conf_dir), mode="0644")
         for cmd in commands:
             self.session.run(cmd)
 
@@ -132,6 +132,16 @@ class TargetServer:
         self.allow(tid, spec)
         for lun, store in enumerate(spec.backing_stores, 1):
             self.bind_lun(tid, store, lun)
+
+    def delete_if_empty(self, iqn: str) -> bool:
+        """Delete a target of that name with no LUN and no session: what
+        tgt's start-up leaves of a saved target whose backing store it could
+        not open. True if there was one."""
+        found = self.get(iqn)
+        if found.luns or found.sessions:
+            return False
+        self.delete(found.tid)
+        return True
 
     def check_same(self, spec: tgtconf.TargetSpec) -> None:
         """An existing target of spec's name must have spec's LUNs."""

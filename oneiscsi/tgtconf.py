@@ -132,6 +132,13 @@ def include_path(conf_dir: str) -> str:
     return conf_dir.rstrip("/") + ".conf"
 
 
+def include(conf_dir: str) -> str:
+    """The include file's content. ignore-errors: tgt-admin goes on past a
+    target tgtd refuses (a backing store it cannot open) instead of leaving
+    every later target, one-iscsi's or not, down at tgt's start."""
+    return f"ignore-errors yes\ninclude {conf_dir.rstrip('/')}/*.conf\n"
+
+
 def write(file: str, content: str, mode: str = "0600") -> list[Command]:
     """Commands that write a file atomically. The directory is made 0700 so
     nobody else can read the file while it is being written."""

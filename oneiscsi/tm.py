@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from . import initiator, iscsiadm, names, source, storage
 from .command import Command, command
 from .config import Config
-from .errors import InvalidInput, NotFound, OneIscsiError
+from .errors import InvalidInput, NotFound, OneIscsiError, shown
 from .initiator import is_iscsi, logout_and_forget
 from .run import Runner, Session
 from .undo import Undo
@@ -38,7 +38,6 @@ _SYSTEM_TREES = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64",
                            "run", "sbin", "sys", "usr"})
 PATH_MAX = 4095
 NAME_MAX = 255
-SHOWN = 200  # characters of a value echoed in a message
 
 Hosts = Callable[[str], Runner]
 
@@ -51,12 +50,6 @@ class HostPath:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.path}"
-
-
-def shown(value: object) -> str:
-    """value for a message: at most SHOWN characters of it."""
-    text = str(value)
-    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
 def check_path(where: HostPath) -> HostPath:
@@ -232,7 +225,8 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
         if found is None:
             raise OneIscsiError(f"{shown(src)} does not exist")
         kind, target = found
-        if kind != "l":
+        if kind != "l":  # removed after the copy: only what delete may remove
+            check_deletable(src)
             _copy_directory(source_host, src.path, hosts(dst.host), dst.path)
             on_source.run(command("rm", "-rf", src.path))
             return f"moved {src} to {dst}"

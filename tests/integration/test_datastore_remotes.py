@@ -264,10 +264,11 @@ def test_qcow2_with_a_backing_file_is_refused(tgtd, ds, tmp_path):
 
 def test_rm_removes_only_the_image_it_is_called_for(tgtd, ds, pool):
     assert remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "raw"}, {}, ds), "71").returncode == 0
-    for source in (IQN.format(71), "iqn.2012-02.org.opennebula:localhost.other-vg.lv-one-72"):
+    for source in (IQN.format(71), "iqn.2012-02.org.opennebula:localhost.other-vg.lv-one-72",
+                   "iqn.2012-02.org.opennebula:tgt2.vg-one.lv-one-72", "iqn.2020-01.org.other:localhost.vg-one.lv-one-72"):
         done = remote("datastore", "rm", action_xml({"SOURCE": source}, {}, ds), "72")
         assert done.returncode == 2
-        assert error_block(done.stderr) == f"SOURCE {source} is not image 72 of volume group vg-one"
+        assert error_block(done.stderr) == f"SOURCE {source} is not image 72 of this datastore (that is {IQN.format(72)})"
     assert len(tgtd.target_ids()) == 1 and (pool / "vg-one" / "lv-one-71").exists()
 
 

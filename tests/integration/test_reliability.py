@@ -116,7 +116,7 @@ def test_targets_survive_a_tgtd_kill_through_restore(own_tgtd, ds, tmp_path, mon
     assert len(os.listdir(conf_dir)) == 20
     assert {oct(os.stat(conf_dir / name).st_mode & 0o777) for name in os.listdir(conf_dir)} == {"0o600"}
     assert oct(os.stat(conf_dir).st_mode & 0o777) == "0o700"
-    assert (conf_dir.parent / "one-iscsi.conf").read_text() == f"include {conf_dir}/*.conf\n"
+    assert (conf_dir.parent / "one-iscsi.conf").read_text() == f"ignore-errors yes\ninclude {conf_dir}/*.conf\n"
 
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait()

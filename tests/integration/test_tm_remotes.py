@@ -175,15 +175,25 @@ def test_mv_disk_between_hosts(hosts, tmp_path):
 
 
 def test_mv_directory_between_hosts(hosts, tmp_path):
-    src = tmp_path / "src-vm"
+    src = tmp_path / "node1" / "0" / "7"
     (src / "sub").mkdir(parents=True)
     (src / "deployment.0").write_text("domain")
     (src / "sub" / "x").write_text("y")
-    dst = tmp_path / "dst-vm"
+    dst = tmp_path / "node2" / "0" / "7"
     done = remote("tm", "mv", f"node1:{src}", f"node2:{dst}")
     assert done.returncode == 0, done.stderr
     assert (dst / "deployment.0").read_text() == "domain" and (dst / "sub" / "x").read_text() == "y"
     assert not src.exists()
+
+
+def test_mv_of_a_directory_that_is_no_vm_directory_is_refused(hosts, tmp_path):
+    src = tmp_path / "precious"
+    src.mkdir()
+    (src / "canary").write_text("keep")
+    done = remote("tm", "mv", f"node1:{src}", f"node2:{tmp_path / 'node2' / '0' / '7'}")
+    assert done.returncode == 2
+    assert error_block(done.stderr).startswith(f"refusing to delete node1:{src}: not a VM directory")
+    assert (src / "canary").read_text() == "keep"
 
 
 def test_no_iscsi_host_links_the_volume_directly(hosts, tmp_path, monkeypatch):

@@ -239,14 +239,14 @@ def test_cp_failing_to_allow_initiators_deletes_the_target_and_the_volume(image,
 def test_cp_keeps_an_existing_target_with_the_same_lun(pool, image):
     pool.answer(*SHOW, out=listing((4, IQN, (FILE,))))
     assert cp(pool, image) == Registered(IQN, 2, (f"target {IQN} already exists with TID 4: kept",))
-    assert pool.argvs() == [*file_volume(), SHOW, SHOW, writer(FILE), SHOW]
+    assert pool.argvs() == [*file_volume(), SHOW, SHOW, SHOW, writer(FILE), SHOW]
 
 
 def test_cp_onto_an_existing_target_with_other_luns_removes_the_volume_again(pool, image):
     pool.answer(*SHOW, out=listing((4, IQN, ("/srv/pool/vg-one/lv-one-8",))))
     error = failure_of(cp, pool, image)
     assert str(error) == f"creating target failed on tgt1: target {IQN} already exists on tgt1 with other LUNs"
-    assert pool.argvs() == [*file_volume(), SHOW, SHOW, RM_FILE]
+    assert pool.argvs() == [*file_volume(), SHOW, SHOW, SHOW, RM_FILE]  # new, delete_if_empty, check_same
 
 
 def test_cp_undo_that_fails_travels_with_the_error_and_the_other_undos_still_run(pool, image):
@@ -346,8 +346,9 @@ def test_rm_of_a_target_in_use_removes_nothing(recorder):
 
 
 @pytest.mark.parametrize("iqn, message", [
-    (f"{BASE}:tgt1.vg-one.lv-one-8", f"SOURCE {BASE}:tgt1.vg-one.lv-one-8 is not image 7 of volume group vg-one"),
-    (f"{BASE}:tgt1.vg-two.lv-one-7", f"SOURCE {BASE}:tgt1.vg-two.lv-one-7 is not image 7 of volume group vg-one"),
+    *[(iqn, f"SOURCE {iqn} is not image 7 of this datastore (that is {IQN})") for iqn in [
+        f"{BASE}:tgt1.vg-one.lv-one-8", f"{BASE}:tgt1.vg-two.lv-one-7", f"{BASE}:tgt2.vg-one.lv-one-7",
+        f"{BASE}:10.0.0.1.vg-one.lv-one-7", f"iqn.2020-01.org.other:tgt1.vg-one.lv-one-7"]],
     (f"{BASE}:tgt1.vg-one.root", "is not image 7"),
     (f"{BASE}:tgt1.vg_one.lv-one-7", "contains characters tgtd refuses: '_'"),
     (f"{IQN};touch x", "contains characters tgtd refuses"),
@@ -618,3 +619,10 @@ def test_mkfs_and_rm_hold_the_image_lock(pool):
     held = ("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-7")
     assert pool.locks == [held, held]
     assert pool.sessions == [("tgt1", True), ("tgt1", False)]
+
+
+def test_cp_takes_over_a_target_left_without_its_lun(pool, image):
+    """What tgt's start-up leaves of a saved target whose backing store it could not open."""
+    pool.answer(*SHOW, out=listing((4, IQN)), times=2)
+    assert cp(pool, image) == Registered(IQN, 2)
+    assert pool.argvs()[4:9] == [SHOW, SHOW, delete_target(4), SHOW, new_target(1)]

@@ -4,7 +4,7 @@ print OpenNebula's ERROR MESSAGE block. Run in-process; nothing is started."""
 import pytest
 
 from oneiscsi import names
-from oneiscsi.errors import CommandError, InvalidInput, OneIscsiError, StepFailed
+from oneiscsi.errors import SHOWN, CommandError, InvalidInput, OneIscsiError, StepFailed, shown
 from oneiscsi.undo import Undo
 from support.driver import action_xml, error_block
 
@@ -82,3 +82,19 @@ def test_an_interrupt_still_rolls_back():
     with pytest.raises(KeyboardInterrupt):
         undo.step("copying", lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert done == ["volume"]
+
+
+def test_shown_caps_values_in_messages():
+    assert shown("abc") == "abc"
+    assert shown("x" * SHOWN) == "x" * SHOWN
+    assert shown("x" * 5000) == "x" * SHOWN + "…"
+
+
+def test_a_huge_argument_is_echoed_capped():
+    from oneiscsi import opennebula
+    from oneiscsi.run import check_host
+
+    for refuse in (lambda: opennebula.host_path("node1" + "a" * 120_000), lambda: check_host("a;" * 60_000)):
+        with pytest.raises(InvalidInput) as refused:
+            refuse()
+        assert len(str(refused.value)) < 300

@@ -182,7 +182,7 @@ def test_save_writes_the_include_of_conf_dir_once(targets, recorder, monkeypatch
     recorder.fail("test", "-e", INCLUDE, stderr="")
     targets.save(TargetSpec(IQN, ("/dev/x",)))
     assert recorder.argvs() == [["test", "-e", INCLUDE], *writes(INCLUDE, mode="0644"), *writes(conf())]
-    assert inputs[2] == f"include {CONF_DIR}/*.conf\n"
+    assert inputs[2] == f"ignore-errors yes\ninclude {CONF_DIR}/*.conf\n"
 
 
 def test_export_makes_target_access_rules_and_luns(targets, shown):
