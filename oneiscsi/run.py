@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import random
 import re
 import shlex
 import signal
@@ -34,8 +35,8 @@ from .errors import CommandError, InvalidInput, OneIscsiError, shown
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
 FIRST_LOCK_FD = 8  # the descriptors of the remote shell that hold lock files
-SSH_ATTEMPTS = 5   # connections refused by a busy sshd (MaxStartups) are tried again, with back-off
-# what ssh says when sshd drops a connection it has no room for
+# what ssh says when sshd drops a connection it has no room for (MaxStartups): tried again, with
+# back-off, until TIMEOUT
 _SSH_BUSY = ("kex_exchange_identification", "Connection reset by", "Connection closed by")
 _SSH_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.@:%\[\]-]*")
 
@@ -256,15 +257,17 @@ class Session:
 def _connect(runner: Runner, locks: Sequence[str]):
     if runner.local:
         return _LocalChannel(runner, locks)
+    deadline = time.monotonic() + runner.cfg.timeout
     delay = 0.1
-    for attempt in range(1, SSH_ATTEMPTS + 1):
+    while True:
         try:
             return _RemoteChannel(runner, locks)
         except CommandError as err:
-            if attempt == SSH_ATTEMPTS or not (err.program == "ssh" and any(busy in err.stderr for busy in _SSH_BUSY)):
+            busy = err.program == "ssh" and any(text in err.stderr for text in _SSH_BUSY)
+            if not busy or time.monotonic() + delay > deadline:
                 raise
-        time.sleep(delay)  # back-off before trying a busy sshd again
-        delay *= 2
+        time.sleep(delay * (0.5 + random.random()))  # back-off, spread: the others are trying again too
+        delay = min(2 * delay, 1.0)
 
 
 class _LocalChannel:

@@ -3,15 +3,14 @@ and rm of one image hold its lock on the target server for as long as they
 work on it, and cp checks at its end that its target is still exported.
 
 The copy is caught in its middle by an HTTP server that sends part of the
-image and then waits (no sleeps: the test polls until the writer runs).
-Also here: image URLs redirect only to http(s)."""
+image and then waits (no sleeps: the test polls until the writer runs)."""
 import os
 
 import pytest
 
 from support.commands import processes
 from support.driver import action_xml, error_block, remote, start_remote
-from support.http_server import redirecting_http_server, stalling_http_server
+from support.http_server import stalling_http_server
 from support.wait import wait_for
 
 MIB = 1024 * 1024
@@ -80,12 +79,3 @@ def test_a_cp_whose_target_vanished_during_the_copy_fails_and_leaves_nothing(dat
     conf_dir = tmp_path / "tgt-conf.d" / "one-iscsi"
     assert not any(conf_dir.glob("*.conf"))
 
-
-@pytest.mark.parametrize("location", ["ftp://127.0.0.1/etc/passwd", "file:///etc/passwd"])
-def test_an_image_url_redirecting_away_from_http_is_refused(location, datastore, tgtd):
-    with redirecting_http_server(location) as url:
-        done = remote("datastore", "cp", action_xml({"PATH": url}, {}, datastore("localhost")), "73")
-    assert done.returncode == 1
-    assert error_block(done.stderr).startswith(f"cannot download {url}: ")
-    assert location in error_block(done.stderr)  # urllib itself refuses file:, one-iscsi every other scheme
-    assert tgtd.target_ids() == [] and not datastore.pool.exists()

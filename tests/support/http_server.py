@@ -80,22 +80,3 @@ def stalling_http_server(data: bytes, stall_at: int) -> Iterator[StallingServer]
         server.shutdown()
         server.server_close()
 
-
-@contextmanager
-def redirecting_http_server(location: str) -> Iterator[str]:
-    """A server answering every GET with a redirect to location; its URL."""
-    class Handler(QuietHandler):
-        def do_GET(self) -> None:
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/image.raw"
-    finally:
-        server.shutdown()
-        server.server_close()

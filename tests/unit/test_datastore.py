@@ -348,7 +348,7 @@ def test_rm_of_a_target_in_use_removes_nothing(recorder):
 @pytest.mark.parametrize("iqn, message", [
     *[(iqn, f"SOURCE {iqn} is not image 7 of this datastore (that is {IQN})") for iqn in [
         f"{BASE}:tgt1.vg-one.lv-one-8", f"{BASE}:tgt1.vg-two.lv-one-7", f"{BASE}:tgt2.vg-one.lv-one-7",
-        f"{BASE}:10.0.0.1.vg-one.lv-one-7", f"iqn.2020-01.org.other:tgt1.vg-one.lv-one-7"]],
+        f"{BASE}:10.0.0.1.vg-one.lv-one-7", "iqn.2020-01.org.other:tgt1.vg-one.lv-one-7"]],
     (f"{BASE}:tgt1.vg-one.root", "is not image 7"),
     (f"{BASE}:tgt1.vg_one.lv-one-7", "contains characters tgtd refuses: '_'"),
     (f"{IQN};touch x", "contains characters tgtd refuses"),
