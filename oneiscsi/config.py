@@ -58,12 +58,6 @@ class Key:
 
 # Parsers: the return annotation is the type of Config's attribute.
 
-def _text(text: str) -> str:
-    return text
-
-
-def _path(text: str) -> str:
-    return check.path(text)
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -74,28 +68,13 @@ def _initiators(text: str) -> tuple[str, ...]:
     return tuple(map(check.initiator, _words(text))) or ("ALL",)
 
 
-def _chap_user(text: str) -> str:
-    return check.chap_user(text)
 
-
-def _chap_password(text: str) -> str:
-    return check.chap_password(text)
-
-
-def _host(text: str) -> str:
-    return check.host_name(text)
 
 
 def _hosts(text: str) -> tuple[str, ...]:
     return tuple(map(check.host_name, _words(text)))
 
 
-def _vg(text: str) -> str:
-    return check.name_part(text)
-
-
-def _base_iqn(text: str) -> str:
-    return check.base_iqn(text)
 
 
 def _tid(text: str) -> int:
@@ -134,9 +113,6 @@ def _positive(kind: type, text: str, wanted: str, minimum: float):
     return number
 
 
-def _umask(text: str) -> int:
-    return check.umask(text)
-
 
 def _backend(text: str) -> str:
     if text not in ("lvm", "file"):
@@ -151,12 +127,12 @@ PROGRAMS = ("tgtadm", "tgt-admin", "iscsiadm", "lvcreate", "lvremove", "lvs", "v
 TOOL_KEYS = {program.upper().replace("-", "_"): program for program in PROGRAMS}
 
 KEYS = (
-    Key("HOST", "localhost", _host, "target server running tgtd and LVM (ssh host name or alias)",
+    Key("HOST", "localhost", check.host_name, "target server running tgtd and LVM (ssh host name or alias)",
         template=True, active=True),
-    Key("VG_NAME", "vg-one", _vg,
+    Key("VG_NAME", "vg-one", check.name_part,
         "volume group that holds the images (file backend: the directory under POOL_DIR)",
         template=True, active=True),
-    Key("BASE_IQN", "iqn.2012-02.org.opennebula", _base_iqn,
+    Key("BASE_IQN", "iqn.2012-02.org.opennebula", check.base_iqn,
         "prefix of every target name: BASE_IQN:HOST.VG_NAME.lv-one-<IMAGE_ID>", template=True, active=True),
     Key("BASE_TID", "1", _tid, "lowest target ID one-iscsi allocates", template=True, active=True),
     Key("NO_ISCSI", "$HOSTNAME", _words,
@@ -168,25 +144,25 @@ KEYS = (
         template=True),
     Key("SAFE_DIRS", "", _words, "directories (space separated) allowed even inside restricted ones",
         template=True),
-    Key("UMASK", "077", _umask, "octal umask applied to the image files of the file backend (077: mode 0600)",
+    Key("UMASK", "077", check.umask, "octal umask applied to the image files of the file backend (077: mode 0600)",
         template=True),
     Key("BACKEND", "lvm", _backend,
         "storage of the images on the target server: lvm (volumes in VG_NAME) or file "
         "(sparse files in POOL_DIR/VG_NAME)", template=True),
-    Key("POOL_DIR", "/srv/one-iscsi", _path,
+    Key("POOL_DIR", "/srv/one-iscsi", check.path,
         "directory of the file backend on the target server (images in POOL_DIR/VG_NAME)", template=True),
     Key("INITIATORS", "ALL", _initiators,
         "initiator addresses, networks or IQNs (space separated) allowed to use new targets", template=True),
-    Key("CHAP_USER", "", _chap_user, "CHAP user bound to new targets (empty: no CHAP)", template=True),
-    Key("CHAP_PASSWORD", "", _chap_password, "CHAP password of CHAP_USER (12 to 16 characters)",
+    Key("CHAP_USER", "", check.chap_user, "CHAP user bound to new targets (empty: no CHAP)", template=True),
+    Key("CHAP_PASSWORD", "", check.chap_password, "CHAP password of CHAP_USER (12 to 16 characters)",
         template=True, secret=True),
     Key("TARGET_SERVERS", "", _hosts,
         "target servers (space separated) the hosts may log in to, as named in IQNs (empty: any plain host name)"),
     Key("PORTAL_PORT", "3260", _port, "TCP port of the target server's iSCSI portal, for discovery and login"),
-    Key("DEVICE_DIR", "/dev/disk/by-path", _path, "where the hosts' udev links iSCSI devices by path"),
-    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", _path,
+    Key("DEVICE_DIR", "/dev/disk/by-path", check.path, "where the hosts' udev links iSCSI devices by path"),
+    Key("CONF_DIR", "/etc/tgt/conf.d/one-iscsi", check.path,
         "directory of the per-target tgt config files on the target server"),
-    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", _path,
+    Key("LOCK_FILE", "/run/lock/one-iscsi.lock", check.path,
         "lock file on the target server that serialises target creation"),
     Key("LOCK_TIMEOUT", "60", _seconds, "seconds to wait for LOCK_FILE"),
     Key("TIMEOUT", "60", _seconds, "seconds any one remote or local command may take"),

@@ -1,15 +1,13 @@
 """open-iscsi: builders of `iscsiadm` commands for the hypervisor hosts. Pure."""
 from __future__ import annotations
 
-import re
-
+from . import values
 from .command import Command, command
 from .errors import AlreadyDone
 
 DEFAULT_PORT = 3260
 NO_SESSION_RC = 21  # "No matching sessions found" (also: no node record)
 SESSION_EXISTS_RC = 15
-_PLAIN_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def _iscsiadm(*args: str, **options) -> Command:
@@ -23,7 +21,11 @@ def _already_done(rc: int, what: str):
 def is_plain_host(host: str) -> bool:
     """A host name or IPv4 address only: letters, digits, '.' and '-', not
     starting or ending with '.' or '-'; no port, user, brackets or ':'."""
-    return len(host) <= 253 and bool(_PLAIN_HOST.fullmatch(host))
+    try:
+        values.host_name(host)
+    except ValueError:
+        return False
+    return True
 
 
 def portal(host: str, port: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import random
 import re
 import shlex
 import signal
@@ -26,12 +25,13 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from typing import BinaryIO, Iterable, Iterator, Optional, Sequence, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Sequence, TextIO, TypeVar
 
 from .command import Command
 from .config import Config, hostname
 from .errors import CommandError, InvalidInput, OneIscsiError, shown
 
+T = TypeVar("T")
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
 FIRST_LOCK_FD = 8  # the descriptors of the remote shell that hold lock files
@@ -257,17 +257,34 @@ class Session:
 def _connect(runner: Runner, locks: Sequence[str]):
     if runner.local:
         return _LocalChannel(runner, locks)
-    deadline = time.monotonic() + runner.cfg.timeout
-    delay = 0.1
-    while True:
+
+    def attempt() -> Optional[_RemoteChannel]:
         try:
             return _RemoteChannel(runner, locks)
         except CommandError as err:
-            busy = err.program == "ssh" and any(text in err.stderr for text in _SSH_BUSY)
-            if not busy or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay * (0.5 + random.random()))  # back-off, spread: the others are trying again too
-        delay = min(2 * delay, 1.0)
+            if err.program == "ssh" and any(text in err.stderr for text in _SSH_BUSY):
+                return None
+            raise
+
+    # once the time is up, a last try: its refusal is the error
+    return _poll(attempt, runner.cfg.timeout, first=0.1, longest=1.0) or _RemoteChannel(runner, locks)
+
+
+def _poll(attempt: Callable[[], Optional[T]], timeout: float, first: float, longest: float) -> Optional[T]:
+    """attempt's first result that is not None, trying for up to timeout
+    seconds with a growing pause, spread at random (others wait for the same
+    lock or sshd); None if the time ran out. The one bounded wait here."""
+    import random
+
+    deadline = time.monotonic() + timeout
+    delay = first
+    while (result := attempt()) is None:
+        pause = delay * (0.5 + random.random())
+        if time.monotonic() + pause > deadline:
+            return None
+        time.sleep(pause)  # between the attempts of a bounded poll
+        delay = min(2 * delay, longest)
+    return result
 
 
 class _LocalChannel:
@@ -303,18 +320,18 @@ def _take_local_lock(runner: Runner, path: str):
         lock_file = open(path, "a")
     except OSError as err:
         raise OneIscsiError(f"cannot open lock file {path} on {runner.host}: {err.strerror} (LOCK_FILE)") from None
-    deadline = time.monotonic() + runner.cfg.lock_timeout
-    delay = 0.01
-    while True:
+
+    def attempt() -> Optional[TextIO]:
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return lock_file
         except BlockingIOError:
-            if time.monotonic() > deadline:
-                lock_file.close()
-                raise _lock_error(runner, path) from None
-            time.sleep(delay)  # bounded wait for the other holder
-            delay = min(delay * 2, 0.2)
+            return None
+        return lock_file
+
+    if _poll(attempt, runner.cfg.lock_timeout, first=0.01, longest=0.2) is None:
+        lock_file.close()
+        raise _lock_error(runner, path)
+    return lock_file
 
 
 def _lock_error(runner: Runner, path: str) -> OneIscsiError:

@@ -9,7 +9,6 @@ package.
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 
 MAX_IQN = 223  # RFC 3720
@@ -46,6 +45,8 @@ def path(text: str) -> str:
 
 def initiator(text: str) -> str:
     """ALL, an IPv4/IPv6 address or network, or an initiator name (iqn., eui., naa.)."""
+    import ipaddress  # only when INITIATORS is set: not on every start
+
     if text == "ALL" or OTHER_INITIATOR.fullmatch(text) or (IQN.fullmatch(text) and len(text) <= MAX_IQN):
         return text
     try:
@@ -113,7 +114,7 @@ def target_host(text: str) -> str:
 
 
 def host_name(text: str) -> str:
-    if not HOST_NAME.fullmatch(text or "") or ".." in text:
+    if len(text) > 253 or not HOST_NAME.fullmatch(text or "") or ".." in text:
         raise ValueError("must be a host name (letters, digits, '.' and '-' only)")
     return text
 
