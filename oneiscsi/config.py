@@ -115,15 +115,21 @@ def _positive(kind: type, text: str, wanted: str, minimum: float):
 
 
 def _backend(text: str) -> str:
-    if text not in ("lvm", "file"):
-        raise ValueError("must be one of lvm, file")
-    return text
+    return check.choice(text, ("lvm", "file"))
+
+
+def _optional_path(text: str) -> str:
+    return check.path(text) if text else ""
+
+
+def _yes_no(text: str) -> str:
+    return check.choice(text.lower(), ("", "yes", "no"))
 
 
 # The external programs. Each is configured by the key of its name in upper
 # case (TGT_ADMIN for tgt-admin); command builders put the name in argv[0].
 PROGRAMS = ("tgtadm", "tgt-admin", "iscsiadm", "lvcreate", "lvremove", "lvs", "vgs", "dd", "qemu-img",
-            "mkfs", "mkswap", "truncate", "fallocate", "blkdiscard")
+            "mkfs", "mkswap", "truncate", "fallocate", "blkdiscard", "blockdev", "lvextend")
 TOOL_KEYS = {program.upper().replace("-", "_"): program for program in PROGRAMS}
 
 KEYS = (
@@ -139,6 +145,15 @@ KEYS = (
         "hosts (space separated) that use the volumes directly, without iSCSI "
         "(the target server, when it is also a hypervisor)",
         active=True, shown="this machine's host name"),
+    Key("OPENNEBULA_VERSION", "", check.version,
+        "OpenNebula version the drivers serve, such as 3.4 or 6.10: it decides the replies of cp, mkfs and "
+        "clone (empty: read from the OpenNebula installation)"),
+    Key("ONE_LOCATION", "${ONE_LOCATION}", _optional_path,
+        "OpenNebula's self-contained install directory: its var and etc are restricted directories "
+        "(empty: a system-wide install, /var/lib/one and /etc/one)", shown="the environment's ONE_LOCATION"),
+    Key("NON_PERSISTENT", "", _yes_no,
+        "yes: tm clone gives a VM a private copy of a non-persistent image; no: clone is refused "
+        "(empty: yes from OpenNebula 4 on, no for 3.x callers)"),
     Key("RESTRICTED_DIRS", "", _words,
         "directories (space separated) images may not be copied from, besides the built-in ones",
         template=True),

@@ -20,13 +20,13 @@ from .errors import InvalidInput, NotFound, OneIscsiError
 from .run import Runner, Session
 from .targets import TargetServer
 from .undo import Undo
+from .units import MIB, whole_mib
 
-BUILTIN_RESTRICTED = ("/var/lib/one", "/etc/one")
+SYSTEM_RESTRICTED = ("/var/lib/one", "/etc/one")  # oned's state and secrets (ONE_LOCATION: its var, etc)
 FILESYSTEMS = {
     "ext2": ["-F"], "ext3": ["-F"], "ext4": ["-F"], "ntfs": ["-F", "-Q"],
     "reiserfs": ["-f", "-q"], "jfs": ["-q"], "swap": None, "raw": None,
 }
-DEFAULT_FSTYPE = "ext3"
 SAVE_AS = "save_as"
 
 ProgressFor = Callable[[int], Optional[Callable[[int], None]]]  # image size -> reporter of bytes done
@@ -38,6 +38,7 @@ class Registered:
     source: str
     size_mb: int
     notes: tuple[str, ...] = ()
+    format: str = "raw"  # of the data on the LUN, as the VM reads it
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,17 @@ def check_allowed(path: str, cfg: Config, real: Optional[str] = None) -> None:
     if source.is_url(path):
         return
     home = os.path.expanduser("~")
-    restricted = [*BUILTIN_RESTRICTED, *([home] if home not in ("/", "~") else []), *cfg.restricted_dirs]
+    restricted = [*builtin_restricted(cfg), *([home] if home not in ("/", "~") else []), *cfg.restricted_dirs]
     real = real or os.path.realpath(path)
     deepest_restricted = _deepest_containing(real, restricted)
     if deepest_restricted > _deepest_containing(real, cfg.safe_dirs):
         raise InvalidInput(f"Not allowed to copy image file {path}")
+
+
+def builtin_restricted(cfg: Config) -> tuple[str, ...]:
+    if cfg.one_location:
+        return (f"{cfg.one_location}/var", f"{cfg.one_location}/etc")
+    return SYSTEM_RESTRICTED
 
 
 def _deepest_containing(path: str, directories: Sequence[str]) -> int:
@@ -74,10 +81,10 @@ def _deepest_containing(path: str, directories: Sequence[str]) -> int:
     return depth
 
 
-def _inspect(path: str, cfg: Config, local: Runner) -> source.Image:
+def _inspect(path: str, cfg: Config, local: Runner, keep_qcow2: bool = False) -> source.Image:
     """The image at path, opened once and judged again by the file opened: a
     name swapped for a link after the check by name changes nothing."""
-    return source.inspect(path, local, lambda real: check_allowed(path, cfg, real))
+    return source.inspect(path, local, lambda real: check_allowed(path, cfg, real), keep_qcow2)
 
 
 def _names(image_id: int, cfg: Config) -> tuple[names.TargetName, storage.Volume]:
@@ -102,10 +109,12 @@ def _owning(server: Runner, undo: Undo, volume: storage.Volume) -> Iterator[Sess
 
 
 def _create(session: Session, server: Runner, undo: Undo, target: names.TargetName, volume: storage.Volume,
-            size_mb: int, make_filesystem: Sequence[Command] = ()) -> tuple[str, ...]:
+            size_mb: int, make_filesystem: Sequence[Command] = (),
+            spec: Optional[tgtconf.TargetSpec] = None) -> tuple[str, ...]:
     """Volume, filesystem, target with its access rules and LUN 1, persistence
     file, in a session holding the target server's lock, each step with its
-    undo. Returns notes."""
+    undo. spec: the target's access rules (default: the configuration's).
+    Returns notes."""
     cfg = server.cfg
     for commands, remove in volume.create(size_mb):
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
@@ -114,7 +123,8 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
         undo.step("making the filesystem", lambda: [
             session.run(c, timeout=cfg.copy_timeout) for c in make_filesystem])
     targets = TargetServer(session)
-    spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
+    spec = spec or tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user,
+                                      cfg.chap_password)
     tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
     if not created and undo.step("creating target", lambda: targets.delete_if_empty(target.iqn)):
         tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
@@ -130,13 +140,15 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
 
 
 def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
-       checksums: Optional[Mapping[str, str]] = None, progress_for: ProgressFor = lambda size: None) -> Registered:
+       checksums: Optional[Mapping[str, str]] = None, progress_for: ProgressFor = lambda size: None,
+       keep_qcow2: bool = False) -> Registered:
     """Register the image at path (file or URL): volume, target, data.
-    checksums: expected hex digests by hashlib name (md5, sha1)."""
+    checksums: expected hex digests by hashlib name (md5, sha1). keep_qcow2:
+    a qcow2 file is copied as it is (the VM reads qcow2), else as raw data."""
     check_allowed(path, cfg)
     target, volume = _names(image_id, cfg)
     undo = Undo(server.host)
-    with _inspect(path, cfg, local) as image, _owning(server, undo, volume) as session:
+    with _inspect(path, cfg, local, keep_qcow2) as image, _owning(server, undo, volume) as session:
         notes = _create(session, server, undo, target, volume, max(image.size_mb, 1))
         session.release_lock()  # other images may be made while this one is copied
         digests = source.Digests(checksums or {})
@@ -148,7 +160,7 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
         if not server.dry_run:
             undo.step("checking the image checksum", lambda: digests.check(path))
             undo.step("checking the target", lambda: _check_exported(session, target.iqn, volume.device))
-    return Registered(target.iqn, image.size_mb, notes)
+    return Registered(target.iqn, image.size_mb, notes, image.data_format)
 
 
 def _check_exported(session: Session, iqn: str, device: str) -> None:
@@ -200,20 +212,113 @@ def copy(path: str, device: str, cfg: Config, server: Runner, local: Runner,
 
 
 def mkfs(image_id: int, size_mb: int, fstype: str, cfg: Config, server: Runner) -> Registered:
-    """An empty image of size_mb with a filesystem of fstype (empty: the
-    default; raw: none; save_as: nothing is made, OpenNebula fills it later)."""
-    fstype = fstype.strip() or DEFAULT_FSTYPE
+    """An empty image of size_mb with a filesystem of fstype (raw: none;
+    save_as: none either, a VM's disk is copied into it later)."""
     if fstype not in FILESYSTEMS and fstype != SAVE_AS:
-        raise InvalidInput(f"unsupported FSTYPE {fstype!r} (one of {', '.join(FILESYSTEMS)}, {SAVE_AS})")
+        raise InvalidInput(f"unsupported filesystem {fstype!r} (one of {', '.join(FILESYSTEMS)}, {SAVE_AS})")
     if size_mb < 1:
         raise InvalidInput(f"IMAGE/SIZE must be a positive number of MB, got {size_mb}")
     target, volume = _names(image_id, cfg)
-    if fstype == SAVE_AS:
-        return Registered(target.iqn, size_mb)
     undo = Undo(server.host)
     with _owning(server, undo, volume) as session:
-        notes = _create(session, server, undo, target, volume, size_mb, mkfs_commands(fstype, volume.device))
+        notes = _create(session, server, undo, target, volume, size_mb,
+                        mkfs_commands(fstype, volume.device) if fstype != SAVE_AS else ())
     return Registered(target.iqn, size_mb, notes)
+
+
+def clone(source_iqn: str, image_id: int, cfg: Config, server: Runner) -> Registered:
+    """A new image holding a copy of the image source_iqn, with the access
+    rules of this datastore, made on the target server: nothing crosses to here."""
+    original = names.parse(source_iqn)
+    if original.host != cfg.host:
+        raise InvalidInput(f"image {original.iqn} is on target server {original.host}, this datastore's is "
+                           f"{cfg.host}: cloned images stay on their target server")
+    target, volume = _names(image_id, cfg)
+    spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
+    return copy_image(original, target, spec, cfg, server)
+
+
+def private_copy(image: names.TargetName, vm_id: int, disk_id: int, cfg: Config, server: Runner) -> Registered:
+    """A VM's own copy of a non-persistent image, with the image's access
+    rules (the transfer actions know no datastore template)."""
+    target = names.build(image.base, image.host, image.vg, storage.private_lv_name(vm_id, disk_id))
+    with server.session() as session:
+        saved = TargetServer(session).saved(image.iqn)
+    device = storage.volume_named(target.vg, target.lv, cfg).device
+    spec = tgtconf.TargetSpec(target.iqn, (device,), saved.initiators, saved.chap_user, saved.chap_password)
+    return copy_image(image, target, spec, cfg, server)
+
+
+def copy_image(original: names.TargetName, target: names.TargetName, spec: tgtconf.TargetSpec, cfg: Config,
+               server: Runner) -> Registered:
+    """Volume and target of target, holding a copy of original's volume."""
+    from_volume = storage.volume_named(original.vg, original.lv, cfg)
+    volume = storage.volume_named(target.vg, target.lv, cfg)
+    undo = Undo(server.host)
+    with _owning(server, undo, volume) as session:
+        size = undo.step(f"measuring {from_volume.device}", lambda: volume_size(session, from_volume))
+        notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec)
+        session.release_lock()
+        undo.step(f"copying {from_volume.device} to {volume.device}",
+                  lambda: copy_volume(session, from_volume.device, volume))
+        if not server.dry_run:
+            undo.step("checking the target", lambda: _check_exported(session, target.iqn, volume.device))
+    return Registered(target.iqn, whole_mib(size), notes)
+
+
+def copy_into(from_iqn: str, into_iqn: str, cfg: Config, server: Runner) -> str:
+    """Copy the data of one image's volume into another's (save-as), on their
+    target server, holding the lock of the image written. Returns a note."""
+    origin, into = names.parse(from_iqn), names.parse(into_iqn)
+    if origin.host != into.host:
+        raise OneIscsiError(f"{into.iqn} is on target server {into.host}, the disk's image {origin.iqn} on "
+                            f"{origin.host}: a disk is saved only into an image of its own target server")
+    from_volume = storage.volume_named(origin.vg, origin.lv, cfg)
+    volume = storage.volume_named(into.vg, into.lv, cfg)
+    with server.session(hold=[image_lock(cfg, volume)]) as session:
+        if TargetServer(session).find(into.iqn) is None:
+            raise NotFound(f"no target {into.iqn} on {server.host}: the image to save into does not exist")
+        return session.run(imagewriter.copier(from_volume.device, volume.device, _copier_tools(session),
+                                              zero_device=True), timeout=cfg.copy_timeout).strip()
+
+
+def grow(iqn: str, size_mb: int, cfg: Config, server: Runner) -> str:
+    """Grow the image's volume to size_mb and make tgtd report the new size
+    (it reads a LUN's size when the LUN is added: the LUN is added again).
+    Returns a note."""
+    target = names.parse(iqn)
+    volume = storage.volume_named(target.vg, target.lv, cfg)
+    with server.session(hold=[image_lock(cfg, volume)]) as session:
+        current = volume_size(session, volume)
+        if size_mb * MIB <= current:  # LVM rounds sizes up to whole extents
+            return f"{volume.device} already has {whole_mib(current)} MiB: not shrunk"
+        targets = TargetServer(session)
+        tid = targets.tid_of(target.iqn)
+        session.run(volume.grow(size_mb))
+        session.run(tgt.delete_lun(tid))
+        try:
+            targets.bind_lun(tid, volume.device)
+        except OneIscsiError as err:
+            raise OneIscsiError(f"target {iqn} on {server.host} has no LUN 1 now: adding {volume.device} again "
+                                f"failed ({err}); add it with `one-iscsi -H {server.host} lun bind {tid} "
+                                f"{volume.device}`") from None
+    return f"grew {volume.device} from {whole_mib(current)} to {size_mb} MiB"
+
+
+def volume_size(on, volume: storage.Volume) -> int:
+    """The size in bytes of a volume on the target server."""
+    return storage.parse_size(on.run(volume.size()))
+
+
+def copy_volume(session: Session, from_device: str, volume: storage.Volume) -> None:
+    """Copy a device into volume on the target server, zero-aware; a new file
+    of the file backend reads as zeros already, anything else is zeroed first."""
+    session.run(imagewriter.copier(from_device, volume.device, _copier_tools(session),
+                                   zero_device=volume.backend != "file"), timeout=session.cfg.copy_timeout)
+
+
+def _copier_tools(session: Session) -> list[list[str]]:
+    return [session.runner.resolve(tool) for tool in imagewriter.copier_tools()]
 
 
 def mkfs_commands(fstype: str, device: str) -> list[Command]:
@@ -230,6 +335,12 @@ def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
     expected, _ = _names(image_id, cfg)
     if target != expected:  # another target server's or datastore's: not this volume to remove
         raise InvalidInput(f"SOURCE {target.iqn} is not image {image_id} of this datastore (that is {expected.iqn})")
+    return remove(target, cfg, server)
+
+
+def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
+    """Delete a target, its config file and its volume, unless it is in use;
+    already gone is fine. Returns notes."""
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
@@ -253,10 +364,10 @@ def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
     return notes
 
 
-def stat(path: str, cfg: Config, local: Runner) -> int:
+def stat(path: str, cfg: Config, local: Runner, keep_qcow2: bool = False) -> int:
     """The size in MiB the image at path will take."""
     check_allowed(path, cfg)
-    with _inspect(path, cfg, local) as image:
+    with _inspect(path, cfg, local, keep_qcow2) as image:
         return image.size_mb
 
 

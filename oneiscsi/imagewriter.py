@@ -29,21 +29,26 @@ MAX_RECORD = 16 * MIB      # data buffered before it is sent (bounds memory)
 MERGE_GAP = 4 * MIB        # shorter zero runs between data are sent as data
 _ZEROS = bytes(BLOCK)
 
+# Zeroes the device $dev in place with the commands $zero_block, $zero_file, $dd.
+ZERO_DEVICE = r'''
+zero_device() {
+  if [ -b "$dev" ]; then eval "$zero_block"' "$dev"'
+  else size=$(stat -c %s "$dev") || return 1
+    eval "$zero_file"' -o 0 -l "$size" "$dev"' 2>/dev/null ||
+    eval "$dd"' if=/dev/zero of="$dev" bs=4M count="$size" iflag=count_bytes conv=notrunc,nocreat status=none'
+  fi
+}
+'''
 # Arguments: the device, then command lines made by shlex.join: dd, zeroing a
 # block device, punching a hole in a file; then the same three without the
 # sudo prefix, used when the device is writable anyway (sudo costs a process
 # per record). The records' numbers are only expanded inside double quotes.
-WRITER = r'''
+WRITER = ZERO_DEVICE + r'''
 dev=$1 dd=$2 zero_block=$3 zero_file=$4
 if [ -w "$dev" ]; then dd=$5 zero_block=$6 zero_file=$7; fi
 while read -r kind offset length; do
   case $kind in
-    W) if [ -b "$dev" ]; then eval "$zero_block"' "$dev"' || exit 1
-       else size=$(stat -c %s "$dev") || exit 1
-         eval "$zero_file"' -o 0 -l "$size" "$dev"' 2>/dev/null ||
-         eval "$dd"' if=/dev/zero of="$dev" bs=4M count="$size" iflag=count_bytes conv=notrunc,nocreat status=none' ||
-         exit 1
-       fi ;;
+    W) zero_device || exit 1 ;;
     D) eval "$dd"' of="$dev" bs=4M seek="$offset" count="$length" iflag=count_bytes,fullblock \
          oflag=seek_bytes conv=notrunc,nocreat status=none' || exit 1 ;;
     E) eval "$dd"' of="$dev" count=0 conv=notrunc,nocreat,fsync status=none' || exit 1
@@ -52,6 +57,25 @@ while read -r kind offset length; do
   esac
 done
 echo "image writer: the stream ended early" >&2; exit 3
+'''
+
+
+# Copies one volume into another on the target server, zero-aware: the
+# destination is zeroed first (unless it is a new sparse file, $6 = 0), then
+# dd skips the zero blocks of the source (conv=sparse). Arguments: source,
+# destination, then dd, zeroing a block device, punching a hole in a file and
+# blockdev as command lines made by shlex.join, then 1 or 0.
+COPIER = ZERO_DEVICE + r'''
+src=$1 dev=$2 dd=$3 zero_block=$4 zero_file=$5 blockdev=$6 zero=$7
+size_of() { if [ -b "$1" ]; then eval "$blockdev"' --getsize64 "$1"'; else stat -L -c %s "$1"; fi; }
+bytes=$(size_of "$src") && room=$(size_of "$dev") || exit 1
+if [ "$bytes" -gt "$room" ]; then
+  echo "volume copy: $src ($bytes bytes) does not fit in $dev ($room bytes)" >&2; exit 4
+fi
+if [ "$zero" = 1 ]; then zero_device || exit 1; fi
+eval "$dd"' if="$src" of="$dev" bs=4M count="$bytes" iflag=count_bytes,fullblock \
+  conv=sparse,notrunc,nocreat,fsync status=none' || exit 1
+echo "copied $bytes bytes"
 '''
 
 
@@ -64,6 +88,16 @@ def writer(device: str, privileged: Sequence[Sequence[str]], plain: Sequence[Seq
     sudo prefix (privileged) and without (plain)."""
     return command("sh", "-c", WRITER, "image-writer", device, *map(shlex.join, privileged),
                    *map(shlex.join, plain))
+
+
+def copier(source: str, device: str, privileged: Sequence[Sequence[str]], zero_device: bool) -> Command:
+    """The volume copier, given copier_tools() as they run on the host."""
+    return command("sh", "-c", COPIER, "volume-copy", source, device, *map(shlex.join, privileged),
+                   "1" if zero_device else "0")
+
+
+def copier_tools() -> list[Command]:
+    return [*tools(), command("blockdev", privileged=True)]
 
 
 def tools() -> list[Command]:

@@ -56,6 +56,36 @@ def plan(remotes_prefix: str, share_prefix: str) -> list[Copy]:
     return copies
 
 
+def oned_conf(version: tuple[int, ...]) -> str:
+    """What oned.conf needs for the iscsi drivers, in the form of that version:
+    the driver's name in the -d lists of TM_MAD and DATASTORE_MAD (shown with
+    that version's own drivers), and from 5.0 on the TM_MAD_CONF and
+    DS_MAD_CONF entries. 3.x has neither entry, nor non-persistent images."""
+    shown = ".".join(map(str, version))
+    if version < (4,):
+        return (f"# oned.conf of OpenNebula {shown}: add iscsi to the -d lists, e.g.\n"
+                'TM_MAD = [ executable = "one_tm",\n'
+                '           arguments = "-t 15 -d dummy,lvm,shared,qcow2,ssh,vmware,iscsi" ]\n'
+                'DATASTORE_MAD = [ executable = "one_datastore",\n'
+                '                  arguments = "-t 15 -d fs,vmware,iscsi" ]\n')
+    text = (f"# oned.conf of OpenNebula {shown}: add iscsi to the -d lists of TM_MAD and DATASTORE_MAD\n"
+            '# (arguments = "... -d <the drivers there>,iscsi"), then add:\n')
+    if version >= (5,):
+        text += ('TM_MAD_CONF = [ NAME = "iscsi", LN_TARGET = "NONE", CLONE_TARGET = "SELF", SHARED = "YES",\n'
+                 '  DRIVER = "raw", DISK_TYPE = "BLOCK", ALLOW_ORPHANS = "YES", DS_MIGRATE = "NO" ]\n'
+                 'DS_MAD_CONF = [ NAME = "iscsi", REQUIRED_ATTRS = "", PERSISTENT_ONLY = "NO" ]\n')
+    else:
+        text += 'TM_MAD_CONF = [ name = "iscsi", ln_target = "NONE", clone_target = "SELF", shared = "yes" ]\n'
+    return text
+
+
+def write_text(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise OneIscsiError(f"cannot write {path}: {err.strerror}") from None
+
+
 def install(copies: list[Copy]) -> list[str]:
     """Carry out the plan; returns what was done, a line each."""
     done = []

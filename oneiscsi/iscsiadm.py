@@ -51,6 +51,11 @@ def logout(iqn: str) -> Command:
                      explain=_already_done(NO_SESSION_RC, f"no session to {iqn}"))
 
 
+def rescan(iqn: str) -> Command:
+    """Have the host's sessions to the target read the LUNs' sizes again."""
+    return _iscsiadm("-m", "node", "--targetname", iqn, "--rescan")
+
+
 def new_node(iqn: str, portal: str) -> Command:
     return _iscsiadm("-m", "node", "--targetname", iqn, "-p", portal, "-o", "new")
 

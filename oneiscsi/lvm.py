@@ -29,6 +29,19 @@ def remove(vg: str, lv: str) -> Command:
                    if "Failed to find" in err.stderr else None)
 
 
+def size(vg: str, lv: str) -> Command:
+    """Prints the volume's size in bytes; NotFound when there is no such volume."""
+    return command("lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", f"{vg}/{lv}",
+                   privileged=True, query=True,
+                   explain=lambda err: NotFound(f"no volume /dev/{vg}/{lv} on {err.host}")
+                   if "Failed to find" in err.stderr else None)
+
+
+def extend(vg: str, lv: str, size_mb: int) -> Command:
+    return command("lvextend", "-L", f"{size_mb}M", f"{vg}/{lv}", privileged=True,
+                   explain=lambda err: _explain_create(err, vg))
+
+
 def vg_usage(vg: str) -> Command:
     return command("vgs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":",
                    "-o", "vg_size,vg_free", vg, privileged=True, query=True,

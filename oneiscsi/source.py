@@ -29,6 +29,8 @@ class Image:
     format: str  # "raw" or "qcow2"
     size: int    # bytes of raw data
     fd: Optional[int] = None  # the local file, opened once; None for a URL
+    data_format: str = "raw"  # what the copy holds: raw, or a qcow2 file kept as it is
+    room: int = 0  # bytes the volume needs beyond size: a qcow2 file kept grows up to its full allocation
 
     def __enter__(self) -> Image:
         return self
@@ -43,24 +45,24 @@ class Image:
 
     @property
     def size_mb(self) -> int:
-        """Whole MiB, rounded up."""
-        return whole_mib(self.size)
+        """Whole MiB of the volume it needs, rounded up."""
+        return whole_mib(max(self.size, self.room))
 
 
 def is_url(path: str) -> bool:
     return path.startswith(("http://", "https://"))
 
 
-def inspect(path: str, local: Runner, allowed: Callable[[str], None]) -> Image:
+def inspect(path: str, local: Runner, allowed: Callable[[str], None], keep_qcow2: bool = False) -> Image:
     """The image at path. A local file is opened once, then judged by
     allowed(the real path of the file opened), which raises to refuse it,
-    before anything is read."""
+    before anything is read. keep_qcow2: a qcow2 file is read as it is."""
     if is_url(path):
         return Image(path, "raw", _url_size(path, local.cfg.timeout))
     fd = _open(path)
     try:
         allowed(os.readlink(f"/proc/self/fd/{fd}"))
-        return _inspect_file(path, fd, local)
+        return _inspect_file(path, fd, local, keep_qcow2)
     except BaseException:
         os.close(fd)
         raise
@@ -81,7 +83,7 @@ def _open(path: str) -> int:
     return fd
 
 
-def _inspect_file(path: str, fd: int, local: Runner) -> Image:
+def _inspect_file(path: str, fd: int, local: Runner, keep_qcow2: bool) -> Image:
     if os.pread(fd, len(QCOW2_MAGIC), 0) != QCOW2_MAGIC:
         return Image(path, "raw", os.fstat(fd).st_size, fd)
     info = json.loads(local.run(command("qemu-img", "info", "--output=json", "-f", "qcow2", opened(fd),
@@ -91,6 +93,11 @@ def _inspect_file(path: str, fd: int, local: Runner) -> Image:
         # qemu would read the other file too, past the restricted-directory check
         raise InvalidInput(f"qcow2 image {path} uses another file "
                            f"({info.get('backing-filename') or data_file}): not supported")
+    if keep_qcow2:  # on a device it cannot grow: the volume gets room for every cluster
+        measured = json.loads(local.run(command("qemu-img", "measure", "--output=json", "-f", "qcow2",
+                                                "-O", "qcow2", opened(fd), query=True)))
+        return Image(path, "raw", os.fstat(fd).st_size, fd, data_format="qcow2",
+                     room=int(measured["fully-allocated"]))
     return Image(path, "qcow2", int(info["virtual-size"]), fd)
 
 

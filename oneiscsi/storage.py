@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from . import lvm, names
 from .command import Command, command
 from .config import Config
+from .errors import NotFound
 from .units import MIB
 
 
@@ -42,6 +43,19 @@ class Volume:
                       command("truncate", "-s", f"{size_mb}M", self.device, privileged=True)], [])]
         return [([lvm.create(self.vg, self.lv, size_mb)], self.remove())]
 
+    def size(self) -> Command:
+        """Prints the volume's size in bytes; NotFound when there is none."""
+        if self.backend == "file":
+            return command("stat", "-c", "%s", self.device, query=True,
+                           explain=lambda err: NotFound(f"no volume {self.device} on {err.host}")
+                           if "No such file" in err.stderr else None)
+        return lvm.size(self.vg, self.lv)
+
+    def grow(self, size_mb: int) -> Command:
+        if self.backend == "file":
+            return command("truncate", "-s", f"{size_mb}M", self.device, privileged=True)
+        return lvm.extend(self.vg, self.lv, size_mb)
+
     def remove(self) -> list[Command]:
         """Fails with NotFound when there is no volume (lvm); rm -f of a file never does."""
         if self.backend == "file":
@@ -70,6 +84,16 @@ def parse_usage(backend: str, text: str) -> tuple[int, int]:
 
 def lv_name(image_id: int) -> str:
     return f"lv-one-{image_id}"
+
+
+def private_lv_name(vm_id: int, disk_id: int) -> str:
+    """The volume of a VM's private copy of a non-persistent image."""
+    return f"lv-one-{vm_id}-{disk_id}"
+
+
+def parse_size(text: str) -> int:
+    """Bytes, from the output of Volume.size()."""
+    return int(text.strip())
 
 
 def volume(image_id: int, cfg: Config) -> Volume:

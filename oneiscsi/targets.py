@@ -112,6 +112,13 @@ class TargetServer:
             return False
         return True
 
+    def saved(self, iqn: str) -> tgtconf.TargetSpec:
+        """The target as its persistence file has it (access rules, CHAP)."""
+        file = tgtconf.path(self.cfg.conf_dir, iqn)
+        if not self._exists(file):
+            raise NotFound(f"no saved configuration of target {iqn} on {self.host} ({file})")
+        return tgtconf.parse(self.session.run(tgtconf.read(file)), file)
+
     def forget(self, iqn: str) -> None:
         self.session.run(tgtconf.remove(tgtconf.path(self.cfg.conf_dir, iqn)))
 

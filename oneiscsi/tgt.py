@@ -86,6 +86,10 @@ def new_lun(tid: int, device: str, lun: int = 1) -> Command:
                    own=_when(INVALID_REQUEST, lambda err: err.with_hint(hint)))
 
 
+def delete_lun(tid: int, lun: int = 1) -> Command:
+    return _tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun), tid=tid)
+
+
 def delete_target(tid: int, force: bool = False) -> Command:
     return _tgtadm("--op", "delete", *(["--force"] if force else []), "--mode", "target",
                    "--tid", str(tid), tid=tid)

@@ -1,7 +1,14 @@
-"""Transfer actions: ln, clone, mvds, mv, delete, run on the hypervisor hosts.
+"""Transfer actions: ln, clone, mvds, mv, delete, cpds, resize and the live
+migration steps, run on the hypervisor hosts (and the target server).
 
 Each action is given `hosts`, which makes the Runner of a host by name, and
 returns a note saying what it did.
+
+Transfer actions get no datastore template: what a disk is, they learn from
+what ln left beside it. Next to each disk link `disk.<N>` ln writes a second
+link, `.disk.<N>.iqn`, whose target is the IQN of the disk's target (on a
+NO_ISCSI host the disk links to the volume, which names no IQN). mv carries
+both to the destination, whatever host that is.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import initiator, iscsiadm, names, source, storage
+from . import datastore, initiator, iscsiadm, names, source, storage
 from .command import Command, command
 from .config import Config
 from .errors import InvalidInput, NotFound, OneIscsiError, shown
@@ -31,6 +38,7 @@ WAIT_AND_LINK = (
     'if [ -e "$dev" ] && printf .; then exec ln -sfnT "$dev" "$4"; fi; done; sleep 0.1; done; exit 1')
 _BY_PATH_IQN = re.compile(r"-iscsi-(iqn\..+)-lun-\d+$")
 _VOLUME = re.compile(r"lv-one-\d+")
+_PRIVATE_VOLUME = re.compile(r"lv-one-\d+-\d+")  # a VM's copy of a non-persistent image
 _VM_ID = re.compile(r"[0-9]+")
 _DISK = re.compile(r"disk\.[0-9]+")
 # trees no VM directory is ever in: delete refuses anything inside them
@@ -104,6 +112,20 @@ def disk_links(directory: str) -> Command:
                    "-printf", "%l\\0", query=True)
 
 
+def carrier_of(disk: str) -> str:
+    """The link beside a disk link that holds its IQN."""
+    head, name = posixpath.split(disk)
+    return posixpath.join(head, f".{name}.iqn")
+
+
+def disk_ids(where: HostPath) -> tuple[int, int]:
+    """(VM ID, disk ID) of a disk path `<...>/<VM_ID>/disk.<N>`."""
+    parts = check_path(where).path.split("/")
+    if len(parts) < 3 or not _VM_ID.fullmatch(parts[-2]) or not _DISK.fullmatch(parts[-1]):
+        raise InvalidInput(f"{shown(where)} is not a VM's disk (<DS_LOCATION>/<DS_ID>/<VM_ID>/disk.<N>)")
+    return int(parts[-2]), int(parts[-1].partition(".")[2])
+
+
 def device_of(target: names.TargetName, cfg: Config) -> str:
     return storage.volume_named(target.vg, target.lv, cfg).device
 
@@ -111,12 +133,12 @@ def device_of(target: names.TargetName, cfg: Config) -> str:
 def ln(iqn: str, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
     check_path(dst)
     with hosts(dst.host).session() as session:
-        return link(session, iqn, dst, cfg)
+        return link(session, iqn, dst, cfg)[0]
 
 
-def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> str:
-    """ln on dst's host, in a session of that host. A failure leaves no node
-    record or session that this action made."""
+def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> tuple[str, str]:
+    """ln on dst's host, in a session of that host: (a note, the device
+    linked). A failure leaves no node record or session that this action made."""
     target = names.parse(iqn)
     portal = initiator.portal_of(target, cfg) if is_iscsi(dst.host, cfg) else None
     session.run(command("mkdir", "-p", posixpath.dirname(dst.path)))
@@ -124,8 +146,9 @@ def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> str:
     if found and found[0] == "d":
         raise OneIscsiError(f"{shown(dst)} is a directory: not linking {iqn} there")
     if portal is None:
-        session.run(command("ln", "-sfnT", device_of(target, cfg), dst.path))
-        return f"linked {dst} to {device_of(target, cfg)}"
+        device = device_of(target, cfg)
+        _make_link(session, device, dst.path, iqn)
+        return f"linked {dst} to {device}", device
     undo = Undo(dst.host)
     undo.push(f"deleting the node record of {iqn}", lambda: initiator.forget(session, iqn))
     # a node record of this target only (discovery would record every target of
@@ -143,19 +166,99 @@ def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> str:
                  f"{': logged out again' if logged_in else ''}")
     wait = wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout, timed_out=timed_out)
     undo.step(None, lambda: session.run(wait, timeout=cfg.device_timeout + cfg.timeout))
+    device = undo.step(None, lambda: (_inspect(session, dst.path) or ("", ""))[1])  # none under --dry-run
+    undo.step(None, lambda: session.run(command("ln", "-sfnT", iqn, carrier_of(dst.path))))
     what = "logged in to" if logged_in else "already logged in to"
-    return f"{what} {iqn} on {dst.host}, linked {dst.path}"
+    return f"{what} {iqn} on {dst.host}, linked {dst.path}", device
+
+
+def _make_link(on, device: str, path: str, iqn: str) -> None:
+    """The disk link and the link beside it that holds its IQN."""
+    on.run(command("ln", "-sfnT", device, path))
+    on.run(command("ln", "-sfnT", iqn, carrier_of(path)))
+
+
+def _unlink(on, path: str) -> None:
+    on.run(command("rm", "-f", path, carrier_of(path)))
 
 
 def mvds(src: HostPath, iqn: str, cfg: Config, hosts: Hosts) -> str:
+    """Log the host out of the disk's target. When iqn is another image (a
+    save-as), the disk's data is copied into it on the target server first."""
     check_path(src)
     names.parse(iqn)
-    if not is_iscsi(src.host, cfg):
-        return f"{src.host} uses the volume directly: nothing to log out"
     with hosts(src.host).session() as session:
-        if not logout_and_forget(session, iqn):
-            return f"no session to {iqn} on {src.host}: nothing to log out"
-    return f"logged out of {iqn} on {src.host}"
+        disk = disk_iqn(session, src.path, cfg) or iqn
+        logged_out = is_iscsi(src.host, cfg) and logout_and_forget(session, disk)
+    notes = [f"logged out of {disk} on {src.host}" if logged_out
+             else f"no session to {disk} on {src.host}: nothing to log out"]
+    if disk != iqn:
+        copied = datastore.copy_into(disk, iqn, cfg, hosts(names.parse(disk).host))
+        notes.append(f"saved {disk} into {iqn}: {copied}")
+    notes += _remove_private_copy(disk, cfg, hosts)  # a non-persistent disk's copy ends with the disk
+    return "; ".join(notes)
+
+
+def _remove_private_copy(iqn: str, cfg: Config, hosts: Hosts) -> list[str]:
+    """A VM's private copy of a non-persistent image, removed with its target
+    on its target server; nothing for any other disk. Returns notes."""
+    private = names.parse(iqn)
+    if not _PRIVATE_VOLUME.fullmatch(private.lv):
+        return []
+    return [*datastore.remove(private, cfg, hosts(private.host)), f"removed the VM's copy {iqn}"]
+
+
+def cpds(src: HostPath, new_source: str, snapshot: str, cfg: Config, hosts: Hosts) -> str:
+    """Copy the disk's data into the image new_source (save-as of a running
+    or stopped VM), on the target server; the disk stays as it is."""
+    check_path(src)
+    names.parse(new_source)
+    if snapshot not in ("", "-1"):
+        raise InvalidInput(f"snapshot {shown(snapshot)}: disk snapshots are not supported by the iscsi driver")
+    with hosts(src.host).session() as session:
+        disk = disk_iqn(session, src.path, cfg)
+    if disk is None:
+        raise OneIscsiError(f"{shown(src)} is not an iSCSI disk: nothing to copy into {new_source}")
+    copied = datastore.copy_into(disk, new_source, cfg, hosts(names.parse(disk).host))
+    return f"saved {disk} into {new_source}: {copied}"
+
+
+def resize(dst: HostPath, size_mb: str, cfg: Config, hosts: Hosts) -> str:
+    """Grow the disk's volume, have tgtd report the new size, rescan on the host."""
+    check_path(dst)
+    size = _size_mb(size_mb)
+    on_host = hosts(dst.host)
+    with on_host.session() as session:
+        disk = disk_iqn(session, dst.path, cfg)
+    if disk is None:
+        raise OneIscsiError(f"{shown(dst)} is not an iSCSI disk: nothing to resize")
+    grown = datastore.grow(disk, size, cfg, hosts(names.parse(disk).host))
+    if is_iscsi(dst.host, cfg):
+        on_host.run(iscsiadm.rescan(disk))
+        return f"{grown}; rescanned {disk} on {dst.host}"
+    return grown
+
+
+def _size_mb(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise InvalidInput(f"size must be a positive number of MB, got {shown(repr(text))}")
+    return int(text)
+
+
+def disk_iqn(on, path: str, cfg: Config) -> Optional[str]:
+    """The IQN of the disk at path on a host: from the link beside it, else
+    (links of earlier versions) from where the disk link points; None if
+    there is no disk link."""
+    carrier = _inspect(on, carrier_of(path))
+    if carrier and carrier[0] == "l":
+        try:
+            return names.parse(carrier[1]).iqn
+        except names.InvalidName:
+            pass
+    found = _inspect(on, path)
+    if found is None or found[0] != "l":
+        return None
+    return iqn_of_link(found[1], cfg)
 
 
 def _inspect(on, path: str) -> Optional[tuple[str, str]]:
@@ -189,9 +292,10 @@ def iqn_of_link(link: str, cfg: Config) -> Optional[str]:
 
 
 def delete(dst: HostPath, cfg: Config, hosts: Hosts) -> str:
-    """Of a disk link: log out of its target, remove the link. Of a VM
-    directory: log out of the targets of the disk links in it, then remove
-    it. A link is removed, never followed."""
+    """Of a disk link: log out of its target, remove the link (and, for a
+    VM's private copy of a non-persistent image, that copy and its target).
+    Of a VM directory: log out of the targets of the disk links in it, then
+    remove it. A link is removed, never followed."""
     check_deletable(dst)
     with hosts(dst.host).session() as session:
         found = _inspect(session, dst.path)
@@ -203,18 +307,29 @@ def delete(dst: HostPath, cfg: Config, hosts: Hosts) -> str:
                 raise OneIscsiError(f"{shown(dst)} is a directory, not a disk: not deleted")
             iqns = [_by_path_iqn(link) for link in session.run(disk_links(dst.path)).split("\0")]
         else:
-            iqns = [iqn_of_link(target, cfg)] if kind == "l" else []
+            iqns = [disk_iqn(session, dst.path, cfg)] if kind == "l" else []
         logged_out = []
         if is_iscsi(dst.host, cfg):
             logged_out = [iqn for iqn in sorted(set(filter(None, iqns))) if logout_and_forget(session, iqn)]
-        session.run(command("rm", "-rf" if kind == "d" else "-f", dst.path))
-    if logged_out:
-        return f"logged out of {' '.join(logged_out)} on {dst.host}, removed {dst.path}"
-    return f"removed {dst}"
+        # a private copy goes before its link: if removing it fails, delete can be run again
+        notes = [note for iqn in (iqns if kind == "l" else []) if iqn
+                 for note in _remove_private_copy(iqn, cfg, hosts)]
+        if kind == "d":
+            session.run(command("rm", "-rf", dst.path))
+        else:
+            _unlink(session, dst.path)
+    done = (f"logged out of {' '.join(logged_out)} on {dst.host}, removed {dst.path}" if logged_out
+            else f"removed {dst}")
+    return "; ".join([done, *notes])
 
 
 def mv(src: HostPath, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
-    """One session on each host (a directory's data takes a second)."""
+    """Move a disk: link it on the destination, log the source out, and leave
+    at the source path what the destination has. With a shared system
+    datastore both paths are one file; with the ssh one the system TM copies
+    the source's directory to the destination next: either way the
+    destination ends with the right link. One session on each host (a
+    directory's data takes a second)."""
     check_path(src)
     check_path(dst)
     if src == dst:
@@ -230,17 +345,70 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
             _copy_directory(source_host, src.path, hosts(dst.host), dst.path)
             on_source.run(command("rm", "-rf", src.path))
             return f"moved {src} to {dst}"
-        iqn = iqn_of_link(target, cfg)
+        iqn = disk_iqn(on_source, src.path, cfg)
         if iqn is None:
             raise OneIscsiError(f"{shown(src)} points at {shown(target)}, which is not an iSCSI disk")
         if src.host == dst.host:
             link(on_source, iqn, dst, cfg)
-        else:
-            ln(iqn, dst, cfg, hosts)  # first: if it fails, the disk is still where it was
-            if is_iscsi(src.host, cfg):
-                logout_and_forget(on_source, iqn)
-        on_source.run(command("rm", "-f", src.path))
+            _unlink(on_source, src.path)
+            return f"moved {iqn} from {src} to {dst}"
+        with hosts(dst.host).session() as on_destination:
+            _, device = link(on_destination, iqn, dst, cfg)  # first: if it fails, the disk is still where it was
+        if is_iscsi(src.host, cfg):
+            logout_and_forget(on_source, iqn)
+        _make_link(on_source, device, src.path, iqn)
     return f"moved {iqn} from {src} to {dst}"
+
+
+def clone(source_iqn: str, dst: HostPath, cfg: Config, hosts: Hosts, allowed: bool) -> str:
+    """A non-persistent disk: a private copy of the image for this VM (volume
+    and target made on the target server), linked as ln links an image."""
+    if not allowed:
+        raise OneIscsiError(CLONE_ERROR)
+    vm_id, disk_id = disk_ids(dst)
+    image = names.parse(source_iqn)
+    server = hosts(image.host)
+    copy = datastore.private_copy(image, vm_id, disk_id, cfg, server)
+    undo = Undo(dst.host)
+    undo.push(f"removing {copy.source}", lambda: datastore.remove(names.parse(copy.source), cfg, server))
+    note = undo.step(None, lambda: ln(copy.source, dst, cfg, hosts))
+    undo.keep()
+    return f"copied {image.iqn} to {copy.source}; {note}"
+
+
+def migrate(step: str, src_host: str, dst_host: str, vm_dir: str, disks: list[int], cfg: Config,
+            hosts: Hosts) -> str:
+    """Live migration of the VM's iSCSI disks: pre logs the destination in
+    and links its disks before the VM moves, post logs the source out after,
+    fail takes back what pre did and links the disks for the source again."""
+    if src_host == dst_host or not disks:
+        return "nothing to do"
+    paths = [check_path(HostPath(src_host, f"{vm_dir}/disk.{disk}")).path for disk in disks]
+    with hosts(src_host).session() as on_source:
+        iqns = {path: disk_iqn(on_source, path, cfg) for path in paths}
+        missing = [path for path, iqn in iqns.items() if iqn is None]
+        if missing:
+            raise OneIscsiError(f"no iSCSI disk at {', '.join(missing)} on {src_host}")
+        if step == "post":
+            out = [iqn for iqn in iqns.values() if is_iscsi(src_host, cfg) and logout_and_forget(on_source, iqn)]
+            return f"logged out of {' '.join(out)} on {src_host}" if out else f"nothing to log out on {src_host}"
+        if step == "fail":
+            with hosts(dst_host).session() as on_destination:
+                for iqn in iqns.values():
+                    if is_iscsi(dst_host, cfg):
+                        logout_and_forget(on_destination, iqn)
+            for path, iqn in iqns.items():  # a shared system datastore: the destination's links were these
+                link(on_source, iqn, HostPath(src_host, path), cfg)
+            return f"logged out of {' '.join(iqns.values())} on {dst_host}, links on {src_host} as before"
+    undo = Undo(dst_host)
+    with hosts(dst_host).session() as on_destination:
+        for path, iqn in iqns.items():
+            undo.push(f"logging out of {iqn}", lambda iqn=iqn: is_iscsi(dst_host, cfg) and logout_and_forget(
+                on_destination, iqn))
+            undo.step(f"linking {path}", lambda path=path, iqn=iqn: link(on_destination, iqn, HostPath(
+                dst_host, path), cfg))
+        undo.keep()
+    return f"linked {' '.join(iqns.values())} on {dst_host}"
 
 
 def _copy_directory(src: Runner, src_path: str, dst: Runner, dst_path: str) -> None:
@@ -248,6 +416,3 @@ def _copy_directory(src: Runner, src_path: str, dst: Runner, dst_path: str) -> N
     with src.output_stream(command("tar", "-C", src_path, "-cf", "-", ".")) as stream:
         dst.feed(command("tar", "-C", dst_path, "-xf", "-"), source.read_chunks(stream))
 
-
-def clone() -> None:
-    raise OneIscsiError(CLONE_ERROR)

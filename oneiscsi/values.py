@@ -119,6 +119,19 @@ def host_name(text: str) -> str:
     return text
 
 
+def version(text: str) -> str:
+    """An OpenNebula version such as 3.4, 6.10 or 7.0.1; empty: not given."""
+    if text and not re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){1,3}", text):
+        raise ValueError("must be an OpenNebula version such as 3.4, 6.10 or 7.0")
+    return text
+
+
+def choice(text: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise ValueError(f"must be one of {', '.join(value or '(empty)' for value in allowed)}")
+    return text
+
+
 def name_part(text: str) -> str:
     if not NAME_PART.fullmatch(text or ""):
         raise ValueError("cannot be part of a target name (letters, digits and '-' only, not starting with '-')")

@@ -46,10 +46,12 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
-    """No ONE_ISCSI_* setting of the machine running the tests leaks into them."""
+    """No ONE_ISCSI_* setting of the machine running the tests leaks into them.
+    The driver is called as OpenNebula 3.4 calls it unless a test says otherwise."""
     for key in list(os.environ):
-        if key.startswith("ONE_ISCSI_"):
+        if key.startswith("ONE_ISCSI_") or key == "ONE_LOCATION":
             monkeypatch.delenv(key)
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "3.4")
 
 
 @pytest.fixture

@@ -36,18 +36,20 @@ tgtadm -C "$control" --op show --mode portal | grep -q "127.0.0.1:$port," \
 export ONE_ISCSI_TGTADM="tgtadm -C $control"
 # the demo's target config files and lock stay in its own folder
 export ONE_ISCSI_CONF_DIR="$work/tgt-conf.d/one-iscsi" ONE_ISCSI_LOCK_FILE="$work/one-iscsi.lock"
+# the OpenNebula this demo plays; a real front-end's installation says it (see OpenNebula versions)
+export ONE_ISCSI_OPENNEBULA_VERSION=7.0
 
 step "making a 64 MiB sample image"
 head -c $((64 * 1024 * 1024)) /dev/urandom > "$work/sample.img"
 sha256sum "$work/sample.img" | tee "$work/sample.sha256"
 
-step "registering it: remotes/datastore/iscsi/cp <base64 DS_DRIVER_ACTION_DATA> 42"
+step "registering it as OpenNebula 7 does: remotes/datastore/iscsi/cp 42, DS_DRIVER_ACTION_DATA on stdin"
 action=$(base64 -w0 <<XML
 <DS_DRIVER_ACTION_DATA><IMAGE><ID>42</ID><PATH>$work/sample.img</PATH></IMAGE><DATASTORE><ID>100</ID><TEMPLATE><BACKEND>file</BACKEND><POOL_DIR>$work/pool</POOL_DIR><HOST>localhost</HOST></TEMPLATE></DATASTORE></DS_DRIVER_ACTION_DATA>
 XML
 )
-read -r iqn size < <(remotes/datastore/iscsi/cp "$action" 42)
-echo "cp printed: $iqn $size"
+read -r iqn format < <(printf %s "$action" | remotes/datastore/iscsi/cp 42)
+echo "cp printed: $iqn $format"
 
 step "one-iscsi target list"
 one-iscsi target list
@@ -61,7 +63,7 @@ else
   echo "checksums DIFFER" >&2; exit 1
 fi
 
-step "removing it: remotes/datastore/iscsi/rm"
+step "removing it as OpenNebula 3.4 does: remotes/datastore/iscsi/rm <base64 DS_DRIVER_ACTION_DATA> 42"
 rm_action=$(base64 -w0 <<XML
 <DS_DRIVER_ACTION_DATA><IMAGE><ID>42</ID><SOURCE>$iqn</SOURCE></IMAGE><DATASTORE><ID>100</ID><TEMPLATE><BACKEND>file</BACKEND><POOL_DIR>$work/pool</POOL_DIR><HOST>localhost</HOST></TEMPLATE></DATASTORE></DS_DRIVER_ACTION_DATA>
 XML

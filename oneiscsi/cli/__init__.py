@@ -25,8 +25,9 @@ PROG = "one-iscsi"
 GROUPS = ("target", "lun", "host", "iqn", "image", "tm")
 ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
 # the commands OpenNebula runs: their failures print OpenNebula's ERROR MESSAGE block
-DRIVER_ACTIONS = {"image": ("cp", "mkfs", "rm", "stat", "monitor"),
-                  "tm": ("ln", "clone", "mvds", "mv", "delete")}
+DRIVER_ACTIONS = {"image": ("cp", "mkfs", "clone", "rm", "stat", "monitor", "unsupported"),
+                  "tm": ("ln", "clone", "mvds", "cpds", "mv", "delete", "resize", "premigrate", "postmigrate",
+                         "failmigrate", "unsupported")}
 UNEXPECTED = 3
 # what oned sends a driver it gives up on, Ctrl-C, a closed terminal: each ends the action like a failure
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -113,17 +114,39 @@ def install(
                                         help="OpenNebula's remotes tree.")] = "/var/lib/one/remotes",
     share: Annotated[str, typer.Option("--share", metavar="DIR",
                                        help="Where the completions and the man page go.")] = "/usr/local/share",
+    one_version: Annotated[Optional[str], typer.Option(
+        "--opennebula-version", metavar="VERSION",
+        help="OpenNebula version to print the oned.conf entries for (default: OPENNEBULA_VERSION, else the "
+             "installation's).")] = None,
+    oned_conf: Annotated[Optional[str], typer.Option(
+        "--oned-conf", metavar="FILE", help="Also write the oned.conf entries to FILE.")] = None,
 ) -> None:
     """Install the remotes into OpenNebula (keeping an existing iscsi.conf),
-    the shell completions and the man page. With --dry-run, list what it would do."""
+    the shell completions and the man page, and print the oned.conf entries
+    for the OpenNebula version found or told. With --dry-run, list what it
+    would do."""
     from .. import install as installer
+    from .. import opennebula
+    from .common import load_config
 
+    cfg = load_config(ctx, opennebula_version=one_version)
+    try:
+        entries = installer.oned_conf(opennebula.version_of(cfg.opennebula_version, cfg.one_location))
+    except OneIscsiError:
+        if oned_conf:
+            raise
+        entries = ("# oned.conf entries: no OpenNebula version found here; "
+                   "see them with --opennebula-version VERSION\n")
     copies = installer.plan(prefix, share)
     if globals_of(ctx).dry_run:
         print("\n".join(copy.describe() for copy in copies))
+        print(entries, end="")
         return
     for line in installer.install(copies):
         print(line, file=sys.stderr)
+    if oned_conf:
+        installer.write_text(oned_conf, entries)
+    print(entries, end="")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -130,14 +130,16 @@ def test_mkfs_raw_and_save_as(tgtd, ds, pool):
     assert raw.returncode == 0 and (pool / "vg-one" / "lv-one-21").stat().st_size == 4 * MIB
     save_as = remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "save_as"}, {}, ds), "22")
     assert (save_as.returncode, save_as.stdout) == (0, f"{IQN.format(22)} 4\n")
-    assert not (pool / "vg-one" / "lv-one-22").exists()
-    assert len(tgtd.target_ids()) == 1
+    # the image a VM's disk is saved into: its volume and target, no filesystem
+    assert (pool / "vg-one" / "lv-one-22").stat().st_size == 4 * MIB
+    assert tgtd.tgtadm("--op", "show", "--mode", "target").stdout.count(IQN.format(22)) == 1
+    assert len(tgtd.target_ids()) == 2
 
 
 def test_mkfs_refuses_unknown_filesystem_before_creating(tgtd, ds, pool):
     done = remote("datastore", "mkfs", action_xml({"SIZE": "4", "FSTYPE": "xfs;reboot"}, {}, ds), "23")
     assert done.returncode == 2
-    assert error_block(done.stderr).startswith("unsupported FSTYPE 'xfs;reboot'")
+    assert error_block(done.stderr).startswith("unsupported filesystem 'xfs;reboot'")
     assert tgtd.target_ids() == [] and not pool.exists()
 
 
@@ -195,7 +197,7 @@ def test_monitor_file_backend(ds):
 
 
 @pytest.mark.parametrize("data, message", [
-    ("not base64!", "malformed base64 in DS_DRIVER_ACTION_DATA argument"),
+    ("not base64!", "malformed base64 in DS_DRIVER_ACTION_DATA"),
     (encode("<DS_DRIVER_ACTION_DATA><IMAGE>"), "malformed XML in DS_DRIVER_ACTION_DATA"),
     (encode("<OTHER/>"), "expected <DS_DRIVER_ACTION_DATA>, got <OTHER>"),
     (encode("<DS_DRIVER_ACTION_DATA><IMAGE></IMAGE></DS_DRIVER_ACTION_DATA>"),

@@ -379,9 +379,9 @@ CASES = [
     Case("BASE_IQN with a colon", "datastore/cp", datastore={"BASE_IQN": "iqn.2012-02.org:x"},
          file_name="plain.img", message="BASE_IQN must not contain ':'"),
     Case("image ID with an injection", "datastore/cp", file_name="plain.img", image_id=f"7;touch {CANARY}",
-         message="image ID must be a non-negative integer"),
+         message="ID must be a non-negative integer"),
     Case("image ID negative", "datastore/cp", file_name="plain.img", image_id="-7",
-         message="image ID must be a non-negative integer"),
+         message="ID must be a non-negative integer"),
     Case("XML external entity", "datastore/cp", args=(encode(
         '<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><DS_DRIVER_ACTION_DATA><IMAGE>'
         "<PATH>&x;</PATH></IMAGE></DS_DRIVER_ACTION_DATA>"), "77"), message="refused XML"),
@@ -402,9 +402,9 @@ CASES = [
     Case("mkfs SIZE negative", "datastore/mkfs", image={"SIZE": "-8", "FSTYPE": "raw"},
          message="IMAGE/SIZE must be a positive number of MB"),
     Case("mkfs FSTYPE with an option", "datastore/mkfs", image={"SIZE": "8", "FSTYPE": "-V"},
-         message="unsupported FSTYPE '-V'"),
+         message="unsupported filesystem '-V'"),
     Case("mkfs FSTYPE with an injection", "datastore/mkfs", image={"SIZE": "8", "FSTYPE": f"ext4;touch {CANARY}"},
-         message="unsupported FSTYPE"),
+         message="unsupported filesystem"),
     *[Case(f"rm SOURCE {source!r}", "datastore/rm", image={"SOURCE": source}, message=message) for source, message in [
         (f"{IQN.format(77)};touch {CANARY}", "IQN"),
         ("iqn.2012-02.org.opennebula:localhost.vg_one.lv-one-77", "IQN"),

@@ -13,7 +13,7 @@ from .paths import BIN, REMOTES
 
 # the one line of a remote stub: exec one-iscsi --config <file> <group> <command> -- "$@"
 STUB_EXEC = re.compile(r'exec "\$\{ONE_ISCSI:-one-iscsi\}" --config "\$\(dirname "\$0"\)/(?P<config>[^"]+)" '
-                       r'(?P<command>[a-z]+ [a-z]+ --) "\$@"')
+                       r'(?P<command>[a-z]+ [a-z]+ --(?: [a-z_]+)?) "\$@"')
 
 
 def action_xml(image: Mapping[str, str], image_template: Optional[Mapping[str, str]] = None,
@@ -37,10 +37,12 @@ def stub(driver: str, action: str) -> Path:
 
 
 def remote(driver: str, action: str, *args: str, env: Optional[Mapping[str, str]] = None,
-           timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run remotes/<driver>/iscsi/<action> ARGS with one-iscsi on PATH."""
+           timeout: float = 120, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run remotes/<driver>/iscsi/<action> ARGS with one-iscsi on PATH (and
+    stdin, as OpenNebula 6.8 and later give the action XML)."""
     environment = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})}
-    return subprocess.run([str(stub(driver, action)), *args], capture_output=True,
+    return subprocess.run([str(stub(driver, action)), *args], capture_output=True, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL,
                           text=True, timeout=timeout, env=environment)
 
 

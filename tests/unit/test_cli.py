@@ -1,11 +1,14 @@
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.driver import action_xml, encode, error_block
 
 from oneiscsi import __version__
+from oneiscsi.units import MIB
 
 IQN = "iqn.2012-02.org.opennebula:iscsitarget.vg-one.lv-one-7"
 
@@ -83,3 +86,129 @@ def test_a_run_builds_only_the_group_it_names(args, group):
 def test_unknown_group_is_a_usage_error(cli):
     result = cli("nonsense")
     assert result.rc == 2 and "No such command 'nonsense'" in result.err
+
+
+# the driver actions OpenNebula calls
+
+def test_the_driver_actions_print_the_error_message_block():
+    from oneiscsi.cli import DRIVER_ACTIONS
+
+    assert DRIVER_ACTIONS == {
+        "image": ("cp", "mkfs", "clone", "rm", "stat", "monitor", "unsupported"),
+        "tm": ("ln", "clone", "mvds", "cpds", "mv", "delete", "resize", "premigrate", "postmigrate", "failmigrate",
+               "unsupported")}
+
+
+@pytest.mark.parametrize("group, action, kind", [("image", "snap_delete", "datastore"),
+                                                 ("image", "export", "datastore"),
+                                                 ("tm", "snap_create", "transfer"),
+                                                 ("tm", "prebackup_live", "transfer")])
+def test_an_unsupported_action_fails_cleanly_with_the_block(cli, group, action, kind):
+    # as the remotes call it: `<group> unsupported -- <action> "$@"`
+    result = cli(group, "unsupported", "--", action, "node1:/var/lib/one/datastores/0/9/disk.0", "0", "9")
+    assert result.rc == 1
+    assert error_block(result.err) == f"{action} is not supported by the iscsi driver ({kind} action)"
+    assert result.err.startswith(f"ERROR: unsupported: {action} is not supported")
+    assert result.out == ""
+
+
+@pytest.fixture
+def stdin(monkeypatch):
+    """What OpenNebula writes to the action's stdin."""
+    def given(text: str, terminal: bool = False):
+        stream = io.StringIO(text)
+        stream.isatty = lambda: terminal
+        monkeypatch.setattr(sys, "stdin", stream)
+    return given
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "image.img"
+    path.write_bytes(b"\x01" * (2 * MIB + 1))
+    return str(path)
+
+
+def test_an_image_action_takes_its_xml_as_argument_or_on_stdin(cli, stdin, image_file):
+    data = action_xml({"PATH": image_file})
+    result = cli("image", "stat", data, "7")
+    assert (result.rc, result.out) == (0, "3\n")
+    stdin(data + "\n")
+    result = cli("image", "stat", "7")
+    assert (result.rc, result.out) == (0, "3\n")
+
+
+def test_an_image_action_with_its_id_alone_and_a_terminal_is_refused(cli, stdin):
+    stdin("", terminal=True)
+    result = cli("image", "stat", "7")
+    assert result.rc == 2
+    assert error_block(result.err) == "no DS_DRIVER_ACTION_DATA: give DRV_ACTION before the ID, or on stdin"
+
+
+@pytest.mark.parametrize("args", [[], ["a", "b", "c"]])
+def test_an_image_action_takes_one_or_two_arguments(cli, args):
+    result = cli("image", "rm", *args)
+    assert result.rc == 2
+    assert "DRV_ACTION" in result.err
+
+
+def test_a_call_on_stdin_says_the_caller_is_6_8_or_later(cli, stdin):
+    stdin(action_xml({"SIZE": "8", "FSTYPE": "ext4"}))  # conftest: OPENNEBULA_VERSION=3.4
+    result = cli("image", "mkfs", "7")
+    assert result.rc == 2
+    assert error_block(result.err) == ("called as OpenNebula 6.8 and later call (the action on stdin), but "
+                                       "OPENNEBULA_VERSION says 3.4")
+
+
+def test_an_argument_call_of_an_unknown_version_is_refused_before_any_command(cli, monkeypatch, tmp_path):
+    monkeypatch.delenv("ONE_ISCSI_OPENNEBULA_VERSION")
+    monkeypatch.setenv("ONE_LOCATION", str(tmp_path))  # an installation that says no version
+    monkeypatch.setenv("ONE_ISCSI_HOST", "tgt1")
+    result = cli("image", "mkfs", action_xml({"SIZE": "8", "FSTYPE": "ext4"}), "7")
+    assert result.rc == 2
+    assert error_block(result.err).startswith("cannot tell which OpenNebula calls, and so how to reply: set "
+                                              "OPENNEBULA_VERSION in iscsi.conf")
+
+
+def test_mkfs_of_a_qcow2_datablock_is_refused_before_any_command(cli, monkeypatch):
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "6.10")
+    result = cli("image", "mkfs", action_xml({"SIZE": "8", "FORMAT": "qcow2", "FS": "ext4"}), "7")
+    assert result.rc == 2
+    assert error_block(result.err) == "mkfs of FORMAT qcow2 is not supported: the iscsi driver makes raw images"
+
+
+@pytest.mark.parametrize("version, non_persistent", [("3.4", ""), ("6.10", "no")])
+def test_tm_clone_refused_by_version_or_configuration(cli, monkeypatch, version, non_persistent):
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", version)
+    monkeypatch.setenv("ONE_ISCSI_NON_PERSISTENT", non_persistent)
+    result = cli("tm", "clone", IQN, "node1:/var/lib/one/datastores/0/9/disk.0", "9", "0")
+    assert (result.rc, error_block(result.err)) == (1, "CLONE not supported for TM_ISCSI. Use persistent images")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["cpds", "node1:/var/lib/one/datastores/0/9/disk.0", IQN, "2", "9", "0"],
+     "snapshot 2: disk snapshots are not supported by the iscsi driver"),
+    (["resize", "node1:/var/lib/one/datastores/0/9/disk.0", "0", "9", "0"],
+     "size must be a positive number of MB, got '0'"),
+])
+def test_tm_actions_refuse_bad_arguments_with_the_block(cli, args, message):
+    result = cli("tm", *args)
+    assert (result.rc, error_block(result.err)) == (2, message)
+
+
+def vm_xml(*disks: tuple[int, str]) -> str:
+    body = "".join(f"<DISK><DISK_ID>{disk}</DISK_ID><TM_MAD>{tm_mad}</TM_MAD></DISK>" for disk, tm_mad in disks)
+    return encode(f"<VM><ID>9</ID><TEMPLATE>{body}</TEMPLATE></VM>")
+
+
+@pytest.mark.parametrize("step", ["premigrate", "postmigrate", "failmigrate"])
+def test_a_migration_step_of_a_vm_without_iscsi_disks_does_nothing(cli, stdin, step):
+    stdin(vm_xml((0, "ssh"), (1, "shared")))
+    result = cli("tm", step, "node1", "node2", "/var/lib/one/datastores/0/9", "9", "0")
+    assert (result.rc, result.out, result.err) == (0, "", f"INFO: {step}: nothing to do\n")
+
+
+def test_a_migration_step_needs_the_vm_xml_on_stdin(cli, stdin):
+    stdin("", terminal=True)
+    result = cli("tm", "premigrate", "node1", "node2", "/var/lib/one/datastores/0/9", "9", "0")
+    assert (result.rc, error_block(result.err)) == (2, "no VM XML: it comes base64 on stdin")

@@ -284,3 +284,24 @@ def test_good_values_pass_and_are_normalised():
         "CHAP_USER": "one.user@x", "CHAP_PASSWORD": "a-b_c.d+e=f%g,", "POOL_DIR": "/srv/pool/", "UMASK": "027"})
     assert cfg.initiators == ("10.0.0.1", "192.168.0.0/24", "fd00::/8", "iqn.1993-08.org.debian:01:abc", "ALL")
     assert (cfg.pool_dir, cfg.umask) == ("/srv/pool", 0o027)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("OPENNEBULA_VERSION", "6", "must be an OpenNebula version such as 3.4, 6.10 or 7.0"),
+    ("OPENNEBULA_VERSION", "6.10;x", "must be an OpenNebula version"),
+    ("OPENNEBULA_VERSION", "v6.10", "must be an OpenNebula version"),
+    ("NON_PERSISTENT", "maybe", "must be one of (empty), yes, no"),
+    ("ONE_LOCATION", "relative/one", ""),
+])
+def test_the_opennebula_keys_are_checked(key, value, message):
+    with pytest.raises(ConfigError) as caught:
+        config.load(env={f"ONE_ISCSI_{key}": value})
+    assert str(caught.value).startswith(f"{key} {message}")
+
+
+def test_the_opennebula_keys():
+    cfg = config.load(env={"ONE_ISCSI_OPENNEBULA_VERSION": "6.10", "ONE_ISCSI_NON_PERSISTENT": "YES",
+                           "ONE_LOCATION": "/opt/one"})
+    assert (cfg.opennebula_version, cfg.non_persistent, cfg.one_location) == ("6.10", "yes", "/opt/one")
+    cfg = config.load(env={})
+    assert (cfg.opennebula_version, cfg.non_persistent, cfg.one_location) == ("", "", "")

@@ -8,13 +8,13 @@ import os
 from contextlib import contextmanager
 
 import pytest
-from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, delete_target,
-                          forget, listing, new_lun, new_target, saved)
+from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, conf, delete_target,
+                          forget, listing, new_lun, new_target, saved, tgtadm)
 
-from oneiscsi import datastore, imagewriter, source
+from oneiscsi import config, datastore, imagewriter, names, source, tgtconf
 from oneiscsi.datastore import Registered, Usage
 from oneiscsi.config import ConfigError
-from oneiscsi.errors import InvalidInput, OneIscsiError, StepFailed
+from oneiscsi.errors import InvalidInput, NotFound, OneIscsiError, StepFailed
 from oneiscsi.run import failure
 from oneiscsi.units import MIB
 from support.recording import Recorder, make_config
@@ -271,10 +271,12 @@ def test_cp_dry_run_runs_only_queries(image):
 
 @pytest.mark.parametrize("fstype, made", [
     ("ext4", [["mkfs", "-t", "ext4", "-F", LV]]),
-    ("", [["mkfs", "-t", "ext3", "-F", LV]]),
-    (" ntfs ", [["mkfs", "-t", "ntfs", "-F", "-Q", LV]]),
+    ("ext3", [["mkfs", "-t", "ext3", "-F", LV]]),
+    ("ntfs", [["mkfs", "-t", "ntfs", "-F", "-Q", LV]]),
+    ("reiserfs", [["mkfs", "-t", "reiserfs", "-f", "-q", LV]]),
     ("swap", [["mkswap", LV]]),
     ("raw", []),
+    ("save_as", []),  # a VM's disk is copied into it later: no filesystem, but volume and target
 ])
 def test_mkfs_makes_volume_filesystem_and_target(recorder, fstype, made):
     assert mkfs(recorder, fstype) == Registered(IQN, 8)
@@ -283,15 +285,13 @@ def test_mkfs_makes_volume_filesystem_and_target(recorder, fstype, made):
     assert recorder.fed == {}
 
 
-def test_mkfs_save_as_makes_nothing(recorder):
-    assert mkfs(recorder, "save_as", 8) == Registered(IQN, 8)
-    assert recorder.calls == [] and recorder.sessions == []
-
-
 @pytest.mark.parametrize("fstype, size_mb, message", [
-    ("-V", 8, "unsupported FSTYPE '-V'"),
-    ("ext4;touch x", 8, "unsupported FSTYPE 'ext4;touch x'"),
-    ("EXT4", 8, "unsupported FSTYPE 'EXT4'"),
+    ("-V", 8, "unsupported filesystem '-V'"),
+    ("ext4;touch x", 8, "unsupported filesystem 'ext4;touch x'"),
+    ("EXT4", 8, "unsupported filesystem 'EXT4'"),
+    ("", 8, "unsupported filesystem ''"),  # the CLI maps an empty FSTYPE/FS, never datastore.mkfs
+    (" ntfs ", 8, "unsupported filesystem ' ntfs '"),
+    ("qcow2", 8, "unsupported filesystem 'qcow2'"),
     ("ext4", 0, "IMAGE/SIZE must be a positive number of MB, got 0"),
     ("raw", -8, "IMAGE/SIZE must be a positive number of MB, got -8"),
     ("save_as", 0, "IMAGE/SIZE must be a positive number of MB, got 0"),
@@ -626,3 +626,184 @@ def test_cp_takes_over_a_target_left_without_its_lun(pool, image):
     pool.answer(*SHOW, out=listing((4, IQN)), times=2)
     assert cp(pool, image) == Registered(IQN, 2)
     assert pool.argvs()[4:9] == [SHOW, SHOW, delete_target(4), SHOW, new_target(1)]
+
+
+# cp of a qcow2 image the VM reads as qcow2 (DRIVER=qcow2)
+
+def test_cp_keeping_qcow2_copies_the_file_as_it_is_into_a_volume_of_its_full_allocation(pool, tmp_path):
+    path = qcow2(tmp_path, pool, **{"virtual-size": 64 * MIB})
+    pool.answer("qemu-img", "measure", out=json.dumps({"required": 400000, "fully-allocated": 3 * MIB + 1}))
+    with open(path, "rb") as original:
+        md5 = hashlib.md5(original.read()).hexdigest()
+    assert cp(pool, path, checksums={"md5": md5}, keep_qcow2=True) == Registered(IQN, 4, (), "qcow2")
+    opened = pool.argvs("localhost")[0][-1]
+    assert opened.startswith(f"/proc/{os.getpid()}/fd/")
+    assert pool.argvs("localhost") == [["qemu-img", "info", "--output=json", "-f", "qcow2", opened],
+                                       ["qemu-img", "measure", "--output=json", "-f", "qcow2", "-O", "qcow2", opened]]
+    assert pool.argvs("tgt1") == [*file_volume("4M"), *target(FILE), *saved(), writer(FILE), SHOW]
+    assert pool.fed["tgt1"] == records(path, zero_device=False)  # the file's own bytes, no nbdcopy
+
+
+def test_stat_keeping_qcow2_is_the_full_allocation(recorder, tmp_path):
+    path = qcow2(tmp_path, recorder, **{"virtual-size": 64 * MIB})
+    recorder.answer("qemu-img", "measure", out=json.dumps({"fully-allocated": 65 * MIB + 1}))
+    assert datastore.stat(path, recorder.cfg, recorder.runner("localhost"), keep_qcow2=True) == 66
+    assert datastore.stat(path, recorder.cfg, recorder.runner("localhost")) == 64
+
+
+# clone: a new image copied from another on the target server
+
+IQN9 = f"{BASE}:tgt1.vg-one.lv-one-9"
+FILE9 = "/srv/pool/vg-one/lv-one-9"
+LV9 = "/dev/vg-one/lv-one-9"
+
+
+def copier(source_device: str, device: str, zero: str) -> list[str]:
+    return ["sh", "-c", imagewriter.COPIER, "volume-copy", source_device, device, "dd", "blkdiscard -z",
+            "fallocate --punch-hole", "blockdev", zero]
+
+
+def clone_server(backend: str, **keys: str) -> Recorder:
+    recorder = server(backend, **keys)
+    device9 = {"file": FILE9, "lvm": LV9}[backend]
+    recorder.answer(*SHOW, out=listing((2, IQN9, (device9,))))
+    recorder.answer(*SHOW, out="", times=1)
+    recorder.answer("stat", "-c", out="8388608\n")
+    recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
+    return recorder
+
+
+def clone(recorder: Recorder, source_iqn: str = IQN) -> Registered:
+    return datastore.clone(source_iqn, 9, recorder.cfg, recorder.runner("tgt1"))
+
+
+@pytest.mark.parametrize("backend, measure, volume, zero", [
+    ("file", ["stat", "-c", "%s", FILE],
+     [["mkdir", "-p", "/srv/pool/vg-one"], ["dd", f"of={FILE9}", "conv=excl", "count=0", "status=none"],
+      ["chmod", "0600", FILE9], ["truncate", "-s", "8M", FILE9]], "0"),  # a new sparse file reads as zeros
+    ("lvm", ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"],
+     [["lvcreate", "--yes", "-W", "y", "-L", "8M", "-n", "lv-one-9", "vg-one"]], "1"),
+])
+def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_target_server(
+        backend, measure, volume, zero):
+    recorder = clone_server(backend)
+    source_device, device = {"file": (FILE, FILE9), "lvm": (LV, LV9)}[backend]
+    assert clone(recorder) == Registered(IQN9, 8, (), "raw")
+    assert recorder.argvs() == [measure, *volume, SHOW, new_target(1, IQN9), bind(1, "address", "ALL"),
+                                new_lun(1, device), *saved(IQN9), copier(source_device, device, zero), SHOW]
+    assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9"),
+                              ("release", "tgt1", "/run/lock/one-iscsi.lock")]
+    assert recorder.fed == {}  # nothing crosses from here
+
+
+def test_clone_gives_the_new_image_this_datastores_access_rules():
+    recorder = clone_server("file", INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
+    clone(recorder)
+    assert recorder.argvs()[6:12] == [new_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
+
+
+def test_clone_whose_copy_fails_takes_everything_back():
+    recorder = clone_server("file")
+    recorder.fail("volume-copy", rc=4, stderr=f"volume copy: {FILE} (9 bytes) does not fit in {FILE9} (8 bytes)")
+    error = failure_of(clone, recorder)
+    assert str(error) == (f"copying {FILE} to {FILE9} failed on tgt1: sh failed on tgt1 (exit 4): volume copy: "
+                          f"{FILE} (9 bytes) does not fit in {FILE9} (8 bytes)")
+    assert recorder.argvs()[-4:] == [copier(FILE, FILE9, "0"), forget(IQN9), DELETE, ["rm", "-f", FILE9]]
+
+
+def test_clone_of_a_source_that_is_gone_makes_nothing(pool):
+    pool.fail("stat", "-c", stderr=f"stat: cannot statx '{FILE}': No such file or directory")
+    error = failure_of(clone, pool)
+    assert str(error) == f"measuring {FILE} failed on tgt1: no volume {FILE} on tgt1"
+    assert pool.argvs() == [["stat", "-c", "%s", FILE]]
+
+
+@pytest.mark.parametrize("source_iqn, message", [
+    (f"{BASE}:tgt2.vg-one.lv-one-7", f"image {BASE}:tgt2.vg-one.lv-one-7 is on target server tgt2, this "
+                                     "datastore's is tgt1: cloned images stay on their target server"),
+    (f"{IQN};x", "contains characters tgtd refuses"),
+    ("", "IQN is empty"),
+])
+def test_clone_refuses_a_source_it_cannot_copy_before_any_command(pool, source_iqn, message):
+    assert message in refused(pool, clone, pool, source_iqn)
+
+
+def test_private_copy_takes_the_access_rules_the_image_was_saved_with(pool):
+    private = f"{BASE}:tgt1.vg-one.lv-one-9-0"
+    spec = tgtconf.TargetSpec(IQN, (FILE,), ALLOWED, *CHAP)
+    pool.answer("cat", "--", conf(), out=tgtconf.render(spec))
+    pool.answer("stat", "-c", out="8388608\n")
+    pool.answer(*SHOW, out=listing((1, private, ("/srv/pool/vg-one/lv-one-9-0",))))
+    pool.answer(*SHOW, out="", times=1)
+    done = datastore.private_copy(names.parse(IQN), 9, 0, pool.cfg, pool.runner("tgt1"))
+    assert done == Registered(private, 8, (), "raw")
+    assert pool.argvs()[:2] == [["test", "-e", conf()], ["cat", "--", conf()]]
+    assert pool.argvs()[8:14] == [new_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
+    assert pool.argvs()[-2] == copier(FILE, "/srv/pool/vg-one/lv-one-9-0", "0")
+
+
+# copy_into (save-as), grow, remove
+
+IQN8 = f"{BASE}:tgt1.vg-one.lv-one-8"
+
+
+def test_copy_into_zeroes_the_image_written_even_of_the_file_backend(pool):
+    pool.answer(*SHOW, out=listing((2, IQN8, ("/srv/pool/vg-one/lv-one-8",))))
+    pool.answer("volume-copy", out="copied 8388608 bytes\n")
+    assert datastore.copy_into(IQN, IQN8, pool.cfg, pool.runner("tgt1")) == "copied 8388608 bytes"
+    assert pool.argvs() == [SHOW, copier(FILE, "/srv/pool/vg-one/lv-one-8", "1")]
+    assert pool.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-8")]
+
+
+@pytest.mark.parametrize("backend, grow", [
+    ("file", ["truncate", "-s", "16M", FILE]), ("lvm", ["lvextend", "-L", "16M", "vg-one/lv-one-7"])])
+def test_grow_grows_the_volume_then_adds_lun_1_again(backend, grow):
+    recorder = server(backend)
+    device = BACKENDS[backend][0]
+    recorder.answer(*SHOW, out=listing((3, IQN, (device,))))
+    recorder.answer("stat", "-c", out="8388608\n")
+    recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
+    assert datastore.grow(IQN, 16, recorder.cfg, recorder.runner("tgt1")) == f"grew {device} from 8 to 16 MiB"
+    assert recorder.argvs()[1:] == [SHOW, grow, tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", "3",
+                                                       "--lun", "1"), new_lun(3, device)]
+
+
+@pytest.mark.parametrize("size_mb", [8, 4])
+def test_grow_never_shrinks(pool, size_mb):
+    pool.answer("stat", "-c", out="8388608\n")
+    assert datastore.grow(IQN, size_mb, pool.cfg, pool.runner("tgt1")) == f"{FILE} already has 8 MiB: not shrunk"
+    assert pool.argvs() == [["stat", "-c", "%s", FILE]]
+
+
+def test_grow_of_an_image_without_target_grows_nothing(pool):
+    pool.answer("stat", "-c", out="8388608\n")
+    with pytest.raises(NotFound, match=f"no target named {IQN} on tgt1"):
+        datastore.grow(IQN, 16, pool.cfg, pool.runner("tgt1"))
+    assert pool.argvs() == [["stat", "-c", "%s", FILE], SHOW]
+
+
+def test_remove_deletes_any_volume_it_is_named(recorder):
+    private = f"{BASE}:tgt1.vg-one.lv-one-9-0"
+    recorder.answer(*SHOW, out=listing((6, private, ("/dev/vg-one/lv-one-9-0",))))
+    assert datastore.remove(names.parse(private), recorder.cfg, recorder.runner("tgt1")) == []
+    assert recorder.argvs() == [SHOW, delete_target(6), forget(private), ["lvremove", "-f", "vg-one/lv-one-9-0"]]
+    assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9-0")]
+
+
+# the restricted directories of a self-contained install
+
+def test_builtin_restricted_directories_follow_one_location(tmp_path):
+    assert datastore.builtin_restricted(make_config()) == ("/var/lib/one", "/etc/one")
+    assert datastore.builtin_restricted(make_config(ONE_LOCATION=str(tmp_path))) == (
+        f"{tmp_path}/var", f"{tmp_path}/etc")
+    assert config.load(env={"ONE_LOCATION": str(tmp_path)}).one_location == str(tmp_path)
+
+
+def test_check_allowed_with_one_location_refuses_its_var_and_etc_only(tmp_path):
+    keys = {"ONE_LOCATION": str(tmp_path / "one")}
+    for path in ["one/var/datastores/1/x.img", "one/etc/oned.conf", "one/var"]:
+        with pytest.raises(InvalidInput, match="^Not allowed to copy image file"):
+            check(tmp_path / path, **keys)
+    for path in ["/var/lib/one/datastores/1/x.img", "/etc/one/oned.conf", tmp_path / "one" / "share" / "x.img",
+                 tmp_path / "one-var" / "x.img"]:
+        check(path, **keys)

@@ -1,4 +1,5 @@
 import os
+import subprocess
 
 import pytest
 
@@ -82,3 +83,65 @@ def test_writer_gets_values_as_arguments():
     assert argv[:2] == ["sh", "-c"]
     assert argv[3:] == ["image-writer", "/dev/vg one/lv", "sudo dd", "sudo blkdiscard -z",
                         "sudo fallocate --punch-hole", "dd", "blkdiscard -z", "fallocate --punch-hole"]
+
+
+# the volume copier: one volume into another on the target server
+
+def plain_copier_tools():
+    return [list(tool.argv) for tool in imagewriter.copier_tools()]
+
+
+def test_copier_tools_are_the_writers_and_blockdev_all_privileged():
+    tools = imagewriter.copier_tools()
+    assert [list(tool.argv) for tool in tools] == [["dd"], ["blkdiscard", "-z"], ["fallocate", "--punch-hole"],
+                                                   ["blockdev"]]
+    assert all(tool.privileged for tool in tools)
+
+
+def test_copier_gets_values_as_arguments():
+    argv = list(imagewriter.copier("/dev/vg one/lv-one-7", "/dev/vg-one/lv;x", [["sudo", *tool] for tool in
+                                                                              plain_copier_tools()], True).argv)
+    assert argv[:3] == ["sh", "-c", imagewriter.COPIER]
+    assert argv[3:] == ["volume-copy", "/dev/vg one/lv-one-7", "/dev/vg-one/lv;x", "sudo dd", "sudo blkdiscard -z",
+                        "sudo fallocate --punch-hole", "sudo blockdev", "1"]
+    assert imagewriter.copier("/a", "/b", plain_copier_tools(), False).argv[-1] == "0"
+
+
+def copy(source, device, zero_device):
+    done = subprocess.run(list(imagewriter.copier(str(source), str(device), plain_copier_tools(), zero_device).argv),
+                          capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_copier_zeroes_the_device_then_copies_the_data(tmp_path):
+    data = os.urandom(1000) + bytes(300 * 1024) + b"end"
+    (tmp_path / "src").write_bytes(data)
+    (tmp_path / "dev").write_bytes(b"\xff" * (2 * MIB))  # stale data of an older volume
+    rc, _, err = copy(tmp_path / "src", tmp_path / "dev", zero_device=True)
+    assert (rc, err) == (0, "")
+    assert (tmp_path / "dev").read_bytes() == data + bytes(2 * MIB - len(data))
+
+
+def test_the_copier_onto_a_new_sparse_file_copies_only(tmp_path):
+    data = os.urandom(MIB + 7)
+    (tmp_path / "src").write_bytes(data)
+    with open(tmp_path / "dev", "wb") as new:
+        new.truncate(2 * MIB)
+    assert copy(tmp_path / "src", tmp_path / "dev", zero_device=False) == (0, f"copied {MIB + 7} bytes\n", "")
+    assert (tmp_path / "dev").read_bytes() == data + bytes(MIB - 7)
+
+
+def test_the_copier_refuses_a_source_larger_than_the_device_and_writes_nothing(tmp_path):
+    (tmp_path / "src").write_bytes(b"\x01" * (MIB + 1))
+    (tmp_path / "dev").write_bytes(b"\xff" * MIB)
+    rc, out, err = copy(tmp_path / "src", tmp_path / "dev", zero_device=True)
+    assert (rc, out) == (4, "")
+    assert err == f"volume copy: {tmp_path / 'src'} ({MIB + 1} bytes) does not fit in {tmp_path / 'dev'} ({MIB} bytes)\n"
+    assert (tmp_path / "dev").read_bytes() == b"\xff" * MIB
+
+
+def test_the_copier_fails_on_a_missing_source(tmp_path):
+    (tmp_path / "dev").write_bytes(b"\xff" * 10)
+    rc, out, err = copy(tmp_path / "nothing", tmp_path / "dev", zero_device=True)
+    assert rc == 1 and out == "" and "No such file" in err
+    assert (tmp_path / "dev").read_bytes() == b"\xff" * 10

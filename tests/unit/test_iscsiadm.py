@@ -56,3 +56,9 @@ def test_plain_hosts(host):
                                   "tgt1.", ".tgt1", "tgt 1", "tgt1;x", "tgt_1", "tgt1/x", "a" * 254])
 def test_hosts_that_are_not_plain(host):
     assert not iscsiadm.is_plain_host(host)
+
+
+def test_rescan_command():
+    rescan = iscsiadm.rescan(IQN)
+    assert rescan.argv == ("iscsiadm", "-m", "node", "--targetname", IQN, "--rescan")
+    assert rescan.privileged and not rescan.query

@@ -59,3 +59,30 @@ def test_names_are_checked():
 def test_backend_must_be_known():
     with pytest.raises(config.ConfigError, match="BACKEND must be one of lvm, file"):
         cfg(BACKEND="zfs")
+
+
+def test_size_and_grow_of_each_backend():
+    lv = storage.volume(7, cfg())
+    assert lv.size().argv == ("lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7")
+    assert lv.size().query
+    assert lv.grow(16).argv == ("lvextend", "-L", "16M", "vg-one/lv-one-7") and lv.grow(16).privileged
+    file = storage.volume(7, cfg(BACKEND="file", POOL_DIR="/srv/pool"))
+    assert file.size().argv == ("stat", "-c", "%s", "/srv/pool/vg-one/lv-one-7") and file.size().query
+    assert file.grow(16).argv == ("truncate", "-s", "16M", "/srv/pool/vg-one/lv-one-7") and file.grow(16).privileged
+    assert storage.parse_size("  8388608\n") == 8388608
+
+
+@pytest.mark.parametrize("backend, stderr", [
+    ("lvm", '  Failed to find logical volume "vg-one/lv-one-7"'),
+    ("file", "stat: cannot statx '/srv/one-iscsi/vg-one/lv-one-7': No such file or directory")])
+def test_size_of_a_missing_volume_is_not_found(backend, stderr):
+    from oneiscsi.errors import CommandError, NotFound
+
+    size = storage.volume(7, cfg(BACKEND=backend)).size()
+    assert isinstance(size.explain(CommandError(size.argv[0], "tgt1", 5, stderr)), NotFound)
+    assert size.explain(CommandError(size.argv[0], "tgt1", 5, "Permission denied")) is None
+
+
+def test_private_copies_have_volumes_of_their_own():
+    assert storage.private_lv_name(9, 0) == "lv-one-9-0"
+    assert storage.private_lv_name(9, 0) != storage.lv_name(90)

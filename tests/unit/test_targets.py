@@ -282,3 +282,18 @@ def test_restore_deletes_a_half_made_target_and_restores_the_next_one(targets, s
                              new_lun(2, "/dev/vg-one/lv-one-7"), delete_target(2, "--force"),
                              cat(IQN_8), SHOW, new_target(2, IQN_8), bind(2, "address", "ALL"),
                              new_lun(2, "/dev/vg-one/lv-one-8")]
+
+
+def test_saved_reads_the_targets_persistence_file(targets, recorder):
+    spec = TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), ALLOWED, *CHAP)
+    recorder.answer("cat", "--", f"{CONF_DIR}/{IQN}.conf", out=tgtconf.render(spec))
+    assert targets.saved(IQN) == spec
+    assert recorder.argvs() == [["test", "-e", f"{CONF_DIR}/{IQN}.conf"], ["cat", "--", f"{CONF_DIR}/{IQN}.conf"]]
+
+
+def test_saved_of_a_target_without_its_file_is_not_found(targets, recorder):
+    recorder.fail("test", "-e")
+    with pytest.raises(NotFound) as caught:
+        targets.saved(IQN)
+    assert str(caught.value) == f"no saved configuration of target {IQN} on tgt1 ({CONF_DIR}/{IQN}.conf)"
+    assert recorder.argvs() == [["test", "-e", f"{CONF_DIR}/{IQN}.conf"]]

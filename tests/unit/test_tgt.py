@@ -111,3 +111,10 @@ def test_lowest_free_tid():
     assert tgt.lowest_free_tid(targets, 1) == 2
     assert tgt.lowest_free_tid(targets, 3) == 5
     assert tgt.lowest_free_tid([], 10) == 10
+
+
+def test_delete_lun_argv():
+    assert list(tgt.delete_lun(4).argv) == [
+        "tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "logicalunit", "--tid", "4", "--lun", "1"]
+    assert tgt.delete_lun(4, lun=2).argv[-2:] == ("--lun", "2")
+    assert tgt.delete_lun(4).privileged
