@@ -19,7 +19,7 @@ from .commands import quiet
 from .ports import free_port
 from .wait import wait_for
 
-HOSTS = ("tgtserver", "node1", "node2")  # ssh aliases, all of the same loopback sshd
+HOSTS = ("tgtserver", "node1", "node2", "front-end")  # ssh aliases, all of the same loopback sshd
 
 
 @dataclass
