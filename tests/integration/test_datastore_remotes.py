@@ -54,6 +54,25 @@ def test_cp_of_qcow2_converts_while_copying(tgtd, ds, tmp_path):
     assert lun == raw.read_bytes() + bytes(MIB)
 
 
+def test_cp_of_qcow2_for_a_vm_reading_qcow2_keeps_its_bytes(tgtd, ds, tmp_path, monkeypatch):
+    """DRIVER=qcow2: the VM reads qcow2 from the device, so the file is copied
+    as it is, onto a volume with room for every cluster; 7.x is told qcow2."""
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "7.0")
+    raw = random_image(tmp_path / "src.raw", 3 * MIB)
+    qcow2 = tmp_path / "src.qcow2"
+    assert quiet(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)]).returncode == 0
+    assert quiet(["qemu-img", "resize", "-f", "qcow2", str(qcow2), "8M"]).returncode == 0
+    done = remote("datastore", "cp", "8", stdin=action_xml({"PATH": str(qcow2)}, {"DRIVER": "qcow2"}, ds))
+    assert (done.returncode, done.stdout) == (0, f"{IQN.format(8)} qcow2\n"), done.stderr
+    lun = read_lun(tgtd, IQN.format(8), tmp_path / "back.qcow2")
+    assert lun[:qcow2.stat().st_size] == qcow2.read_bytes() and not any(lun[qcow2.stat().st_size:])
+    assert len(lun) >= 8 * MIB  # the guest's writes fit: qcow2 on a device cannot grow
+    read = quiet(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(tmp_path / "back.qcow2"),
+                  str(tmp_path / "guest.raw")])
+    assert read.returncode == 0, read.stderr
+    assert (tmp_path / "guest.raw").read_bytes() == raw.read_bytes() + bytes(5 * MIB)
+
+
 def test_cp_from_url_streams(tgtd, ds, tmp_path, http_server):
     image = random_image(http_server.root / "img.raw", 2 * MIB + 5)
     done = remote("datastore", "cp", action_xml({"PATH": http_server.url("img.raw")}, {}, ds), "9")
