@@ -6,9 +6,9 @@ logs in, sees the disk grow, and its writes are what save-as copies. Nothing
 is mocked."""
 import hashlib
 import os
-import time
 
 from support.driver import action_xml, read_lun, remote
+from support.wait import wait_for
 
 from .test_guest import DISK, SIZE, VM, by_path
 
@@ -59,10 +59,7 @@ def test_non_persistent_disk_deploy_resize_save_as_shutdown(frontend, tgtd, tmp_
     # resize: tgtd reports the new size and the guest's kernel sees it
     done = remote("tm", "resize", f"guest:{DISK}", "8", "7", "0")
     assert done.returncode == 0, done.stderr
-    deadline = time.monotonic() + 30
-    while guest_size(guest, DISK) != 8 * MIB and time.monotonic() < deadline:
-        time.sleep(0.2)  # between polls of a bounded wait for the kernel's rescan
-    assert guest_size(guest, DISK) == 8 * MIB
+    wait_for(lambda: guest_size(guest, DISK) == 8 * MIB, timeout=30, what="the guest's kernel seeing 8 MiB")
 
     # save-as of the running VM: a new image, then CPDS copies the disk into it
     done = ds("mkfs", {"SIZE": "8", "FORMAT": "save_as", "FS": ""}, 9,

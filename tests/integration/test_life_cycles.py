@@ -84,6 +84,18 @@ def assert_sessions(cloud: Cloud, expected: dict) -> None:
 
 # --- OpenNebula 3.4 -----------------------------------------------------------------------------------
 
+def deploy_and_migrate(cloud, sys_tm, source, data, vm, ln_tail, tail):
+    """LN on node1, then a cold migration to node2 (iscsi line, then the
+    system TM's), checking the sessions and the data after each."""
+    disk = f"{vm}/disk.0"
+    transfer(cloud, f"LN iscsi {source} node1:{disk} {ln_tail}")
+    assert_sessions(cloud, {"node1": [source]})
+    assert cloud.read("node1", disk) == data
+    transfer(cloud, f"MV iscsi node1:{disk} node2:{disk}{tail}", f"MV {sys_tm} node1:{vm} node2:{vm}{tail}")
+    assert_sessions(cloud, {"node2": [source]})
+    assert cloud.read("node2", disk) == data
+
+
 @pytest.mark.parametrize("system_tm", SYSTEM_TMS)
 def test_34_persistent_image_through_deploy_migration_stop_resume_and_save_as(make_cloud, system_tm):
     cloud = make_cloud("3.4", system_tm)
@@ -98,15 +110,8 @@ def test_34_persistent_image_through_deploy_migration_stop_resume_and_save_as(ma
     source = registered.source
     assert cloud.lun(source) == data
 
-    # deploy on node1
-    transfer(cloud, f"LN iscsi {source} node1:{disk} 2")
-    assert_sessions(cloud, {"node1": [source]})
-    assert cloud.read("node1", disk) == data
-
-    # cold migration to node2: the disk survives the system TM's move of the directory
-    transfer(cloud, f"MV iscsi node1:{disk} node2:{disk}", f"MV {sys_tm} node1:{vm} node2:{vm}")
-    assert_sessions(cloud, {"node2": [source]})
-    assert cloud.read("node2", disk) == data
+    # deploy on node1, cold migration to node2: the disk survives the system TM's move of the directory
+    deploy_and_migrate(cloud, sys_tm, source, data, vm, "2", "")
     if sys_tm == "ssh":
         assert not cloud.seen_from("node1", vm).exists()
 
@@ -308,13 +313,7 @@ def test_7x_persistent_disk_through_deploy_migration_and_shutdown(make_cloud, sy
     vm, ids = cloud.vm_dir(60), "60 0"
     disk = f"{vm}/disk.0"
     source, data = register(cloud, 50)
-    transfer(cloud, f"LN iscsi {source} node1:{disk} {ids}")
-    assert_sessions(cloud, {"node1": [source]})
-    assert cloud.read("node1", disk) == data
-
-    transfer(cloud, f"MV iscsi node1:{disk} node2:{disk} {ids}", f"MV {system_tm} node1:{vm} node2:{vm} {ids}")
-    assert_sessions(cloud, {"node2": [source]})
-    assert cloud.read("node2", disk) == data
+    deploy_and_migrate(cloud, system_tm, source, data, vm, ids, f" {ids}")
     written = os.urandom(len(data))
     cloud.write("node2", disk, written)
 
