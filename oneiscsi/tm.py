@@ -113,7 +113,8 @@ def disk_links(directory: str) -> Command:
 
 
 def carrier_of(disk: str) -> str:
-    """The link beside a disk link that holds its IQN."""
+    """The link beside a disk link that holds its IQN and the host that made
+    the disk link: `<IQN>@<host>` (`<IQN>` alone in earlier versions)."""
     head, name = posixpath.split(disk)
     return posixpath.join(head, f".{name}.iqn")
 
@@ -147,7 +148,7 @@ def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> tuple[str, s
         raise OneIscsiError(f"{shown(dst)} is a directory: not linking {iqn} there")
     if portal is None:
         device = device_of(target, cfg)
-        _make_link(session, device, dst.path, iqn)
+        _make_link(session, device, dst.path, iqn, dst.host)
         return f"linked {dst} to {device}", device
     undo = Undo(dst.host)
     undo.push(f"deleting the node record of {iqn}", lambda: initiator.forget(session, iqn))
@@ -167,15 +168,33 @@ def link(session: Session, iqn: str, dst: HostPath, cfg: Config) -> tuple[str, s
     wait = wait_and_link(cfg.device_dir, iqn, dst.path, cfg.device_timeout, timed_out=timed_out)
     undo.step(None, lambda: session.run(wait, timeout=cfg.device_timeout + cfg.timeout))
     device = undo.step(None, lambda: (_inspect(session, dst.path) or ("", ""))[1])  # none under --dry-run
-    undo.step(None, lambda: session.run(command("ln", "-sfnT", iqn, carrier_of(dst.path))))
+    undo.step(None, lambda: _carry(session, dst.path, iqn, dst.host))
     what = "logged in to" if logged_in else "already logged in to"
     return f"{what} {iqn} on {dst.host}, linked {dst.path}", device
 
 
-def _make_link(on, device: str, path: str, iqn: str) -> None:
-    """The disk link and the link beside it that holds its IQN."""
+def _make_link(on, device: str, path: str, iqn: str, host: str) -> None:
+    """The disk link host uses, and the link beside it."""
     on.run(command("ln", "-sfnT", device, path))
-    on.run(command("ln", "-sfnT", iqn, carrier_of(path)))
+    _carry(on, path, iqn, host)
+
+
+def _carry(on, path: str, iqn: str, host: str) -> None:
+    on.run(command("ln", "-sfnT", f"{iqn}@{host}", carrier_of(path)))
+
+
+def _carried(on, path: str) -> tuple[Optional[str], Optional[str]]:
+    """(IQN, host that made the disk link) from the link beside a disk at
+    path; the host is None for links of earlier versions, both are None
+    without that link."""
+    carrier = _inspect(on, carrier_of(path))
+    if carrier and carrier[0] == "l":
+        iqn, _, host = carrier[1].partition("@")
+        try:
+            return names.parse(iqn).iqn, host or None
+        except names.InvalidName:
+            pass
+    return None, None
 
 
 def _unlink(on, path: str) -> None:
@@ -249,12 +268,9 @@ def disk_iqn(on, path: str, cfg: Config) -> Optional[str]:
     """The IQN of the disk at path on a host: from the link beside it, else
     (links of earlier versions) from where the disk link points; None if
     there is no disk link."""
-    carrier = _inspect(on, carrier_of(path))
-    if carrier and carrier[0] == "l":
-        try:
-            return names.parse(carrier[1]).iqn
-        except names.InvalidName:
-            pass
+    iqn, _ = _carried(on, path)
+    if iqn:
+        return iqn
     found = _inspect(on, path)
     if found is None or found[0] != "l":
         return None
@@ -302,15 +318,24 @@ def delete(dst: HostPath, cfg: Config, hosts: Hosts) -> str:
         if found is None:
             return f"{dst} does not exist: nothing to delete"
         kind, target = found
+        owner = None
         if kind == "d":
             if _DISK.fullmatch(posixpath.basename(dst.path)):
                 raise OneIscsiError(f"{shown(dst)} is a directory, not a disk: not deleted")
             iqns = [_by_path_iqn(link) for link in session.run(disk_links(dst.path)).split("\0")]
+        elif kind == "l":
+            iqn, owner = _carried(session, dst.path)
+            iqns = [iqn or iqn_of_link(target, cfg)]
         else:
-            iqns = [disk_iqn(session, dst.path, cfg)] if kind == "l" else []
+            iqns = []
         logged_out = []
         if is_iscsi(dst.host, cfg):
             logged_out = [iqn for iqn in sorted(set(filter(None, iqns))) if logout_and_forget(session, iqn)]
+        if owner not in (None, dst.host):
+            # a shared system datastore, cleaned up on the host a VM migrated
+            # from: the link is the new host's, and its own delete removes it
+            done = f"logged out of {logged_out[0]} on {dst.host}" if logged_out else f"no session on {dst.host}"
+            return f"{done}; left {dst.path}: {owner} linked it"
         # a private copy goes before its link: if removing it fails, delete can be run again
         notes = [note for iqn in (iqns if kind == "l" else []) if iqn
                  for note in _remove_private_copy(iqn, cfg, hosts)]
@@ -356,7 +381,7 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
             _, device = link(on_destination, iqn, dst, cfg)  # first: if it fails, the disk is still where it was
         if is_iscsi(src.host, cfg):
             logout_and_forget(on_source, iqn)
-        _make_link(on_source, device, src.path, iqn)
+        _make_link(on_source, device, src.path, iqn, dst.host)
     return f"moved {iqn} from {src} to {dst}"
 
 

@@ -170,6 +170,33 @@ def test_34_shutdown_to_its_own_image_and_cancel_only_log_out(make_cloud, system
     remove(cloud, source, 5)
 
 
+@pytest.mark.parametrize("previous_first", [True, False], ids=["previous-first", "current-first"])
+@pytest.mark.parametrize("system_tm", SYSTEM_TMS)
+def test_34_delete_after_a_migration_cleans_up_both_hosts_and_keeps_the_new_hosts_link_until_its_own_delete(
+        make_cloud, system_tm, previous_first):
+    """Deleting a VM caught in a migration: oned sends DELETE for the host and
+    for the previous host. On a shared system datastore both name one file,
+    which the previous host's DELETE must leave to the new host's."""
+    cloud = make_cloud("3.4", system_tm)
+    source, data = register(cloud, 11)
+    vm = cloud.vm_dir(12)
+    disk = f"{vm}/disk.0"
+    deploy_and_migrate(cloud, system_tm, source, data, vm, "2", "")
+    if previous_first:
+        transfer(cloud, f"DELETE iscsi node1:{disk}")
+        assert_sessions(cloud, {"node2": [source]})
+        assert cloud.read("node2", disk) == data
+        transfer(cloud, f"DELETE iscsi node2:{disk}")
+    else:
+        transfer(cloud, f"DELETE iscsi node2:{disk}")
+        transfer(cloud, f"DELETE iscsi node1:{disk}")
+    assert_sessions(cloud, {})
+    assert not os.path.lexists(cloud.seen_from("node2", disk))
+    transfer(cloud, f"DELETE {system_tm} node2:{vm}", f"DELETE {system_tm} node1:{vm}")
+    assert cloud.lun(source) == data
+    remove(cloud, source, 11)
+
+
 def test_34_clone_is_refused(make_cloud):
     cloud = make_cloud("3.4")
     source, _ = register(cloud, 6)

@@ -171,7 +171,7 @@ def test_mv_disk_between_hosts(hosts, tmp_path):
     assert os.readlink(dst).endswith(f"-iscsi-{IQN.format(11)}-lun-1")
     # the source path is left as the destination has it: the system TM copies or removes its directory next
     assert os.readlink(src) == os.readlink(dst)
-    assert os.readlink(src.parent / ".disk.0.iqn") == os.readlink(dst.parent / ".disk.0.iqn") == IQN.format(11)
+    assert os.readlink(src.parent / ".disk.0.iqn") == os.readlink(dst.parent / ".disk.0.iqn") == f"{IQN.format(11)}@node2"
     assert (hosts.sessions("node1"), hosts.sessions("node2")) == ([], [IQN.format(11)])
     assert (hosts.nodes("node1"), hosts.nodes("node2")) == ([], [IQN.format(11)])
 

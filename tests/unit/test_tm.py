@@ -15,13 +15,19 @@ IQN = "iqn.2012-02.org.opennebula:tgt1.vg-one.lv-one-7"
 DISK = "/var/lib/one/datastores/0/9/disk.0"
 CARRIER = "/var/lib/one/datastores/0/9/.disk.0.iqn"  # the link beside DISK that holds its IQN
 BY_PATH = f"/dev/disk/by-path/ip-10.0.0.1:3260-iscsi-{IQN}-lun-1"
+NODE2_DEVICE = f"/dev/disk/by-path/ip-10.0.0.2:3260-iscsi-{IQN}-lun-1"  # as udev names it on node2
 NODE = ["iscsiadm", "-m", "node", "--targetname", IQN]
 LOGIN = [*NODE, "-p", "tgt1", "--login"]
 LOGOUT = [*NODE, "--logout"]
 FORGET = [*NODE, "-o", "delete"]
 
 
-def ln_commands():
+def carry(iqn, host="node1", carrier=CARRIER):
+    """The link beside a disk: its IQN and the host that linked it."""
+    return ["ln", "-sfnT", f"{iqn}@{host}", carrier]
+
+
+def ln_commands(host="node1"):
     return [["mkdir", "-p", "/var/lib/one/datastores/0/9"],
             describe(DISK),
             [*NODE, "-p", "tgt1", "-o", "new"],
@@ -29,7 +35,7 @@ def ln_commands():
             LOGIN,
             ["timeout", "30", "sh", "-c", tm.WAIT_AND_LINK, "wait-and-link", "/dev/disk/by-path", IQN, "1", DISK],
             describe(DISK),  # the device linked, read back
-            ["ln", "-sfnT", IQN, CARRIER]]
+            carry(IQN, host)]
 
 
 def test_wait_and_link_passes_values_as_arguments_not_code():
@@ -60,7 +66,7 @@ def test_ln_sets_chap_on_the_node_record_before_login(recorder):
 def test_ln_on_a_no_iscsi_host_links_the_volume(recorder):
     note = tm.ln(IQN, HostPath("frontend", DISK), recorder.cfg, recorder.hosts)
     assert recorder.argvs() == [["mkdir", "-p", "/var/lib/one/datastores/0/9"], describe(DISK),
-                                ["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK], ["ln", "-sfnT", IQN, CARRIER]]
+                                ["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK], carry(IQN, "frontend")]
     assert note == f"linked frontend:{DISK} to /dev/vg-one/lv-one-7"
 
 
@@ -103,7 +109,7 @@ def test_ln_returns_the_device_it_read_back(recorder):
 
 
 def test_ln_whose_carrier_link_fails_logs_out_again(recorder):
-    recorder.fail("ln", "-sfnT", IQN, CARRIER, stderr="ln: failed to create symbolic link: Read-only file system")
+    recorder.fail(*carry(IQN), stderr="ln: failed to create symbolic link: Read-only file system")
     with pytest.raises(OneIscsiError, match="Read-only file system"):
         tm.ln(IQN, HostPath("node1", DISK), recorder.cfg, recorder.hosts)
     assert recorder.argvs() == [*ln_commands(), LOGOUT, FORGET]
@@ -214,12 +220,32 @@ def test_delete_of_a_disk_logs_out_then_removes_the_link_and_its_carrier(recorde
     assert note == f"logged out of {IQN} on node1, removed {DISK}"
 
 
+@pytest.mark.parametrize("host", ["node1", "root@node1"])
+def test_delete_by_the_host_that_linked_the_disk_removes_it(recorder, host):
+    recorder.answer("find", DISK, out=f"l {BY_PATH}\n")
+    recorder.answer("find", CARRIER, out=f"l {IQN}@{host}\n")
+    note = tm.delete(HostPath(host, DISK), recorder.cfg, recorder.hosts)
+    assert recorder.argvs() == [describe(DISK), describe(CARRIER), LOGOUT, FORGET, ["rm", "-f", DISK, CARRIER]]
+    assert note == f"logged out of {IQN} on {host}, removed {DISK}"
+
+
+def test_delete_on_a_host_the_disk_moved_away_from_logs_out_and_leaves_the_link(recorder):
+    """A shared system datastore: node1's path is the file node2 linked."""
+    recorder.answer("find", DISK, out=f"l {NODE2_DEVICE}\n")
+    recorder.answer("find", CARRIER, out=f"l {IQN}@node2\n")
+    note = tm.delete(HostPath("node1", DISK), recorder.cfg, recorder.hosts)
+    assert recorder.argvs() == [describe(DISK), describe(CARRIER), LOGOUT, FORGET]
+    assert note == f"logged out of {IQN} on node1; left {DISK}: node2 linked it"
+    recorder.fail(*LOGOUT, rc=21, stderr="iscsiadm: No matching sessions found")
+    assert tm.delete(HostPath("node1", DISK), recorder.cfg, recorder.hosts) == \
+        f"no session on node1; left {DISK}: node2 linked it"
+
+
 def test_delete_of_a_disk_of_an_earlier_version_reads_the_iqn_from_the_disk_link(recorder):
     recorder.answer("find", DISK, out=f"l {BY_PATH}\n")
     recorder.fail("find", CARRIER, stderr=f"find: '{CARRIER}': No such file or directory")
     note = tm.delete(HostPath("node1", DISK), recorder.cfg, recorder.hosts)
-    assert recorder.argvs() == [describe(DISK), describe(CARRIER), describe(DISK), LOGOUT, FORGET,
-                                ["rm", "-f", DISK, CARRIER]]
+    assert recorder.argvs() == [describe(DISK), describe(CARRIER), LOGOUT, FORGET, ["rm", "-f", DISK, CARRIER]]
     assert note == f"logged out of {IQN} on node1, removed {DISK}"
 
 
@@ -314,13 +340,13 @@ def test_delete_of_a_linked_vm_directory_removes_the_link_only(recorder):
     recorder.answer("find", VM_DIR, out="l /srv/elsewhere\n")
     assert tm.delete(HostPath("node1", VM_DIR), recorder.cfg, recorder.hosts) == f"removed node1:{VM_DIR}"
     carrier = "/var/lib/one/datastores/0/.9.iqn"
-    assert recorder.argvs() == [describe(VM_DIR), describe(carrier), describe(VM_DIR), ["rm", "-f", VM_DIR, carrier]]
+    assert recorder.argvs() == [describe(VM_DIR), describe(carrier), ["rm", "-f", VM_DIR, carrier]]
 
 
 def test_delete_of_a_disk_link_to_a_directory_removes_the_link_only(recorder):
     recorder.answer("find", DISK, out="l /etc\n")
     assert tm.delete(HostPath("node1", DISK), recorder.cfg, recorder.hosts) == f"removed node1:{DISK}"
-    assert recorder.argvs() == [describe(DISK), describe(CARRIER), describe(DISK), ["rm", "-f", DISK, CARRIER]]
+    assert recorder.argvs() == [describe(DISK), describe(CARRIER), ["rm", "-f", DISK, CARRIER]]
 
 
 def test_delete_of_a_disk_that_is_a_directory_is_refused(recorder):
@@ -430,7 +456,7 @@ def test_ln_to_an_ipv4_target_host(recorder):
 
 def test_a_no_iscsi_host_is_judged_by_its_host_part(recorder):
     note = tm.ln(IQN, HostPath("root@frontend", DISK), recorder.cfg, recorder.hosts)
-    assert recorder.argvs()[-2:] == [["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK], ["ln", "-sfnT", IQN, CARRIER]]
+    assert recorder.argvs()[-2:] == [["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK], carry(IQN, "root@frontend")]
     assert note == f"linked root@frontend:{DISK} to /dev/vg-one/lv-one-7"
     assert tm.mvds(HostPath("oneadmin@frontend", DISK), IQN, recorder.cfg, recorder.hosts) == \
         f"no session to {IQN} on oneadmin@frontend: nothing to log out"
@@ -440,18 +466,15 @@ def test_a_no_iscsi_host_is_judged_by_its_host_part(recorder):
     assert initiator.is_iscsi("frontend@node1", recorder.cfg)
 
 
-NODE2_DEVICE = f"/dev/disk/by-path/ip-10.0.0.2:3260-iscsi-{IQN}-lun-1"  # as udev names it on node2
-
-
 def test_mv_of_a_disk_links_the_destination_logs_out_the_source_and_relinks_it(recorder):
     recorder.answer("find", DISK, out=f"l {BY_PATH}\n", host="node1")
     recorder.answer("find", DISK, out=f"l {NODE2_DEVICE}\n", host="node2")
     note = tm.mv(HostPath("node1", DISK), HostPath("node2", DISK), recorder.cfg, recorder.hosts)
     assert recorder.calls == [("node1", describe(DISK)), ("node1", describe(CARRIER)), ("node1", describe(DISK)),
-                              *[("node2", argv) for argv in ln_commands()],
+                              *[("node2", argv) for argv in ln_commands("node2")],
                               ("node1", LOGOUT), ("node1", FORGET),
                               # the source path: what the destination has (one file on a shared system datastore)
-                              ("node1", ["ln", "-sfnT", NODE2_DEVICE, DISK]), ("node1", ["ln", "-sfnT", IQN, CARRIER])]
+                              ("node1", ["ln", "-sfnT", NODE2_DEVICE, DISK]), ("node1", carry(IQN, "node2"))]
     assert recorder.sessions == [("node1", False), ("node2", False)]
     assert note == f"moved {IQN} from node1:{DISK} to node2:{DISK}"
 
@@ -463,16 +486,16 @@ def test_mv_reads_the_iqn_from_the_carrier_link(recorder):
     assert note == f"moved {IQN2} from node1:{DISK} to node2:{DISK}"
     assert ["iscsiadm", "-m", "node", "--targetname", IQN2, "-p", "tgt1", "--login"] in recorder.argvs("node2")
     assert recorder.argvs("node1")[:2] == [describe(DISK), describe(CARRIER)]
-    assert recorder.argvs("node1")[-1] == ["ln", "-sfnT", IQN2, CARRIER]
+    assert recorder.argvs("node1")[-1] == carry(IQN2, "node2")
 
 
 def test_mv_to_a_no_iscsi_host_links_the_volume_on_both_paths(recorder):
     recorder.answer("find", DISK, out=f"l {BY_PATH}\n", host="node1")
     tm.mv(HostPath("node1", DISK), HostPath("frontend", DISK), recorder.cfg, recorder.hosts)
     assert recorder.argvs("frontend") == [["mkdir", "-p", VM_DIR], describe(DISK),
-                                          ["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK], ["ln", "-sfnT", IQN, CARRIER]]
+                                          ["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK], carry(IQN, "frontend")]
     assert recorder.argvs("node1")[3:] == [LOGOUT, FORGET, ["ln", "-sfnT", "/dev/vg-one/lv-one-7", DISK],
-                                           ["ln", "-sfnT", IQN, CARRIER]]
+                                           carry(IQN, "frontend")]
 
 
 def test_mv_from_a_no_iscsi_host_logs_out_nothing_there(recorder):
@@ -480,9 +503,9 @@ def test_mv_from_a_no_iscsi_host_logs_out_nothing_there(recorder):
     recorder.answer("find", CARRIER, out=f"l {IQN}\n", host="frontend")
     recorder.answer("find", DISK, out=f"l {NODE2_DEVICE}\n", host="node2")
     tm.mv(HostPath("frontend", DISK), HostPath("node2", DISK), recorder.cfg, recorder.hosts)
-    assert recorder.argvs("node2") == ln_commands()
+    assert recorder.argvs("node2") == ln_commands("node2")
     assert recorder.argvs("frontend") == [describe(DISK), describe(CARRIER), ["ln", "-sfnT", NODE2_DEVICE, DISK],
-                                          ["ln", "-sfnT", IQN, CARRIER]]
+                                          carry(IQN, "node2")]
 
 
 def test_mv_within_one_host_links_the_new_path_and_removes_the_old(recorder):
@@ -495,7 +518,7 @@ def test_mv_within_one_host_links_the_new_path_and_removes_the_old(recorder):
                                 *[argv[:-1] + [other] if argv[-1] == DISK else argv for argv in ln_commands()[2:5]],
                                 ["timeout", "30", "sh", "-c", tm.WAIT_AND_LINK, "wait-and-link", "/dev/disk/by-path",
                                  IQN, "1", other], describe(other),
-                                ["ln", "-sfnT", IQN, "/var/lib/one/datastores/1/9/.disk.0.iqn"],
+                                carry(IQN, "node1", "/var/lib/one/datastores/1/9/.disk.0.iqn"),
                                 ["rm", "-f", DISK, CARRIER]]
     assert LOGOUT not in recorder.argvs()  # the session stays: the disk is still on this host
     assert note == f"moved {IQN} from node1:{DISK} to node1:{other}"
@@ -551,7 +574,7 @@ def test_clone_refused_by_the_configuration_runs_nothing(recorder):
 
 
 def private_ln_commands():
-    return [[PRIVATE if word == IQN else word for word in argv] for argv in ln_commands()]
+    return [[PRIVATE if word == IQN else word for word in argv] for argv in ln_commands()[:-1]] + [carry(PRIVATE)]
 
 
 def clone_server(recorder):
@@ -744,7 +767,7 @@ def linking(iqn, path, carrier):
             node(iqn, "-p", "tgt1", "-o", "update", "-n", "node.startup", "-v", "manual"),
             node(iqn, "-p", "tgt1", "--login"),
             ["timeout", "30", "sh", "-c", tm.WAIT_AND_LINK, "wait-and-link", "/dev/disk/by-path", iqn, "1", path],
-            describe(path), ["ln", "-sfnT", iqn, carrier]]
+            describe(path), carry(iqn, "node2", carrier)]
 
 
 def migrate(recorder, step, disks=(0, 1), src="node1", dst="node2"):
