@@ -12,6 +12,7 @@ from typing import Callable
 import pytest
 
 from support import daemons
+from support.lvm import volume_group
 from support.cli import Result, run_cli
 from support.http_server import http_server as serve_http
 
@@ -34,6 +35,18 @@ def tgtd(tgtd_daemon, monkeypatch, tmp_path):
     monkeypatch.setenv("ONE_ISCSI_LOCK_FILE", str(tmp_path / "one-iscsi.lock"))
     yield tgtd_daemon
     tgtd_daemon.delete_all_targets()
+
+
+@pytest.fixture
+def vg(tmp_path, monkeypatch):
+    """A fresh LVM2 volume group on a loop device (support.lvm); the CLI's
+    lvcreate, lvextend and lvremove are its mapping wrappers. Removed with
+    everything in it, also on failure."""
+    monkeypatch.setenv("LVM_SUPPRESS_FD_WARNINGS", "1")
+    with volume_group(tmp_path) as group:
+        for key, value in group.env.items():
+            monkeypatch.setenv(key, value)
+        yield group
 
 
 @pytest.fixture(scope="session")

@@ -334,6 +334,78 @@ def test_7x_non_persistent_disk_through_a_whole_vm_life(make_cloud, system_tm):
     remove(cloud, saved.source, 31)
 
 
+def lvm_cloud(make_cloud, vg, version):
+    """A cloud whose datastore keeps its images as LVs of vg; its template,
+    and the IQN of an image's (or private copy's) volume."""
+    cloud = make_cloud(version, BACKEND="lvm", VG_NAME=vg.name)
+    ds = {**DS, "BACKEND": "lvm", "VG_NAME": vg.name}
+    return cloud, ds, lambda lv: f"{BASE_IQN}:{TARGET_SERVER}.{vg.name}.lv-one-{lv}"
+
+
+def test_7x_non_persistent_disk_on_lvm_clone_resize_save_as_and_delete(make_cloud, vg):
+    """The same life on real LVM2 volumes: lvcreate, lvextend and lvremove
+    run (through the mapping wrappers of support.lvm), sizes are read from
+    lvs and blockdev, and the data is checked in the PV's file itself."""
+    cloud, ds, lv_iqn = lvm_cloud(make_cloud, vg, "7.0")
+    vm, ids = cloud.vm_dir(41), "41 0"
+    disk = f"{vm}/disk.0"
+    path, data = image_file(cloud, "image-32", mib=3)
+    copied = cloud.ds.call("cp", {"PATH": path, "SIZE": 3, "FORMAT": ""}, {}, ds, 32)
+    assert (copied.ok, copied.source) == (True, lv_iqn(32)), copied.info
+    assert vg.lvs() == {"lv-one-32": 3 * MIB}
+    assert vg.read("lv-one-32", len(data)) == data
+
+    transfer(cloud, f"CLONE iscsi {copied.source} node1:{disk} {ids}")
+    copy = lv_iqn("41-0")
+    assert vg.lvs() == {"lv-one-32": 3 * MIB, "lv-one-41-0": 3 * MIB}
+    assert cloud.lun(copy) == data
+    written = os.urandom(len(data))
+    cloud.write("node1", disk, written)
+    assert vg.read("lv-one-41-0", len(data)) == written
+    assert vg.read("lv-one-32", len(data)) == data
+
+    transfer(cloud, f"RESIZE iscsi node1:{disk} 5 {ids}")
+    assert vg.lvs()["lv-one-41-0"] == 5 * MIB
+    assert cloud.capacity(copy) == 5 * MIB
+    assert cloud.lun(copy) == written + bytes(2 * MIB)
+
+    saved = cloud.ds.call("mkfs", {"FORMAT": "save_as", "SIZE": 5},
+                          {"SAVED_VM_ID": 41, "SAVED_DISK_ID": 0, "SAVE_AS_HOT": "YES"}, ds, 33)
+    assert (saved.ok, saved.source) == (True, lv_iqn(33)), saved.info
+    transfer(cloud, f"CPDS iscsi node1:{disk} {saved.source} -1 {ids}")
+    assert vg.read("lv-one-33", 5 * MIB) == written + bytes(2 * MIB)
+
+    transfer(cloud, f"DELETE iscsi node1:{disk} {ids}", f"DELETE shared node1:{vm} {ids}")
+    assert copy not in cloud.targets()
+    assert vg.lvs() == {"lv-one-32": 3 * MIB, "lv-one-33": 5 * MIB}
+    assert_sessions(cloud, {})
+    for source, image_id in ((copied.source, 32), (saved.source, 33)):
+        assert cloud.ds.call("rm", {"SOURCE": source}, {}, ds, image_id).ok
+    assert vg.lvs() == {} and vg.mapped() == []
+
+
+def test_34_save_as_at_shutdown_on_lvm(make_cloud, vg):
+    """3.4's save-as on real LVM2 volumes: mkfs makes the LV, MVDS copies
+    the disk's LV into it on the target server."""
+    cloud, ds, lv_iqn = lvm_cloud(make_cloud, vg, "3.4")
+    vm = cloud.vm_dir(43)
+    disk = f"{vm}/disk.0"
+    path, data = image_file(cloud, "image-34")
+    registered = cloud.ds.call("cp", {"PATH": path}, {}, ds, 34)
+    assert (registered.ok, registered.source, registered.size_mb) == (True, lv_iqn(34), 2), registered.info
+    transfer(cloud, f"LN iscsi {registered.source} node1:{disk} 2")
+    written = os.urandom(MIB)
+    cloud.write("node1", disk, written)
+
+    saved = cloud.ds.call("mkfs", {"FSTYPE": "save_as", "SIZE": 2}, {}, ds, 35)
+    assert (saved.ok, saved.source, saved.size_mb) == (True, lv_iqn(35), 2), saved.info
+    assert vg.lvs() == {"lv-one-34": 2 * MIB, "lv-one-35": 2 * MIB}
+    transfer(cloud, f"MVDS iscsi node1:{disk} {saved.source}", f"DELETE shared node1:{vm}")
+    assert_sessions(cloud, {})
+    assert vg.read("lv-one-35", 2 * MIB) == written + data[MIB:]
+    assert cloud.lun(saved.source) == written + data[MIB:]
+
+
 @pytest.mark.parametrize("system_tm", SYSTEM_TMS)
 def test_7x_persistent_disk_through_deploy_migration_and_shutdown(make_cloud, system_tm):
     cloud = make_cloud("7.0", system_tm)

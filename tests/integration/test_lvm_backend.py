@@ -14,86 +14,15 @@ LV's extents, and tgtd exports that same device.
 """
 import hashlib
 import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support.commands import quiet
 from support.driver import action_xml, error_block, random_image, read_lun, remote
+from support.lvm import must
 from support.paths import DATA
 
 MIB = 1024 * 1024
-NO_ACTIVATION = "global/activation=0"
-
-
-def must(argv):
-    done = quiet(argv)
-    assert done.returncode == 0, f"{argv}: {done.stderr}"
-    return done.stdout
-
-
-@dataclass
-class VolumeGroup:
-    name: str
-    pv: str  # the loop device of the PV
-    backing: Path  # the sparse file behind it
-
-    @property
-    def template(self):
-        return {"BACKEND": "lvm", "VG_NAME": self.name, "HOST": "localhost"}
-
-    def iqn(self, image_id):
-        return f"iqn.2012-02.org.opennebula:localhost.{self.name}.lv-one-{image_id}"
-
-    def lvs(self):
-        """{LV name: size in bytes} as lvs reports them."""
-        out = must(["lvs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":",
-                    "-o", "lv_name,lv_size", self.name])
-        return {name: int(size) for name, size in (line.strip().split(":") for line in out.splitlines())}
-
-    def offset(self, lv):
-        """Byte offset of the LV's first extent in the PV's file."""
-        ranges = must(["lvs", "--noheadings", "-o", "seg_pe_ranges", f"{self.name}/{lv}"]).split()
-        assert len(ranges) == 1 and ranges[0].startswith(f"{self.pv}:"), ranges
-        first = int(ranges[0].rsplit(":", 1)[1].split("-")[0])
-        extent = int(must(["vgs", "--noheadings", "--units", "b", "--nosuffix", "-o", "vg_extent_size",
-                           self.name]))
-        pe_start = int(must(["pvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "pe_start", self.pv]))
-        return pe_start + first * extent
-
-    def mapped(self):
-        """Loop devices stacked on the PV's loop device (one per LV with a device)."""
-        return [line.split(":")[0] for line in must(["losetup", "-j", self.pv]).splitlines()]
-
-
-@pytest.fixture
-def vg(tmp_path, monkeypatch):
-    """A fresh volume group with 1 MiB extents; the CLI's lvcreate and lvremove
-    are the mapping wrappers. Removed with everything in it, also on failure."""
-    monkeypatch.setenv("LVM_SUPPRESS_FD_WARNINGS", "1")
-    monkeypatch.setenv("ONE_ISCSI_LVCREATE", str(DATA / "lvcreate-mapped"))
-    monkeypatch.setenv("ONE_ISCSI_LVREMOVE", str(DATA / "lvremove-mapped"))
-    name = f"vg-test-{os.getpid()}"
-    backing = tmp_path / "pv.img"
-    backing.touch()
-    os.truncate(backing, 256 * MIB)
-    pv = None
-    try:
-        pv = must(["losetup", "-f", "--show", str(backing)]).strip()
-        group = VolumeGroup(name, pv, backing)
-        must(["pvcreate", pv])
-        must(["vgcreate", "-s", "1M", name, pv])
-        yield group
-    finally:
-        if pv:
-            for device in group.mapped():
-                quiet(["losetup", "-d", device])
-            quiet(["vgremove", "-f", "--config", NO_ACTIVATION, name])
-            quiet(["pvremove", "-f", pv])
-            quiet(["losetup", "-d", pv])
-        shutil.rmtree(f"/dev/{name}", ignore_errors=True)
 
 
 def test_cp_writes_the_image_into_the_lv(vg, tgtd, tmp_path):
@@ -107,9 +36,7 @@ def test_cp_writes_the_image_into_the_lv(vg, tgtd, tmp_path):
     shown = tgtd.tgtadm("--op", "show", "--mode", "target").stdout
     assert f"Backing store path: /dev/{vg.name}/lv-one-7" in shown
     assert read_lun(tgtd, vg.iqn(7), tmp_path / "back.raw") == data + bytes(6 * MIB - len(data))
-    with open(vg.backing, "rb") as pv_file:
-        pv_file.seek(vg.offset("lv-one-7"))
-        assert pv_file.read(len(data)) == data
+    assert vg.read("lv-one-7", len(data)) == data
 
 
 def test_monitor_reports_the_volume_group(vg, tgtd):
