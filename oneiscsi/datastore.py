@@ -284,8 +284,8 @@ def copy_into(from_iqn: str, into_iqn: str, cfg: Config, server: Runner) -> str:
 
 def grow(iqn: str, size_mb: int, cfg: Config, server: Runner) -> str:
     """Grow the image's volume to size_mb and make tgtd report the new size
-    (it reads a LUN's size when the LUN is added: the LUN is added again).
-    Returns a note."""
+    (it reads a LUN's size when the LUN is added: the LUN is added again, on
+    the target server in one go). Returns a note."""
     target = names.parse(iqn)
     volume = storage.volume_named(target.vg, target.lv, cfg)
     with server.session(hold=[image_lock(cfg, volume)]) as session:
@@ -295,13 +295,7 @@ def grow(iqn: str, size_mb: int, cfg: Config, server: Runner) -> str:
         targets = TargetServer(session)
         tid = targets.tid_of(target.iqn)
         session.run(volume.grow(size_mb))
-        session.run(tgt.delete_lun(tid))
-        try:
-            targets.bind_lun(tid, volume.device)
-        except OneIscsiError as err:
-            raise OneIscsiError(f"target {iqn} on {server.host} has no LUN 1 now: adding {volume.device} again "
-                                f"failed ({err}); add it with `one-iscsi -H {server.host} lun bind {tid} "
-                                f"{volume.device}`") from None
+        session.run(tgt.readd_lun(tid, volume.device, session.runner.resolve(command("tgtadm", privileged=True))))
     return f"grew {volume.device} from {whole_mib(current)} to {size_mb} MiB"
 
 

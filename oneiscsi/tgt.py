@@ -6,6 +6,7 @@ Pure: no I/O. Each builder also says how tgtadm's complaints are read
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -88,6 +89,44 @@ def new_lun(tid: int, device: str, lun: int = 1) -> Command:
 
 def delete_lun(tid: int, lun: int = 1) -> Command:
     return _tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun), tid=tid)
+
+
+# Adds LUN 1 of a target again with the same backing store, so that tgtd
+# reads its size again (it does only when a LUN is added): delete and add back
+# to back on the target server, keeping the moment without LUN 1 as short as
+# tgtd allows. tgtd refuses to delete a LUN with commands in flight ("still
+# active"): retried. Arguments: TID, device, tries, tgtadm as a command line
+# made by shlex.join. Exit 3: LUN 1 was not deleted; any other failure: it was
+# deleted and not added again.
+READD_LUN = r'''
+tid=$1 device=$2 tries=$3 tgtadm=$4
+until out=$(eval "$tgtadm"' --lld iscsi --op delete --mode logicalunit --tid "$tid" --lun 1' 2>&1); do
+  tries=$((tries - 1))
+  case $out in
+    *"still active"*) if [ "$tries" -gt 0 ] && sleep 0.01; then continue; fi ;;
+  esac
+  printf '%s\n' "$out" >&2; exit 3
+done
+eval "$tgtadm"' --lld iscsi --op new --mode logicalunit --tid "$tid" --lun 1 --backing-store "$device"'
+'''
+READD_TRIES = 300  # at 10 ms apart, about 4 s of a LUN busy without a pause
+
+
+def readd_lun(tid: int, device: str, tgtadm: list[str]) -> Command:
+    """READD_LUN, given tgtadm as it runs on the target server."""
+    return command("sh", "-c", READD_LUN, "readd-lun", str(tid), device, str(READD_TRIES), shlex.join(tgtadm),
+                   explain=lambda err: _explain_readd(err, tid, device))
+
+
+def _explain_readd(err: CommandError, tid: int, device: str) -> Exception:
+    if err.rc == 3 and "still active" in err.stderr:
+        return OneIscsiError(f"LUN 1 of TID {tid} on {err.host} had commands in flight {READD_TRIES} times in a "
+                             f"row: not added again, tgtd still reports its old size; try again")
+    if err.rc == 3:
+        return err.with_hint(f"could not remove LUN 1 of TID {tid} to add it again")
+    return OneIscsiError(f"TID {tid} on {err.host} has no LUN 1 now: adding {device} again failed "
+                         f"({err.stderr.strip() or 'no error output'}); add it with "
+                         f"`one-iscsi -H {err.host} lun bind {tid} {device}`")
 
 
 def delete_target(tid: int, force: bool = False) -> Command:

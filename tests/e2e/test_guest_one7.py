@@ -88,3 +88,64 @@ def test_non_persistent_disk_deploy_resize_save_as_shutdown(frontend, tgtd, tmp_
         done = ds("rm", {"SOURCE": source}, image_id)
         assert done.returncode == 0, done.stderr
     assert target_names(tgtd) == []
+
+
+BUSY_WRITER = """
+rm -f /tmp/busy.*
+head -c 1048576 /dev/urandom > /tmp/busy.pattern
+setsid sh -c '
+  i=0
+  while [ ! -e /tmp/busy.stop ]; do
+    dd if=/tmp/busy.pattern of={disk} bs=64k seek=$((i % 3 * 16)) oflag=direct conv=notrunc status=none \
+      || echo "write $i failed" >> /tmp/busy.errors
+    dd if={disk} of=/dev/null bs=64k count=48 iflag=direct status=none || echo "read $i failed" >> /tmp/busy.errors
+    i=$((i + 1)); echo $i > /tmp/busy.count
+  done
+  echo done > /tmp/busy.done' > /dev/null 2>&1 < /dev/null &
+"""
+
+
+def busy_count(guest):
+    done = guest.root("cat /tmp/busy.count 2>/dev/null || echo 0")
+    return int(done.stdout or 0)
+
+
+def test_resize_while_the_guest_reads_and_writes_without_pause(frontend, tgtd, tmp_path, monkeypatch):
+    """RESIZE removes and adds LUN 1 on tgtd while the guest's kernel has
+    direct I/O in flight. tgtd refuses to remove a LUN with commands in
+    flight: every resize must still succeed (the removal is retried), the
+    guest's kernel must see each new size, keep its session and go on with
+    its I/O, and the data must be intact. A command that reaches tgtd in the
+    milliseconds without LUN 1 fails in the guest (ILLEGAL REQUEST): the
+    README gives the measured rate; this test does not hide it, it counts on
+    nothing about it."""
+    guest = frontend
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "7.0")
+    image = tmp_path / "image.raw"
+    image.write_bytes(os.urandom(SIZE))
+    done = ds("cp", {"PATH": str(image)}, 7)
+    assert done.returncode == 0, done.stderr
+    iqn = done.stdout.split()[0]
+    done = remote("tm", "ln", iqn, f"guest:{DISK}", "7", "0")
+    assert done.returncode == 0, done.stderr
+
+    assert guest.root(BUSY_WRITER.format(disk=DISK)).returncode == 0
+    wait_for(lambda: busy_count(guest) >= 3, timeout=60, what="the guest's I/O loop running")
+    for size_mb in range(6, 18, 2):
+        before = busy_count(guest)
+        done = remote("tm", "resize", f"guest:{DISK}", str(size_mb), "7", "0")
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: guest_size(guest, DISK) == size_mb * MIB, timeout=30,
+                 what=f"the guest's kernel seeing {size_mb} MiB")
+        wait_for(lambda: busy_count(guest) >= before + 3, timeout=60, what="the guest's I/O going on")
+    guest.root("touch /tmp/busy.stop")
+    wait_for(lambda: guest.exists("/tmp/busy.done"), timeout=60, what="the guest's I/O loop ending")
+
+    assert guest.sessions() == [iqn]
+    pattern = guest.root("sha256sum < /tmp/busy.pattern").stdout.split()[0]
+    for offset in (0, 1, 2):
+        assert guest.root(f"dd if={DISK} bs=1M skip={offset} count=1 iflag=direct status=none | sha256sum"
+                          ).stdout.split()[0] == pattern
+    done = remote("tm", "delete", f"guest:{DISK}", "7", "0")
+    assert done.returncode == 0, done.stderr
+    assert ds("rm", {"SOURCE": iqn}, 7).returncode == 0

@@ -1,6 +1,8 @@
 """The commands the actions are expected to run on a target server, as argv
 lists, and tgtadm listings to answer with: shared by the unit tests of
 targets.py and datastore.py."""
+from oneiscsi import tgt
+
 from .paths import DATA
 
 SHOWN = (DATA / "tgtadm-show-target.txt").read_text()  # TIDs 1, 3, 4
@@ -37,6 +39,11 @@ def bind(tid: int, kind: str, value: str) -> list[str]:
 def new_lun(tid: int, store: str, lun: int = 1) -> list[str]:
     return tgtadm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
                   "--backing-store", store)
+
+
+def readd_lun(tid: int, store: str) -> list[str]:
+    """LUN 1 deleted and added again on the target server (tgt.READD_LUN)."""
+    return ["sh", "-c", tgt.READD_LUN, "readd-lun", str(tid), store, str(tgt.READD_TRIES), "tgtadm"]
 
 
 def chap(tid: int, user: str = CHAP[0], password: str = CHAP[1]) -> list[list[str]]:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, conf, delete_target,
-                          forget, listing, new_lun, new_target, saved, tgtadm)
+                          forget, listing, new_lun, new_target, readd_lun, saved, tgtadm)
 
 from oneiscsi import config, datastore, imagewriter, names, source, tgtconf
 from oneiscsi.datastore import Registered, Usage
@@ -764,8 +764,7 @@ def test_grow_grows_the_volume_then_adds_lun_1_again(backend, grow):
     recorder.answer("stat", "-c", out="8388608\n")
     recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
     assert datastore.grow(IQN, 16, recorder.cfg, recorder.runner("tgt1")) == f"grew {device} from 8 to 16 MiB"
-    assert recorder.argvs()[1:] == [SHOW, grow, tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", "3",
-                                                       "--lun", "1"), new_lun(3, device)]
+    assert recorder.argvs()[1:] == [SHOW, grow, readd_lun(3, device)]
 
 
 @pytest.mark.parametrize("size_mb", [8, 4])

@@ -1,3 +1,5 @@
+import subprocess
+
 import pytest
 
 from oneiscsi import tgt
@@ -118,3 +120,64 @@ def test_delete_lun_argv():
         "tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "logicalunit", "--tid", "4", "--lun", "1"]
     assert tgt.delete_lun(4, lun=2).argv[-2:] == ("--lun", "2")
     assert tgt.delete_lun(4).privileged
+
+
+# READD_LUN, run by the local sh with a stand-in tgtadm that answers from a script of replies
+
+def run_readd(tmp_path, busy: int, add_fails: bool = False, tries: int = 5):
+    """READD_LUN against a tgtadm that refuses the delete `busy` times with
+    `still active`; returns (exit status, stderr, the tgtadm calls)."""
+    calls = tmp_path / "calls"
+    stand_in = tmp_path / "tgtadm"
+    stand_in.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$*" in
+  *"--op delete"*) n=$(grep -c -- '--op delete' {calls})
+    if [ "$n" -le {busy} ]; then echo "tgtadm: this logical unit is still active" >&2; exit 22; fi ;;
+  *"--op new"*) if [ {int(add_fails)} = 1 ]; then echo "tgtadm: invalid request" >&2; exit 22; fi ;;
+esac
+""")
+    stand_in.chmod(0o755)
+    cmd = tgt.readd_lun(3, "/dev/vg one/lv-one-7", [str(stand_in), "-C", "7"])
+    argv = [*cmd.argv[:6], str(tries), *cmd.argv[7:]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stderr, calls.read_text().splitlines() if calls.exists() else []
+
+
+DELETE = "-C 7 --lld iscsi --op delete --mode logicalunit --tid 3 --lun 1"
+ADD = "-C 7 --lld iscsi --op new --mode logicalunit --tid 3 --lun 1 --backing-store /dev/vg one/lv-one-7"
+
+
+def test_readd_lun_deletes_and_adds_back_to_back(tmp_path):
+    assert run_readd(tmp_path, busy=0) == (0, "", [DELETE, ADD])
+
+
+def test_readd_lun_retries_a_delete_refused_while_commands_are_in_flight(tmp_path):
+    assert run_readd(tmp_path, busy=3) == (0, "", [DELETE] * 4 + [ADD])
+
+
+def test_readd_lun_that_stays_busy_gives_up_without_deleting(tmp_path):
+    rc, stderr, calls = run_readd(tmp_path, busy=99, tries=5)
+    assert (rc, calls) == (3, [DELETE] * 5)
+    assert stderr == "tgtadm: this logical unit is still active\n"
+
+
+def test_readd_lun_whose_add_fails_says_so_with_another_status(tmp_path):
+    rc, stderr, calls = run_readd(tmp_path, busy=0, add_fails=True)
+    assert (rc, calls) == (22, [DELETE, ADD])
+    assert stderr == "tgtadm: invalid request\n"
+
+
+@pytest.mark.parametrize("rc, stderr, message", [
+    (3, "tgtadm: this logical unit is still active\n",
+     f"LUN 1 of TID 3 on tgt1 had commands in flight {tgt.READD_TRIES} times in a row: not added again, "
+     "tgtd still reports its old size; try again"),
+    (3, "tgtadm: can't find the target\n",
+     "could not remove LUN 1 of TID 3 to add it again: sh failed on tgt1 (exit 3): tgtadm: can't find the target"),
+    (22, "tgtadm: invalid request\n",
+     "TID 3 on tgt1 has no LUN 1 now: adding /dev/vg-one/lv-one-7 again failed (tgtadm: invalid request); "
+     "add it with `one-iscsi -H tgt1 lun bind 3 /dev/vg-one/lv-one-7`"),
+])
+def test_readd_lun_failures_say_what_state_the_lun_is_in(rc, stderr, message):
+    cmd = tgt.readd_lun(3, "/dev/vg-one/lv-one-7", ["tgtadm"])
+    assert str(cmd.explain(CommandError("sh", "tgt1", rc, stderr))) == message

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from support.expected import (ALLOWED, CHAP, SHOW, allowed, conf, delete_target, forget, listing, new_lun,
-                              new_target, saved)
+                              new_target, readd_lun, saved)
 
 from oneiscsi import datastore, imagewriter, initiator, tgtconf, tm
 from oneiscsi.errors import SHOWN, InvalidInput, NotFound, OneIscsiError, StepFailed
@@ -697,9 +697,7 @@ def test_cpds_of_what_is_no_iscsi_disk_copies_nothing(recorder):
 # resize
 
 LVS_7 = ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"]
-GROWN = [LVS_7, SHOW, ["lvextend", "-L", "16M", "vg-one/lv-one-7"],
-         ["tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "logicalunit", "--tid", "3", "--lun", "1"],
-         new_lun(3, "/dev/vg-one/lv-one-7")]
+GROWN = [LVS_7, SHOW, ["lvextend", "-L", "16M", "vg-one/lv-one-7"], readd_lun(3, "/dev/vg-one/lv-one-7")]
 
 
 def resize_server(recorder, size=8 * 1024 * 1024):
