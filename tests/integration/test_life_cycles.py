@@ -384,16 +384,25 @@ def test_7x_non_persistent_disk_on_lvm_clone_resize_save_as_and_delete(make_clou
     assert vg.lvs() == {} and vg.mapped() == []
 
 
-def test_34_save_as_at_shutdown_on_lvm(make_cloud, vg):
-    """3.4's save-as on real LVM2 volumes: mkfs makes the LV, MVDS copies
-    the disk's LV into it on the target server."""
+def test_34_persistent_image_on_lvm_through_migration_stop_resume_and_save_as(make_cloud, vg):
+    """3.4's life on real LVM2 volumes: the stopped VM's disk on the
+    front-end is the LV's device itself; mkfs makes the save-as LV, MVDS
+    copies the disk's LV into it on the target server."""
     cloud, ds, lv_iqn = lvm_cloud(make_cloud, vg, "3.4")
     vm = cloud.vm_dir(43)
     disk = f"{vm}/disk.0"
     path, data = image_file(cloud, "image-34")
     registered = cloud.ds.call("cp", {"PATH": path}, {}, ds, 34)
     assert (registered.ok, registered.source, registered.size_mb) == (True, lv_iqn(34), 2), registered.info
-    transfer(cloud, f"LN iscsi {registered.source} node1:{disk} 2")
+    assert vg.lvs() == {"lv-one-34": 2 * MIB}
+    deploy_and_migrate(cloud, "shared", registered.source, data, vm, "2", "")
+
+    transfer(cloud, f"MV iscsi node2:{disk} front-end:{disk}", f"MV shared node2:{vm} front-end:{vm}")
+    assert_sessions(cloud, {})
+    assert os.readlink(disk) == f"/dev/{vg.name}/lv-one-34"
+    assert cloud.read("front-end", disk) == data
+    transfer(cloud, f"MV iscsi front-end:{disk} node1:{disk}", f"MV shared front-end:{vm} node1:{vm}")
+    assert_sessions(cloud, {"node1": [registered.source]})
     written = os.urandom(MIB)
     cloud.write("node1", disk, written)
 
@@ -404,6 +413,9 @@ def test_34_save_as_at_shutdown_on_lvm(make_cloud, vg):
     assert_sessions(cloud, {})
     assert vg.read("lv-one-35", 2 * MIB) == written + data[MIB:]
     assert cloud.lun(saved.source) == written + data[MIB:]
+    for source, image_id in ((registered.source, 34), (saved.source, 35)):
+        assert cloud.ds.call("rm", {"SOURCE": source}, {}, ds, image_id).ok
+    assert vg.lvs() == {} and vg.mapped() == []
 
 
 @pytest.mark.parametrize("system_tm", SYSTEM_TMS)
