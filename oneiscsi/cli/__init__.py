@@ -23,7 +23,9 @@ from .common import QUIET, Globals, globals_of
 
 PROG = "one-iscsi"
 GROUPS = ("target", "lun", "host", "iqn", "image", "tm")
-ROOT_OPTIONS_WITH_VALUE = ("--config", "-c")
+# the global options: the root app reads them, wherever they are on the command line
+ROOT_FLAGS = ("--dry-run", "-n", "--quiet", "-q")
+ROOT_OPTIONS_WITH_VALUE = ("--config", "-c", "--host", "-H")
 # the commands OpenNebula runs: their failures print OpenNebula's ERROR MESSAGE block
 DRIVER_ACTIONS = {"image": ("cp", "mkfs", "clone", "rm", "stat", "monitor", "unsupported"),
                   "tm": ("ln", "clone", "mvds", "cpds", "mv", "delete", "resize", "premigrate", "postmigrate",
@@ -67,6 +69,26 @@ def _driver_action(args: Sequence[str]) -> Optional[str]:
     return None
 
 
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """The command line with the global options moved in front, where the
+    root app reads them: people put them before the group or after the
+    command. Nothing after `--` moves."""
+    front, rest = [], []
+    words = iter(args)
+    for word in words:
+        if word == "--":
+            rest += [word, *words]
+        elif word in ROOT_FLAGS:
+            front.append(word)
+        elif word in ROOT_OPTIONS_WITH_VALUE:
+            front += [word, *([value] if (value := next(words, None)) is not None else [])]
+        elif word.startswith(("--config=", "--host=")) or (word[:2] in ("-c", "-H") and len(word) > 2):
+            front.append(word)
+        else:
+            rest.append(word)
+    return front + rest
+
+
 def _words(args: Sequence[str]) -> list[str]:
     """The first two words of the command line that are not root options."""
     words, found = iter(args), []
@@ -97,6 +119,9 @@ def root_options(
     conf_file: Annotated[Optional[str], typer.Option(
         "--config", "-c", metavar="FILE", envvar="ONE_ISCSI_CONF",
         help="iscsi.conf to read (shell KEY=VALUE syntax).")] = None,
+    host: Annotated[Optional[str], typer.Option(
+        "--host", "-H", metavar="HOST", autocompletion=completion.hosts,
+        help="Target server to work on (default: HOST of the configuration).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="Print the commands that would change something instead of running them.")] = False,
     quiet: Annotated[bool, typer.Option(
@@ -104,7 +129,7 @@ def root_options(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run)
+    ctx.obj = Globals(conf_file=conf_file, dry_run=dry_run, host=host)
     QUIET["on"] = quiet
 
 
@@ -163,12 +188,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(args: list[str]) -> int:
     from typer._click import exceptions as click_errors  # typer vendors click
 
+    args = hoist_global_options(args)
     action = _driver_action(args)
     command = typer.main.get_command(build_app(args))
     try:
         result = command.main(args, prog_name=PROG, standalone_mode=False)
     except OneIscsiError as err:
         return _fail(err, err.exit_code, action)
+    except click_errors.NoArgsIsHelpError as err:  # `one-iscsi`, `one-iscsi target`: the help, as it is
+        print(err.format_message(), file=sys.stderr)
+        return 2
     except click_errors.UsageError as err:
         where = err.ctx.command_path if err.ctx else PROG
         if action:

@@ -14,6 +14,7 @@ from ..units import MIB
 class Globals:
     conf_file: Optional[str] = None
     dry_run: bool = False
+    host: Optional[str] = None  # --host: HOST for this run
 
 
 # --quiet: a setting of the whole run, read where notes are printed
@@ -27,14 +28,15 @@ def globals_of(ctx: typer.Context) -> Globals:
 def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides: Optional[str]):
     from .. import config  # domain modules load when a command runs: start-up stays fast
 
-    return config.load(globals_of(ctx).conf_file, template=template,
-                       overrides={k.upper(): v for k, v in overrides.items()})
+    given = globals_of(ctx)
+    overrides = {"host": given.host, **{k: v for k, v in overrides.items() if v is not None}}
+    return config.load(given.conf_file, template=template, overrides={k.upper(): v for k, v in overrides.items()})
 
 
-def target_server(ctx: typer.Context, host: Optional[str] = None, cfg=None):
-    """A Runner for the target server: host, which then is HOST of the
-    configuration, or HOST of cfg; honouring --dry-run."""
-    cfg = cfg or load_config(ctx, host=host)
+def target_server(ctx: typer.Context, cfg=None):
+    """A Runner for the target server, HOST of the configuration (--host),
+    honouring --dry-run."""
+    cfg = cfg or load_config(ctx)
     return runner_on(ctx, cfg.host, cfg)
 
 
@@ -106,11 +108,6 @@ def print_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     print(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
 
 
-HostOption = Annotated[
-    Optional[str],
-    typer.Option("--host", "-H", autocompletion=completion.hosts,
-                 help="Target server to run on (default: HOST from the configuration)."),
-]
 IqnArgument = Annotated[str, typer.Argument(metavar="IQN", autocompletion=completion.iqns, help="Target name.")]
 TidArgument = Annotated[int, typer.Argument(metavar="TID", min=1, autocompletion=completion.tids,
                                             help="Target ID.")]

@@ -5,7 +5,7 @@ from typing import Annotated, List
 
 import typer
 
-from .common import HostOption, Progress, info, load_config, local_runner, target_server
+from .common import Progress, info, load_config, local_runner, target_server
 
 app = typer.Typer(help="Datastore actions: register (cp, mkfs, clone), remove (rm), size (stat), monitor.",
                   no_args_is_help=True)
@@ -128,14 +128,13 @@ def unsupported(action: Annotated[str, typer.Argument(metavar="ACTION")],
 @app.command("copy")
 def copy(ctx: typer.Context,
          path: Annotated[str, typer.Argument(metavar="SRC", help="Image: local raw or qcow2 file, or http(s) URL.")],
-         device: Annotated[str, typer.Argument(metavar="DEV", help="Existing device or file on the target server.")],
-         host: HostOption = None) -> None:
+         device: Annotated[str, typer.Argument(metavar="DEV", help="Existing device or file on the target server.")]) -> None:
     """Write an image onto an existing device of the target server (by hand:
     restore a volume, re-image a disk). Zero blocks are not sent over the
     network, but written there, so nothing of the old content survives."""
     from .. import datastore
 
-    cfg = load_config(ctx, host=host)
+    cfg = load_config(ctx)
     size = datastore.copy(path, device, cfg, target_server(ctx, cfg=cfg), local_runner(cfg),
                           progress_for=Progress.for_terminal)
     info(f"wrote {size} bytes to {device}")

@@ -54,13 +54,12 @@ def host(iqn: IqnArgument) -> None:
 
 @app.command("build")
 def build(ctx: typer.Context,
-          host: Annotated[Optional[str], typer.Option("--host", "-H", help="Target host (default: HOST).")] = None,
           vg: Annotated[Optional[str], typer.Option("--vg", help="Volume group (default: VG_NAME).")] = None,
           lv: Annotated[str, typer.Option("--lv", help="Volume name, e.g. lv-one-7.")] = ...,
           base_iqn: Annotated[Optional[str], typer.Option("--base-iqn", help="Base IQN (default: BASE_IQN).")] = None,
           ) -> None:
-    """Print the IQN for a volume, after checking that tgtd would accept it."""
+    """Print the IQN for a volume of HOST (--host), after checking that tgtd would accept it."""
     from .. import names
 
-    cfg = load_config(ctx, host=host, vg_name=vg, base_iqn=base_iqn)
+    cfg = load_config(ctx, vg_name=vg, base_iqn=base_iqn)
     print(names.build(cfg.base_iqn, cfg.host, cfg.vg_name, lv).iqn)

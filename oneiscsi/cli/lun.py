@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .common import HostOption, TidArgument, target_server
+from .common import TidArgument, target_server
 
 app = typer.Typer(help="Attach backing stores to targets as logical units.", no_args_is_help=True)
 
@@ -13,10 +13,9 @@ app = typer.Typer(help="Attach backing stores to targets as logical units.", no_
 def bind(ctx: typer.Context,
          tid: TidArgument,
          device: Annotated[str, typer.Argument(metavar="DEV", help="Backing store: block device or file.")],
-         lun: Annotated[int, typer.Option("--lun", "-l", min=1, help="Logical unit number.")] = 1,
-         host: HostOption = None) -> None:
+         lun: Annotated[int, typer.Option("--lun", "-l", min=1, help="Logical unit number.")] = 1) -> None:
     """Add a backing store to a target as a LUN (tgtadm_logicalunit_new)."""
     from ..targets import TargetServer
 
-    with target_server(ctx, host).session() as session:
+    with target_server(ctx).session() as session:
         TargetServer(session).bind_lun(tid, device, lun)

@@ -10,7 +10,7 @@ from .. import completion
 
 if TYPE_CHECKING:
     from ..targets import TargetServer
-from .common import (HostOption, IqnArgument, JsonOption, TidArgument, globals_of, info, print_json,
+from .common import (IqnArgument, JsonOption, TidArgument, globals_of, info, print_json,
                      print_table, target_server)
 
 app = typer.Typer(help="Create, list and delete iSCSI targets on the target server.",
@@ -18,21 +18,20 @@ app = typer.Typer(help="Create, list and delete iSCSI targets on the target serv
 
 
 @contextmanager
-def _server(ctx: typer.Context, host: Optional[str], lock: bool = False) -> Iterator["TargetServer"]:
+def _server(ctx: typer.Context, lock: bool = False) -> Iterator["TargetServer"]:
     from ..targets import TargetServer
 
-    with target_server(ctx, host).session(lock=lock) as session:
+    with target_server(ctx).session(lock=lock) as session:
         yield TargetServer(session)
 
 
 @app.command("new")
 def new(ctx: typer.Context, iqn: IqnArgument,
         tid: Annotated[Optional[int], typer.Option(
-            "--tid", min=1, help="Target ID to use (default: the lowest free one >= BASE_TID).")] = None,
-        host: HostOption = None) -> None:
+            "--tid", min=1, help="Target ID to use (default: the lowest free one >= BASE_TID).")] = None) -> None:
     """Create a target and print its TID (tgtadm_target_new); an existing
     target of that name is kept and its TID printed."""
-    with _server(ctx, host, lock=True) as server:
+    with _server(ctx, lock=True) as server:
         tid, created = server.new(iqn, tid)
     if not created:
         info(f"target {iqn} already exists on {server.host} with TID {tid}: nothing changed")
@@ -41,9 +40,9 @@ def new(ctx: typer.Context, iqn: IqnArgument,
 
 
 @app.command("bind-all")
-def bind_all(ctx: typer.Context, tid: TidArgument, host: HostOption = None) -> None:
+def bind_all(ctx: typer.Context, tid: TidArgument) -> None:
     """Allow every initiator to use a target (tgtadm_target_bind_all)."""
-    with _server(ctx, host) as server:
+    with _server(ctx) as server:
         server.bind_all(tid)
 
 
@@ -51,24 +50,23 @@ def bind_all(ctx: typer.Context, tid: TidArgument, host: HostOption = None) -> N
 def delete(ctx: typer.Context,
            target: Annotated[str, typer.Argument(metavar="TID|IQN", autocompletion=completion.tids_and_iqns,
                                                  help="Target ID or exact target name.")],
-           force: Annotated[bool, typer.Option("--force", "-f", help="Delete even if initiators are logged in.")] = False,
-           host: HostOption = None) -> None:
+           force: Annotated[bool, typer.Option("--force", "-f", help="Delete even if initiators are logged in.")] = False) -> None:
     """Delete a target (tgtadm_target_delete), and its config file if one-iscsi saved one."""
-    with _server(ctx, host) as server:
+    with _server(ctx) as server:
         server.delete_and_forget(target, force)
 
 
 @app.command("tid")
-def tid(ctx: typer.Context, iqn: IqnArgument, host: HostOption = None) -> None:
+def tid(ctx: typer.Context, iqn: IqnArgument) -> None:
     """Print the TID of exactly this IQN (tgtadm_get_tid_for_iqn)."""
-    with _server(ctx, host) as server:
+    with _server(ctx) as server:
         print(server.tid_of(iqn))
 
 
 @app.command("list")
-def list_targets(ctx: typer.Context, json: JsonOption = False, host: HostOption = None) -> None:
+def list_targets(ctx: typer.Context, json: JsonOption = False) -> None:
     """List the targets with their LUNs, ACL and sessions."""
-    with _server(ctx, host) as server:
+    with _server(ctx) as server:
         targets = server.list()
     if json:
         print_json([target.as_dict() for target in targets])
@@ -77,9 +75,9 @@ def list_targets(ctx: typer.Context, json: JsonOption = False, host: HostOption 
 
 
 @app.command("show")
-def show(ctx: typer.Context, iqn: IqnArgument, json: JsonOption = False, host: HostOption = None) -> None:
+def show(ctx: typer.Context, iqn: IqnArgument, json: JsonOption = False) -> None:
     """Show one target: LUNs with backing store and size, ACL, accounts, sessions."""
-    with _server(ctx, host) as server:
+    with _server(ctx) as server:
         target = server.get(iqn)
     if json:
         print_json(target.as_dict())
@@ -102,10 +100,10 @@ def _row(target) -> list:
 
 
 @app.command("restore")
-def restore(ctx: typer.Context, host: HostOption = None) -> int:
+def restore(ctx: typer.Context) -> int:
     """Bring every target one-iscsi saved (CONF_DIR) back into a running tgtd,
     e.g. after tgtd restarted; targets one-iscsi does not own are not touched."""
-    with _server(ctx, host, lock=True) as server:
+    with _server(ctx, lock=True) as server:
         restored, present, failed = server.restore()
     for iqn in restored:
         info(f"restored {iqn}")

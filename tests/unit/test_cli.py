@@ -83,6 +83,38 @@ def test_a_run_builds_only_the_group_it_names(args, group):
     assert built == ({group} if group else {"target", "lun", "host", "iqn", "image", "tm"})
 
 
+@pytest.mark.parametrize("args, hoisted", [
+    (["target", "list", "-H", "tgt1"], ["-H", "tgt1", "target", "list"]),
+    (["target", "delete", "5", "-n"], ["-n", "target", "delete", "5"]),
+    (["-H", "tgt1", "target", "list", "--json"], ["-H", "tgt1", "target", "list", "--json"]),
+    (["lun", "bind", "3", "/dev/x", "--quiet", "--config=/e/i.conf", "-Htgt2", "-l", "2"],
+     ["--quiet", "--config=/e/i.conf", "-Htgt2", "lun", "bind", "3", "/dev/x", "-l", "2"]),
+    (["tm", "cpds", "n1:/d/disk.0", "IQN", "-1", "7", "0"], ["tm", "cpds", "n1:/d/disk.0", "IQN", "-1", "7", "0"]),
+    (["iqn", "parse", "--", "-n", "-H"], ["iqn", "parse", "--", "-n", "-H"]),
+    (["target", "list", "--host"], ["--host", "target", "list"]),
+])
+def test_global_options_are_taken_wherever_they_are(args, hoisted):
+    from oneiscsi.cli import hoist_global_options
+
+    assert hoist_global_options(args) == hoisted
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_host_and_dry_run_work_before_the_group_and_after_the_command(cli, where):
+    options = ["-H", "tgt9.example.com", "-n", "--base-iqn", "iqn.2020-01.com.example"]
+    args = [*options[:3], "iqn", "build", "--lv", "lv-one-1", *options[3:]] if where == "before" else \
+        ["iqn", "build", "--lv", "lv-one-1", *options]
+    assert cli(*args).out == "iqn.2020-01.com.example:tgt9.example.com.vg-one.lv-one-1\n"
+
+
+def test_a_bare_command_prints_its_help_as_it_is(cli):
+    for args in ([], ["target"]):
+        result = cli(*args)
+        assert result.rc == 2 and result.out == ""
+        assert result.err.startswith(f"Usage: one-iscsi {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND")
+        assert len(result.err.splitlines()) > 5
+
+
 def test_unknown_group_is_a_usage_error(cli):
     result = cli("nonsense")
     assert result.rc == 2 and "No such command 'nonsense'" in result.err
