@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 from . import imagewriter, names, source, storage, tgt, tgtconf
 from .command import Command, command
 from .config import Config
-from .errors import InvalidInput, NotFound, OneIscsiError
+from .errors import Interrupted, InvalidInput, NotFound, OneIscsiError
 from .run import Runner, Session
 from .targets import TargetServer
 from .undo import Undo
@@ -207,7 +207,18 @@ def copy(path: str, device: str, cfg: Config, server: Runner, local: Runner,
     if not device.startswith("/"):
         raise InvalidInput(f"device must be an absolute path, got {device!r}")
     with _inspect(path, cfg, local) as image:
-        write_image(image, device, server, local, source.Digests({}), progress=progress_for(image.size))
+        room = int(server.run(imagewriter.device_size(device, server.resolve(command("blockdev", privileged=True)))))
+        if image.size > room:
+            raise InvalidInput(f"{path} ({image.size} bytes) does not fit on {device} ({room} bytes) on "
+                               f"{server.host}: nothing written")
+        half_written = f"{device} on {server.host} is half written: its old content is gone, write it again"
+        try:
+            write_image(image, device, server, local, source.Digests({}), progress=progress_for(image.size))
+        except Interrupted as err:
+            err.during = f"writing {path}; {half_written}"
+            raise
+        except OneIscsiError as err:
+            raise OneIscsiError(f"{err}; {half_written}") from None
     return image.size
 
 

@@ -21,7 +21,7 @@ import shlex
 from typing import Iterable, Iterator, Sequence
 
 from .command import Command, command
-from .errors import OneIscsiError
+from .errors import NotFound, OneIscsiError
 from .units import MIB
 
 BLOCK = MIB                # zero detection granularity
@@ -60,14 +60,19 @@ echo "image writer: the stream ended early" >&2; exit 3
 '''
 
 
+# The size in bytes of the block device or file $1, with the command $blockdev.
+SIZE_OF = r'''
+size_of() { if [ -b "$1" ]; then eval "$blockdev"' --getsize64 "$1"'; else stat -L -c %s "$1"; fi; }
+'''
+
+
 # Copies one volume into another on the target server, zero-aware: the
 # destination is zeroed first (unless it is a new sparse file, $6 = 0), then
 # dd skips the zero blocks of the source (conv=sparse). Arguments: source,
 # destination, then dd, zeroing a block device, punching a hole in a file and
 # blockdev as command lines made by shlex.join, then 1 or 0.
-COPIER = ZERO_DEVICE + r'''
+COPIER = ZERO_DEVICE + SIZE_OF + r'''
 src=$1 dev=$2 dd=$3 zero_block=$4 zero_file=$5 blockdev=$6 zero=$7
-size_of() { if [ -b "$1" ]; then eval "$blockdev"' --getsize64 "$1"'; else stat -L -c %s "$1"; fi; }
 bytes=$(size_of "$src") && room=$(size_of "$dev") || exit 1
 if [ "$bytes" -gt "$room" ]; then
   echo "volume copy: $src ($bytes bytes) does not fit in $dev ($room bytes)" >&2; exit 4
@@ -94,6 +99,14 @@ def copier(source: str, device: str, privileged: Sequence[Sequence[str]], zero_d
     """The volume copier, given copier_tools() as they run on the host."""
     return command("sh", "-c", COPIER, "volume-copy", source, device, *map(shlex.join, privileged),
                    "1" if zero_device else "0")
+
+
+def device_size(device: str, blockdev: Sequence[str]) -> Command:
+    """Prints the size in bytes of a block device or file, given blockdev as
+    it runs on the host; NotFound when there is neither."""
+    return command("sh", "-c", SIZE_OF + 'blockdev=$2; size_of "$1"', "device-size", device, shlex.join(blockdev),
+                   query=True, explain=lambda err: NotFound(f"no device or file {device} on {err.host}")
+                   if "No such file" in err.stderr else None)
 
 
 def copier_tools() -> list[Command]:

@@ -5,6 +5,7 @@ from typing import Annotated, List
 
 import typer
 
+from ..units import MIB
 from .common import Progress, info, load_config, local_runner, target_server
 
 app = typer.Typer(help="Datastore actions: register (cp, mkfs, clone), remove (rm), size (stat), monitor.",
@@ -137,4 +138,4 @@ def copy(ctx: typer.Context,
     cfg = load_config(ctx)
     size = datastore.copy(path, device, cfg, target_server(ctx, cfg=cfg), local_runner(cfg),
                           progress_for=Progress.for_terminal)
-    info(f"wrote {size} bytes to {device}")
+    info(f"wrote {size / MIB:.1f} MiB ({size} bytes) to {device}")

@@ -332,8 +332,25 @@ def test_image_copy_leaves_no_stale_data(tgtd, cli, tmp_path, monkeypatch, sshd,
     device = tmp_path / "device"
     device.write_bytes(b"\xa5" * (9 * MIB))
     done = cli("image", "copy", str(image), str(device), "--host", where)
-    assert (done.rc, done.err) == (0, f"wrote {8 * MIB + 3} bytes to {device}\n")
+    assert (done.rc, done.err) == (0, f"wrote 8.0 MiB ({8 * MIB + 3} bytes) to {device}\n")
     assert device.read_bytes()[:8 * MIB + 3] == image.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["localhost", "tgtserver"])
+def test_image_copy_refuses_an_image_larger_than_the_device(tgtd, cli, tmp_path, monkeypatch, sshd, where):
+    monkeypatch.setenv("ONE_ISCSI_SSH", sshd.ssh)
+    image = tmp_path / "big.raw"
+    image.write_bytes(os.urandom(MIB))
+    os.truncate(image, 2048 * MIB)
+    device = tmp_path / "device"
+    device.write_bytes(b"\xa5" * (100 * MIB))
+    done = cli("image", "copy", str(image), str(device), "-H", where)
+    assert done.rc == 2
+    assert done.err == (f"one-iscsi: error: {image} ({2048 * MIB} bytes) does not fit on {device} "
+                        f"({100 * MIB} bytes) on {where}: nothing written\n")
+    assert device.read_bytes() == b"\xa5" * (100 * MIB)
+    missing = cli("image", "copy", str(image), str(tmp_path / "nothing"), "-H", where)
+    assert (missing.rc, missing.err) == (1, f"one-iscsi: error: no device or file {tmp_path / 'nothing'} on {where}\n")
 
 
 def test_image_copy_of_qcow2(tgtd, cli, tmp_path):

@@ -10,13 +10,14 @@ the signal, and leave no target, volume, config file or process behind.
 """
 import os
 import signal
+import subprocess
 
 import pytest
 
 from support.commands import processes
 from support.driver import action_xml, error_block, start_remote
 from support.http_server import stalling_http_server
-from support.paths import DATA
+from support.paths import BIN, DATA
 from support.wait import wait_for
 
 MIB = 1024 * 1024
@@ -63,6 +64,26 @@ def test_a_signal_mid_copy_undoes_everything(signum, host, datastore, tgtd):
     assert error_block(err) == (f"interrupted by {signum.name} while copying {server.url()} to {device} "
                                 f"on {host}")
     nothing_left(tgtd, datastore, device)
+
+
+@pytest.mark.parametrize("host", ["localhost", "tgtserver"])
+def test_ctrl_c_mid_image_copy_says_the_device_is_half_written(host, datastore, tgtd, tmp_path):
+    device = tmp_path / "device"
+    device.write_bytes(b"\xa5" * (8 * MIB))
+    with stalling_http_server(os.urandom(8 * MIB), stall_at=3 * MIB) as server:
+        copy = subprocess.Popen([str(BIN / "one-iscsi"), "-H", host, "image", "copy", server.url(), str(device)],
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: server.stalled and processes(f"image-writer {device}"),
+                     timeout=30, what="the copy to be under way")
+            copy.send_signal(signal.SIGINT)
+            out, err = copy.communicate(timeout=60)
+        finally:
+            copy.kill()
+    assert (copy.returncode, out) == (130, "")
+    assert err == (f"one-iscsi: error: interrupted by SIGINT while writing {server.url()}; {device} on {host} "
+                   "is half written: its old content is gone, write it again\n")
+    wait_for(lambda: not processes(f"image-writer {device}"), what="the image writer to end")
 
 
 def test_a_connection_lost_mid_copy_undoes_everything_over_a_new_one(datastore, tgtd):

@@ -495,13 +495,42 @@ def test_check_allowed_resolves_symlinks(tmp_path):
     check(secret / "out.img", RESTRICTED_DIRS=str(secret))  # judged where the data really is
 
 
+def device_size(device: str) -> list[str]:
+    return ["sh", "-c", imagewriter.SIZE_OF + 'blockdev=$2; size_of "$1"', "device-size", device, "blockdev"]
+
+
+def copy(recorder, image, room: int = IMAGE_SIZE, **options):
+    recorder.answer("device-size", out=f"{room}\n")
+    return datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"),
+                          **options)
+
+
 def test_copy_writes_onto_an_existing_device_zeroed_first(recorder, image):
     reported = []
-    size = datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"),
-                          progress_for=lambda size: reported.append)
-    assert size == sum(reported) == IMAGE_SIZE
-    assert recorder.argvs() == [writer("/dev/sdb")]
+    assert copy(recorder, image, progress_for=lambda size: reported.append) == sum(reported) == IMAGE_SIZE
+    assert recorder.argvs() == [device_size("/dev/sdb"), writer("/dev/sdb")]
     assert recorder.fed["tgt1"] == records(image, zero_device=True)
+
+
+def test_copy_of_an_image_larger_than_the_device_writes_nothing(recorder, image):
+    with pytest.raises(InvalidInput) as refused_:
+        copy(recorder, image, room=IMAGE_SIZE - 1)
+    assert str(refused_.value) == (f"{image} ({IMAGE_SIZE} bytes) does not fit on /dev/sdb ({IMAGE_SIZE - 1} "
+                                   "bytes) on tgt1: nothing written")
+    assert recorder.argvs() == [device_size("/dev/sdb")]
+
+
+def test_copy_onto_a_missing_device_says_so(recorder, image):
+    recorder.fail("device-size", stderr="stat: cannot statx '/dev/sdb': No such file or directory")
+    with pytest.raises(NotFound, match="^no device or file /dev/sdb on tgt1$"):
+        datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"))
+
+
+def test_copy_that_fails_while_writing_says_the_device_is_half_written(recorder, image):
+    recorder.fail("image-writer", rc=3, stderr="image writer: the stream ended early")
+    with pytest.raises(OneIscsiError) as failed:
+        copy(recorder, image)
+    assert str(failed.value).endswith("; /dev/sdb on tgt1 is half written: its old content is gone, write it again")
 
 
 @pytest.mark.parametrize("device, path, message", [
@@ -597,10 +626,10 @@ def test_cp_of_a_link_into_a_restricted_directory_is_refused_before_any_command(
 def test_stat_and_copy_close_the_image_they_open(recorder, image):
     before = set(os.listdir("/proc/self/fd"))
     assert datastore.stat(image, recorder.cfg, recorder.runner("localhost")) == 2
-    datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"))
-    recorder.fail("sh", "-c", rc=3, stderr="image writer: the stream ended early")
+    copy(recorder, image)
+    recorder.fail("image-writer", rc=3, stderr="image writer: the stream ended early")
     with pytest.raises(OneIscsiError):
-        datastore.copy(image, "/dev/sdb", recorder.cfg, recorder.runner("tgt1"), recorder.runner("localhost"))
+        copy(recorder, image)
     assert set(os.listdir("/proc/self/fd")) == before
 
 
