@@ -17,21 +17,28 @@ TargetHostArgument = Annotated[str, typer.Argument(metavar="TARGET_HOST", help="
 
 @app.command("discover")
 def discover(ctx: typer.Context, target_host: TargetHostArgument, on: OnOption) -> None:
-    """Discover the targets of a target server (iscsiadm_discovery)."""
+    """Discover the targets of a target server on PORTAL_PORT (iscsiadm_discovery)."""
     from .. import initiator
-    from ..run import check_host
 
-    print(initiator.discover(runner_on(ctx, on), check_host(target_host)), end="")
+    cfg = load_config(ctx)
+    print(initiator.discover(runner_on(ctx, on, cfg), _portal(target_host, cfg)), end="")
 
 
 @app.command("login")
 def login(ctx: typer.Context, iqn: IqnArgument, target_host: TargetHostArgument, on: OnOption) -> None:
-    """Log in to a target (iscsiadm_login); an existing session is fine."""
+    """Log in to a target on PORTAL_PORT of its server (iscsiadm_login); an existing session is fine."""
     from .. import initiator
+
+    cfg = load_config(ctx)
+    if not initiator.login(runner_on(ctx, on, cfg), iqn, _portal(target_host, cfg)):
+        info(f"{on}: already logged in to {iqn}")
+
+
+def _portal(target_host: str, cfg) -> str:
+    from ..iscsiadm import portal
     from ..run import check_host
 
-    if not initiator.login(runner_on(ctx, on), iqn, check_host(target_host)):
-        info(f"{on}: already logged in to {iqn}")
+    return portal(check_host(target_host), cfg.portal_port)
 
 
 @app.command("logout")

@@ -79,6 +79,15 @@ def test_discover_runs_on_the_named_host(calls, cli):
     assert seen == [("node1", ["iscsiadm", "-m", "discovery", "-t", "st", "-p", "tgtserver"])]
 
 
+def test_discover_and_login_use_the_portal_port(calls, cli, monkeypatch):
+    seen, _ = calls
+    monkeypatch.setenv("ONE_ISCSI_PORTAL_PORT", "3261")
+    assert cli("host", "discover", "tgtserver", "--on", "node1").rc == 0
+    assert cli("host", "login", IQN, "10.0.0.1", "--on", "node1").rc == 0
+    assert seen == [("node1", ["iscsiadm", "-m", "discovery", "-t", "st", "-p", "tgtserver:3261"]),
+                    ("node1", list(iscsiadm.login(IQN, "10.0.0.1:3261").argv))]
+
+
 def test_login_and_existing_session(calls, cli):
     seen, answers = calls
     assert cli("host", "login", IQN, "tgtserver", "--on", "node1").rc == 0
