@@ -14,7 +14,7 @@ import shlex
 import socket
 from dataclasses import dataclass, field, make_dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
 from . import values as check
 from .errors import InvalidInput, shown
@@ -210,17 +210,33 @@ def _check(self) -> None:
     object.__setattr__(self, "tools", MappingProxyType(tools))
 
 
-def _from_values(cls, values: Mapping[str, str], origins: Mapping[str, str] = MappingProxyType({})):
-    """The Config of the text of every key; origins says where each came from."""
-    return cls(**{key.attribute: key.value(values[key.name], origins.get(key.name, "default")) for key in KEYS})
+class Setting(NamedTuple):
+    """A key's text, variables expanded, and where it came from."""
+
+    text: str
+    origin: str
+
+
+def _from_values(cls, values: Mapping[str, str], origins: Mapping[str, str] = MappingProxyType({}),
+                 warnings: Sequence[str] = ()):
+    """The Config of the text of every key; origins says where each came
+    from, warnings what was amiss in the sources (unknown keys)."""
+    settings = {key.name: Setting(values[key.name], origins.get(key.name, "default")) for key in KEYS}
+    cfg = cls(**{key.attribute: key.value(*settings[key.name]) for key in KEYS})
+    object.__setattr__(cfg, "settings", MappingProxyType(settings))
+    object.__setattr__(cfg, "warnings", tuple(warnings))
+    return cfg
 
 
 # Immutable; one attribute per key (the key in lower case, of its parser's
-# type) and `tools`, the argv prefix of each program.
+# type), `tools`, the argv prefix of each program, and from `load` the
+# `settings` (each key's text and origin) and `warnings`.
 Config = make_dataclass(
     "Config",
     [(key.attribute, key.parse.__annotations__["return"], field(repr=not key.secret)) for key in KEYS]
-    + [("tools", "Mapping[str, tuple[str, ...]]", field(init=False, repr=False, compare=False))],
+    + [("tools", "Mapping[str, tuple[str, ...]]", field(init=False, repr=False, compare=False)),
+       ("settings", "Mapping[str, Setting]", field(init=False, repr=False, compare=False, default_factory=dict)),
+       ("warnings", "tuple[str, ...]", field(init=False, repr=False, compare=False, default=()))],
     frozen=True,
     namespace={"__module__": __name__, "__doc__": "The configuration of one invocation.",
                "__post_init__": _check, "tool": _tool, "from_values": classmethod(_from_values)},
@@ -238,6 +254,7 @@ def load(
     env = os.environ if env is None else env
     values = {key.name: _expand(key.default, env) for key in KEYS}
     origins: dict[str, str] = {}
+    warnings: list[str] = []
 
     def merge(given: Mapping[str, str], origin: Callable[[str], str]) -> None:
         values.update(given)
@@ -246,14 +263,24 @@ def load(
     conf_file = conf_file or env.get(CONF_ENV)
     if conf_file:
         lines: dict[str, int] = {}
-        merge(_known(read_conf_file(conf_file, env, lines)), lambda key: f"{conf_file}:{lines[key]}")
+        uses: dict[str, set[str]] = {}
+        given = read_conf_file(conf_file, env, lines, uses)
+        merge(_known(given), lambda key: f"{conf_file}:{lines[key]}")
+        warnings = [f"{conf_file}:{lines[name]}: {_unknown_key(name)}"
+                    for name in sorted(_unused(given, uses), key=lines.get)]
     merge({key: value for key, value in (template or {}).items() if key in TEMPLATE_KEYS and value},
           lambda key: "the datastore template")
     merge({key: env[ENV_PREFIX + key] for key in DEFAULTS if ENV_PREFIX + key in env},
           lambda key: f"environment {ENV_PREFIX}{key}")
     merge({key: value for key, value in (overrides or {}).items() if value is not None},
           lambda key: "the command line")
-    return Config.from_values(values, origins)
+    try:
+        return Config.from_values(values, origins, warnings)
+    except ConfigError as err:
+        if not warnings:
+            raise
+        # the misspelt key is often the cause (CHAP_PASWORD: "CHAP_USER and CHAP_PASSWORD go together")
+        raise ConfigError(f"{err}; {'; '.join(warnings)}") from None
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:
@@ -265,7 +292,27 @@ def _known(values: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in values.items() if key in DEFAULTS}
 
 
-def read_conf_file(path: str, env: Mapping[str, str], lines: Optional[dict[str, int]] = None) -> dict[str, str]:
+def _unused(values: Mapping[str, str], uses: Mapping[str, set[str]]) -> list[str]:
+    """The names values sets that are no key and no variable the value of a
+    key expands, directly or through other variables."""
+    needed: set[str] = set()
+    todo = [key for key in values if key in DEFAULTS]
+    while todo:
+        for name in uses.get(todo.pop(), set()) - needed:
+            needed.add(name)
+            todo.append(name)
+    return [name for name in values if name not in DEFAULTS and name not in needed]
+
+
+def _unknown_key(name: str) -> str:
+    import difflib  # only when a key is unknown: start-up stays fast
+
+    close = difflib.get_close_matches(name.upper(), DEFAULTS, n=1)
+    return f"unknown key {name}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def read_conf_file(path: str, env: Mapping[str, str], lines: Optional[dict[str, int]] = None,
+                   uses: Optional[dict[str, set[str]]] = None) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as conf:
             text = conf.read()
@@ -273,7 +320,7 @@ def read_conf_file(path: str, env: Mapping[str, str], lines: Optional[dict[str, 
         raise ConfigError(f"cannot read configuration {path}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"configuration {path} is not UTF-8 text") from None
-    return parse_shell_conf(text, path, env, lines)
+    return parse_shell_conf(text, path, env, lines, uses)
 
 
 _ASSIGNMENT = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
@@ -284,11 +331,12 @@ def hostname() -> str:
     return socket.gethostname()
 
 
-def parse_shell_conf(text: str, origin: str, env: Mapping[str, str],
-                     lines: Optional[dict[str, int]] = None) -> dict[str, str]:
+def parse_shell_conf(text: str, origin: str, env: Mapping[str, str], lines: Optional[dict[str, int]] = None,
+                     uses: Optional[dict[str, set[str]]] = None) -> dict[str, str]:
     """Read `KEY=VALUE` lines in shell syntax: comments, quotes, backslashes,
     `$VAR` and `${VAR}` (expanded outside single quotes, as the shell does).
-    lines, if given, gets the line number of each key."""
+    lines, if given, gets the line number of each key; uses, the names of
+    the variables its value expands."""
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -298,10 +346,18 @@ def parse_shell_conf(text: str, origin: str, env: Mapping[str, str],
         if not match:
             raise ConfigError(f"{origin}:{number}: expected KEY=VALUE, got {stripped!r}")
         key, raw = match.groups()
+        expanded: set[str] = set()
+
+        def lookup(name: str) -> str:
+            expanded.add(name)
+            return _lookup(name, values, env)
+
         try:
-            values[key] = _shell_word(raw, lambda name: _lookup(name, values, env))
+            values[key] = _shell_word(raw, lookup)
             if lines is not None:
                 lines[key] = number
+            if uses is not None:
+                uses[key] = expanded
         except ValueError as err:
             raise ConfigError(f"{origin}:{number}: {err} in the value of {key}") from None
     return values

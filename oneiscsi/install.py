@@ -1,12 +1,15 @@
 """`one-iscsi install`: the remotes into OpenNebula's remotes tree, the shell
 completions and the man page into the system's places. An existing
-iscsi.conf is kept."""
+iscsi.conf is kept; a new one is private to OpenNebula's user (it may get
+CHAP_PASSWORD)."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from .completion import FILES as COMPLETION_FILES
 from .errors import OneIscsiError
@@ -27,11 +30,21 @@ class Copy:
     target: Path
     mode: int
     keep_existing: bool = False
+    owner_of: Optional[Path] = None  # installed by root, the file gets this directory's owner
+
+    def owner(self) -> Optional[tuple[int, int]]:
+        """The (uid, gid) to give the file, if any."""
+        if self.owner_of is None or os.geteuid() != 0 or not self.owner_of.exists():
+            return None
+        status = self.owner_of.stat()
+        return status.st_uid, status.st_gid
 
     def describe(self) -> str:
         if self.keep_existing and self.target.exists():
             return f"keep {self.target} (exists)"
-        return f"install -m {self.mode:o} {self.source} {self.target}"
+        owner = self.owner()
+        chown = f" -o {owner[0]} -g {owner[1]}" if owner else ""
+        return f"install -m {self.mode:o}{chown} {self.source} {self.target}"
 
 
 def data_dir() -> Path:
@@ -48,8 +61,11 @@ def plan(remotes_prefix: str, share_prefix: str) -> list[Copy]:
     copies = []
     for folder in REMOTES:
         for source in sorted((data / "remotes" / folder).iterdir()):
-            keep = source.name in KEEP
-            copies.append(Copy(source, Path(remotes_prefix) / folder / source.name, 0o644 if keep else 0o755, keep))
+            target = Path(remotes_prefix) / folder / source.name
+            if source.name in KEEP:  # OpenNebula's user (oneadmin) owns its remotes tree and reads this as itself
+                copies.append(Copy(source, target, 0o600, keep_existing=True, owner_of=Path(remotes_prefix)))
+            else:
+                copies.append(Copy(source, target, 0o755))
     for shell, place in COMPLETION_PLACES.items():
         copies.append(Copy(data / "completions" / COMPLETION_FILES[shell], Path(share_prefix) / place, 0o644))
     copies.append(Copy(data / "man" / "one-iscsi.1", Path(share_prefix) / "man" / "man1" / "one-iscsi.1", 0o644))
@@ -94,10 +110,13 @@ def install(copies: list[Copy]) -> list[str]:
         if copy.keep_existing and copy.target.exists():
             continue
         try:
+            owner = copy.owner()
             copy.target.parent.mkdir(parents=True, exist_ok=True)
             temporary = copy.target.with_name(f".{copy.target.name}.tmp")
             shutil.copyfile(copy.source, temporary)
             temporary.chmod(copy.mode)
+            if owner:
+                os.chown(temporary, *owner)
             temporary.replace(copy.target)
         except OSError as err:
             raise OneIscsiError(f"cannot install {copy.target}: {err.strerror}") from None

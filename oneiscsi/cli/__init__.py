@@ -22,7 +22,7 @@ from ..errors import Interrupted, OneIscsiError
 from .common import QUIET, Globals, globals_of
 
 PROG = "one-iscsi"
-GROUPS = ("target", "lun", "host", "iqn", "image", "tm")
+GROUPS = ("target", "lun", "host", "iqn", "image", "tm", "config")
 # the global options: the root app reads them, wherever they are on the command line
 ROOT_FLAGS = ("--dry-run", "-n", "--quiet", "-q")
 ROOT_OPTIONS_WITH_VALUE = ("--config", "-c", "--host", "-H")

@@ -30,7 +30,12 @@ def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides
 
     given = globals_of(ctx)
     overrides = {"host": given.host, **{k: v for k, v in overrides.items() if v is not None}}
-    return config.load(given.conf_file, template=template, overrides={k.upper(): v for k, v in overrides.items()})
+    cfg = config.load(given.conf_file, template=template, overrides={k.upper(): v for k, v in overrides.items()})
+    # Even with --quiet: a misspelt key is a setting the admin believes in and that is not applied
+    # (INITIATOR leaves new targets open to ALL). On stderr: stdout stays what scripts and OpenNebula read.
+    for warning in cfg.warnings:
+        print(f"one-iscsi: warning: {warning}", file=sys.stderr)
+    return cfg
 
 
 def target_server(ctx: typer.Context, cfg=None):

@@ -2,6 +2,7 @@
 a wheel and an sdist (`make dist`) carrying remotes, completions and man page,
 installed with pipx."""
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +22,14 @@ def test_install_into_a_tree_keeps_an_existing_iscsi_conf(cli, tmp_path):
     remotes, share = tmp_path / "remotes", tmp_path / "share"
     (remotes / "datastore" / "iscsi").mkdir(parents=True)
     (remotes / "datastore" / "iscsi" / "iscsi.conf").write_text("HOST=mine\n")
+    (remotes / "datastore" / "iscsi" / "iscsi.conf").chmod(0o644)
     preview = cli("--dry-run", "install", "--prefix", str(remotes), "--share", str(share))
     assert f"keep {remotes}/datastore/iscsi/iscsi.conf (exists)" in preview.out.splitlines()
     assert not (remotes / "tm").exists()
     done = cli("install", "--prefix", str(remotes), "--share", str(share))
     assert done.rc == 0, done.err
     assert (remotes / "datastore" / "iscsi" / "iscsi.conf").read_text() == "HOST=mine\n"
+    assert stat.S_IMODE((remotes / "datastore" / "iscsi" / "iscsi.conf").stat().st_mode) == 0o644
     for action in ("cp", "mkfs", "rm", "stat", "monitor"):
         assert os.access(remotes / "datastore" / "iscsi" / action, os.X_OK)
     for action in ("ln", "clone", "mvds", "mv", "delete"):
@@ -38,6 +41,23 @@ def test_install_into_a_tree_keeps_an_existing_iscsi_conf(cli, tmp_path):
                 f"source {share}/bash-completion/completions/one-iscsi; COMP_WORDS=(one-iscsi ta); COMP_CWORD=1; "
                 "_one_iscsi_completion one-iscsi; echo ${COMPREPLY[@]}"], PATH=f"{BIN}:{os.environ['PATH']}")
     assert bash.stdout.split() == ["target"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another owner needs root")
+def test_a_new_iscsi_conf_is_private_to_the_owner_of_the_remotes_tree(cli, tmp_path):
+    remotes, share = tmp_path / "remotes", tmp_path / "share"
+    remotes.mkdir()
+    os.chown(remotes, 4321, 4322)  # as oneadmin owns /var/lib/one/remotes
+    conf = remotes / "datastore" / "iscsi" / "iscsi.conf"
+    preview = cli("--dry-run", "install", "--prefix", str(remotes), "--share", str(share))
+    [line] = [line for line in preview.out.splitlines() if line.endswith(f" {conf}")]
+    assert line.startswith("install -m 600 -o 4321 -g 4322 ")
+    done = cli("install", "--prefix", str(remotes), "--share", str(share))
+    assert done.rc == 0, done.err
+    status = conf.stat()
+    assert (stat.S_IMODE(status.st_mode), status.st_uid, status.st_gid) == (0o600, 4321, 4322)
+    cp = (remotes / "datastore" / "iscsi" / "cp").stat()
+    assert (stat.S_IMODE(cp.st_mode), cp.st_uid) == (0o755, 0)
 
 
 def test_refused_install_is_one_line(cli, tmp_path):

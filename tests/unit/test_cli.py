@@ -20,7 +20,7 @@ def test_version(cli):
 @pytest.mark.parametrize("path", [
     [], ["target"], ["target", "new"], ["target", "bind-all"], ["target", "delete"], ["target", "tid"],
     ["target", "list"], ["target", "show"], ["lun"], ["lun", "bind"], ["host"], ["host", "discover"],
-    ["host", "login"], ["host", "logout"], ["host", "is-iscsi"], ["iqn"], ["iqn", "parse"],
+    ["host", "login"], ["host", "logout"], ["host", "is-iscsi"], ["iqn"], ["iqn", "parse"], ["config"], ["config", "show"],
     ["iqn", "lv-name"], ["iqn", "vg-name"], ["iqn", "host"], ["iqn", "build"],
 ])
 def test_help_on_every_level_is_plain_text(cli, path):
@@ -80,7 +80,7 @@ def test_a_run_builds_only_the_group_it_names(args, group):
 
     assert _group_named(args) == group
     built = {info.name for info in build_app(args).registered_groups}
-    assert built == ({group} if group else {"target", "lun", "host", "iqn", "image", "tm"})
+    assert built == ({group} if group else {"target", "lun", "host", "iqn", "image", "tm", "config"})
 
 
 @pytest.mark.parametrize("args, hoisted", [

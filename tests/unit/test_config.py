@@ -305,3 +305,52 @@ def test_the_opennebula_keys():
     assert (cfg.opennebula_version, cfg.non_persistent, cfg.one_location) == ("6.10", "yes", "/opt/one")
     cfg = config.load(env={})
     assert (cfg.opennebula_version, cfg.non_persistent, cfg.one_location) == ("", "", "")
+
+
+def test_unknown_keys_are_warned_with_the_nearest_key(tmp_path):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text("HSOT=tgt1\n# the hosts\nINITIATOR=10.0.0.1\nhost=tgt2\nFOO=1\nHOST=tgt3\n")
+    cfg = config.load(str(conf), env={})
+    assert cfg.warnings == (f"{conf}:1: unknown key HSOT (did you mean HOST?)",
+                            f"{conf}:3: unknown key INITIATOR (did you mean INITIATORS?)",
+                            f"{conf}:4: unknown key host (did you mean HOST?)",
+                            f"{conf}:5: unknown key FOO")
+    assert (cfg.host, cfg.initiators) == ("tgt3", ("ALL",))
+
+
+def test_variables_that_keys_expand_are_no_unknown_keys(tmp_path):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text('BASE=/srv\nPOOL="${BASE}/one"\nPOOL_DIR=$POOL\nQUOTED=x\nSAFE_DIRS=\'$QUOTED\'\n'
+                    "UNUSED=y\nTARGET_SERVERS=tgt1\n")
+    cfg = config.load(str(conf), env={})
+    assert cfg.pool_dir == "/srv/one"
+    assert cfg.warnings == (f"{conf}:4: unknown key QUOTED", f"{conf}:6: unknown key UNUSED")
+
+
+def test_the_sample_has_no_unknown_key(tmp_path):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text(uncommented(SAMPLE.read_text()))
+    assert config.load(str(conf), env={}).warnings == ()
+
+
+def test_a_refused_configuration_names_the_unknown_keys_too(tmp_path):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text("CHAP_USER=joe\nCHAP_PASWORD=secretsecret\n")
+    with pytest.raises(ConfigError) as refused:
+        config.load(str(conf), env={})
+    assert str(refused.value) == ("CHAP_USER and CHAP_PASSWORD go together: set both or neither; "
+                                  f"{conf}:2: unknown key CHAP_PASWORD (did you mean CHAP_PASSWORD?)")
+
+
+def test_settings_hold_each_text_and_where_it_came_from(tmp_path):
+    conf = tmp_path / "iscsi.conf"
+    conf.write_text("# x\nVG_NAME=vg-conf\nHOST=conf\nBASE_TID=2\n")
+    cfg = config.load(str(conf), template={"HOST": "template", "DS_MAD": "iscsi"},
+                      env={"HOSTNAME": "front1", "ONE_ISCSI_BASE_TID": "3", "ONE_ISCSI_TIMEOUT": "5"},
+                      overrides={"TIMEOUT": "7", "BASE_IQN": None})
+    assert list(cfg.settings) == [key.name for key in config.KEYS]
+    assert {name: tuple(cfg.settings[name]) for name in ("VG_NAME", "HOST", "BASE_TID", "TIMEOUT", "NO_ISCSI",
+                                                           "BASE_IQN")} == {
+        "VG_NAME": ("vg-conf", f"{conf}:2"), "HOST": ("template", "the datastore template"),
+        "BASE_TID": ("3", "environment ONE_ISCSI_BASE_TID"), "TIMEOUT": ("7", "the command line"),
+        "NO_ISCSI": ("front1", "default"), "BASE_IQN": ("iqn.2012-02.org.opennebula", "default")}
