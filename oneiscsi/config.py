@@ -181,6 +181,8 @@ KEYS = (
         "lock file on the target server that serialises target creation"),
     Key("LOCK_TIMEOUT", "60", _seconds, "seconds to wait for LOCK_FILE"),
     Key("TIMEOUT", "60", _seconds, "seconds any one remote or local command may take"),
+    Key("CONNECT_TIMEOUT", "10", _seconds, "seconds ssh may take to reach a host and get its greeting "
+        "(ssh's ConnectTimeout; at most TIMEOUT)"),
     Key("COPY_TIMEOUT", "3600", _seconds, "seconds an image copy may take"),
     Key("DEVICE_TIMEOUT", "30", _seconds, "seconds to wait for the device after an iSCSI login"),
     Key("SUDO", "sudo", _argv, "prefix for privileged commands (empty: none)"),

@@ -76,7 +76,8 @@ class Runner:
         return [*(self.cfg.sudo if needs_sudo else ()), *argv]
 
     def ssh_argv(self, remote_command: str, options: Sequence[str] = ()) -> list[str]:
-        connect = max(1, math.ceil(self.cfg.timeout))
+        # below TIMEOUT, so that an unreachable host is ssh's own message, not our timeout
+        connect = max(1, math.ceil(min(self.cfg.connect_timeout, self.cfg.timeout)))
         return [*self.cfg.ssh, "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}", *options,
                 "--", self.host, remote_command]
 

@@ -272,15 +272,14 @@ class TestOverSsh:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         monkeypatch.setenv("ONE_ISCSI_SSH", f"{sshd.ssh} -o Port={silent.getsockname()[1]}")
-        monkeypatch.setenv("ONE_ISCSI_TIMEOUT", "1")
-        monkeypatch.setenv("ONE_ISCSI_LOCK_TIMEOUT", "1")
+        monkeypatch.setenv("ONE_ISCSI_CONNECT_TIMEOUT", "1")
         started = time.monotonic()
         try:
             done = cp(random_image(tmp_path / "img.raw", 4096), 602, remote_ds)
         finally:
             silent.close()
         assert done.returncode == 1
-        assert "Connection timed out during banner exchange" in error_block(done.stderr)  # ConnectTimeout=TIMEOUT
+        assert "Connection timed out during banner exchange" in error_block(done.stderr)  # CONNECT_TIMEOUT
         assert time.monotonic() - started < 30  # bounded, not hanging
         assert tgtd.target_ids() == []
 

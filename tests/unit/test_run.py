@@ -162,3 +162,10 @@ def test_dry_run_masks_secret_words(capsys):
     runner.run(command("tgtadm", "--password", "s3cret-pass-12", privileged=True, secrets=["s3cret-pass-12"]))
     printed = capsys.readouterr().out
     assert "s3cret-pass-12" not in printed and "--password '********'" in printed
+
+
+@pytest.mark.parametrize("keys, connect", [({}, "10"), ({"ONE_ISCSI_CONNECT_TIMEOUT": "2.5"}, "3"),
+                                          ({"ONE_ISCSI_TIMEOUT": "4"}, "4")])
+def test_ssh_gives_up_connecting_after_connect_timeout_never_after_timeout(keys, connect):
+    runner = Runner("tgt1", config.load(env={"ONE_ISCSI_SSH": "ssh", **keys}))
+    assert runner.ssh_argv("true")[:5] == ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}"]
