@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from .completion import FILES as COMPLETION_FILES
-from .errors import OneIscsiError
+from .errors import InvalidInput, OneIscsiError
 
 DEFAULT_REMOTES = "/var/lib/one/remotes"
 DEFAULT_SHARE = "/usr/local/share"
@@ -57,6 +57,9 @@ def data_dir() -> Path:
 
 
 def plan(remotes_prefix: str, share_prefix: str) -> list[Copy]:
+    if not Path(remotes_prefix).is_dir():  # a typo must not grow a tree OpenNebula never reads
+        raise InvalidInput(f"{remotes_prefix} is not a directory: --prefix is OpenNebula's remotes tree "
+                           "(/var/lib/one/remotes, or $ONE_LOCATION/var/remotes)")
     data = data_dir()
     copies = []
     for folder in REMOTES:

@@ -61,11 +61,22 @@ def test_a_new_iscsi_conf_is_private_to_the_owner_of_the_remotes_tree(cli, tmp_p
 
 
 def test_refused_install_is_one_line(cli, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    done = cli("install", "--prefix", str(blocker / "remotes"), "--share", str(tmp_path / "share"))
+    remotes = tmp_path / "remotes"
+    remotes.mkdir()
+    (remotes / "datastore").write_text("")
+    done = cli("install", "--prefix", str(remotes), "--share", str(tmp_path / "share"))
     assert done.rc == 1 and len(done.err.splitlines()) == 1
-    assert done.err.startswith(f"one-iscsi: error: cannot install {blocker}/remotes/datastore/iscsi/")
+    assert done.err.startswith(f"one-iscsi: error: cannot install {remotes}/datastore/iscsi/")
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_install_into_a_remotes_tree_that_does_not_exist_is_refused(cli, tmp_path, dry_run):
+    done = cli(*dry_run, "install", "--prefix", str(tmp_path / "nonexistent" / "remotes"),
+               "--share", str(tmp_path / "share"))
+    assert (done.rc, done.out) == (2, "")
+    assert done.err == (f"one-iscsi: error: {tmp_path}/nonexistent/remotes is not a directory: --prefix is "
+                        "OpenNebula's remotes tree (/var/lib/one/remotes, or $ONE_LOCATION/var/remotes)\n")
+    assert not (tmp_path / "nonexistent").exists() and not (tmp_path / "share").exists()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +105,9 @@ def test_pipx_install_of_the_wheel_gives_a_working_one_iscsi(dist, tmp_path):
     one_iscsi = tmp_path / "bin" / "one-iscsi"
     parsed = run([one_iscsi, "iqn", "lv-name", "iqn.2012-02.org.opennebula:tgt1.vg-one.lv-one-7"])
     assert (parsed.returncode, parsed.stdout) == (0, "lv-one-7\n")
+    assert (tmp_path / "man" / "man1" / "one-iscsi.1").read_text() == (REPO / "man" / "one-iscsi.1").read_text()
     remotes, share = tmp_path / "remotes", tmp_path / "share"
+    remotes.mkdir()
     installed = run([one_iscsi, "install", "--prefix", remotes, "--share", share])
     assert installed.returncode == 0, installed.stderr
     assert str(tmp_path / "pipx") in installed.stderr  # from the package's own share directory

@@ -19,6 +19,7 @@ def test_oned_conf_entries_follow_the_version(version, present, absent):
 
 
 def test_install_prints_the_entries_of_the_version_it_is_told(cli, tmp_path):
+    (tmp_path / "remotes").mkdir()
     done = cli("--dry-run", "install", "--prefix", str(tmp_path / "remotes"), "--share", str(tmp_path / "share"),
                "--opennebula-version", "7.0")
     assert done.rc == 0, done.err
@@ -29,6 +30,7 @@ def test_install_prints_the_entries_of_the_version_it_is_told(cli, tmp_path):
 def test_install_without_a_version_says_how_to_get_the_entries(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "")
     monkeypatch.setenv("ONE_ISCSI_ONE_LOCATION", str(tmp_path / "no-opennebula"))
+    (tmp_path / "remotes").mkdir()
     done = cli("--dry-run", "install", "--prefix", str(tmp_path / "remotes"), "--share", str(tmp_path / "share"))
     assert done.rc == 0, done.err
     assert "no OpenNebula version found here; see them with --opennebula-version VERSION" in done.out
