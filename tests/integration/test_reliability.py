@@ -364,6 +364,6 @@ def test_progress_on_a_terminal_only(tgtd, tmp_path):
     assert process.returncode == 0
     assert b"3.0 / 3.0 MiB" in seen and b"MiB/s" in seen
     piped = quiet([one_iscsi, "image", "copy", str(image), str(device)])
-    assert piped.stderr == f"wrote {3 * MIB} bytes to {device}\n"
+    assert piped.stderr == f"wrote 3.0 MiB ({3 * MIB} bytes) to {device}\n"
     silent = quiet([one_iscsi, "--quiet", "image", "copy", str(image), str(device)])
     assert (silent.returncode, silent.stderr) == (0, "")
