@@ -1,6 +1,7 @@
 """Shell completion, driven through real bash, zsh and fish: the checked-in
 scripts, static words and the IQNs of a live tgtd."""
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -28,13 +29,19 @@ def test_checked_in_scripts_are_what_the_app_generates(shell):
 
 
 def bash_complete(line):
-    words = shlex.split(line) + ([""] if line.endswith(" ") else [])
+    """The candidates for the end of line, called as bash calls the function:
+    COMP_LINE, COMP_POINT, and COMP_WORDS split at the ':' of COMP_WORDBREAKS
+    too. bash puts a candidate in place of the current word's part after its
+    last ':': returned here with the part before put back, as whole words."""
+    words = re.findall(r"[^\s:]+|:", line) + ([""] if line.endswith(" ") else [])
     script = (f"source {COMPLETIONS / 'one-iscsi.bash'}\n"
+              f"COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}\n"
               f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
               "_one_iscsi_completion one-iscsi\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
     done = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True, timeout=30,
                           env=shell_env())
-    return done.stdout.split()
+    current = "" if line.endswith(" ") else line.split()[-1]
+    return [current[:current.rfind(":") + 1] + reply for reply in done.stdout.split()]
 
 
 def fish_complete(line):
@@ -77,7 +84,28 @@ def test_bash(live_targets):
     assert sorted(bash_complete("one-iscsi target delete iqn.")) == live_targets
     assert bash_complete("one-iscsi target delete iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-50") == [
         IQN.format(50)]
-    assert sorted(bash_complete("one-iscsi target bind-all ")) == ["1", "2"]
+    assert sorted(bash_complete("one-iscsi target bind-all ")) == live_targets  # TID|IQN: the names first
+
+
+def test_bash_completes_past_the_colon_of_an_iqn(live_targets):
+    """The words bash gives are split at ':'; what it inserts replaces the
+    part after the colon: the raw COMPREPLY must be that part."""
+    line = "one-iscsi target delete iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-5"
+    script = (f"source {COMPLETIONS / 'one-iscsi.bash'}\nCOMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}\n"
+              "COMP_WORDS=(one-iscsi target delete iqn.2012-02.org.opennebula : localhost.vg-one.lv-one-5)\n"
+              "COMP_CWORD=5\n_one_iscsi_completion one-iscsi\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    done = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True, timeout=30,
+                          env=shell_env())
+    assert sorted(done.stdout.split()) == ["localhost.vg-one.lv-one-5", "localhost.vg-one.lv-one-50"]
+
+
+def test_bash_offers_tids_once_a_number_is_typed(live_targets):
+    assert sorted(bash_complete("one-iscsi target show ")) == live_targets
+    assert sorted(bash_complete("one-iscsi target show 1")) == ["1"]
+    assert sorted(bash_complete("one-iscsi lun bind 2")) == ["2"]
+    assert sorted(bash_complete("one-iscsi target acl add 2")) == ["2"]
+    assert bash_complete("one-iscsi target show 3") == []
+    assert sorted(bash_complete("one-iscsi lun list iqn.")) == live_targets
 
 
 def test_fish(live_targets):

@@ -38,7 +38,8 @@ def test_install_into_a_tree_keeps_an_existing_iscsi_conf(cli, tmp_path):
     man = run(["man", "one-iscsi"], MANPATH=str(share / "man"), MANWIDTH="80")
     assert man.returncode == 0 and "one-iscsi - iSCSI datastore driver for OpenNebula" in man.stdout
     bash = run(["bash", "--norc", "-c",
-                f"source {share}/bash-completion/completions/one-iscsi; COMP_WORDS=(one-iscsi ta); COMP_CWORD=1; "
+                f"source {share}/bash-completion/completions/one-iscsi; COMP_LINE='one-iscsi ta'; COMP_POINT=12; "
+                "COMP_WORDS=(one-iscsi ta); COMP_CWORD=1; "
                 "_one_iscsi_completion one-iscsi; echo ${COMPREPLY[@]}"], PATH=f"{BIN}:{os.environ['PATH']}")
     assert bash.stdout.split() == ["target"]
 
