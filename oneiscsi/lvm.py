@@ -52,3 +52,20 @@ def parse_vg_usage(text: str) -> tuple[int, int]:
     """(total, free) in MiB from `vgs ... -o vg_size,vg_free`."""
     size, free = (int(field) for field in text.strip().split(":"))
     return size // MIB, free // MIB
+
+
+def volumes(vg: str) -> Command:
+    """Prints every volume of the group with its size in bytes (parse_volumes)."""
+    return command("lvs", "--noheadings", "--units", "b", "--nosuffix", "--separator", ":",
+                   "-o", "lv_name,lv_size", vg, privileged=True, query=True,
+                   explain=lambda err: _explain_create(err, vg))
+
+
+def parse_volumes(text: str) -> dict[str, int]:
+    """{volume name: size in bytes} from the output of volumes()."""
+    found = {}
+    for line in text.splitlines():
+        name, _, size = line.strip().partition(":")
+        if name:
+            found[name] = int(size)
+    return found

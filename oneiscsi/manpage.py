@@ -76,8 +76,8 @@ def render() -> str:
             out += [f".SS {escape(group_name)}", *_command("", group_name, group)]
             continue
         out += [f".SS {escape(group_name)}", escape(group.help or "")]
-        for name, command in group.commands.items():
-            out += _command(group_name, name, command)
+        for name, command in _leaves(group_name, group):
+            out += _command(*name.rsplit(" ", 1), command)
     out += [".SH CONFIGURATION",
             "Settings come from, lowest precedence first: built\\-in defaults, the \\fIiscsi.conf\\fR file "
             "given by \\fB\\-\\-config\\fR or ONE_ISCSI_CONF (shell KEY=VALUE syntax), the datastore "
@@ -97,6 +97,15 @@ def render() -> str:
         out += [".PP", text, ".PP", ".RS", ".nf", *commands, ".fi", ".RE"]
     out += [".SH SEE ALSO", "\\fBtgtadm\\fR(8), \\fBtgt\\-admin\\fR(8), \\fBiscsiadm\\fR(8), \\fBlvcreate\\fR(8)"]
     return "\n".join(out) + "\n"
+
+
+def _leaves(path: str, group):
+    """(`group command`, command) of every command under group, its own groups' (`target acl`) included."""
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _leaves(f"{path} {name}", command)
+        else:
+            yield f"{path} {name}", command
 
 
 def _command(group_name: str, name: str, command) -> list:

@@ -5,13 +5,17 @@ Pure: each method returns the Commands that do the work.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from . import lvm, names
 from .command import Command, command
 from .config import Config
 from .errors import NotFound
 from .units import MIB
+
+_IMAGE_VOLUME = re.compile(r"lv-one-[0-9]+(?:-[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,36 @@ def parse_usage(backend: str, text: str) -> tuple[int, int]:
         size, free = (int(field) for field in text.strip().splitlines()[-1].split())
         return size // MIB, free // MIB
     return lvm.parse_vg_usage(text)
+
+
+def list_volumes(cfg: Config) -> Command:
+    """Prints every volume of the pool with its size (parse_volumes): the
+    volume group's LVs, or the files of POOL_DIR/VG_NAME; NotFound when that
+    directory does not exist."""
+    vg = names.validate_part("volume group", cfg.vg_name)
+    if cfg.backend == "file":
+        directory = posixpath.join(cfg.pool_dir, vg)
+        return command("find", "-H", directory, "-maxdepth", "1", "-type", "f", "-printf", "%s %f\\n",
+                       query=True, explain=lambda err: NotFound(f"no {directory} on {err.host}")
+                       if "No such file" in err.stderr else None)
+    return lvm.volumes(vg)
+
+
+def parse_volumes(backend: str, text: str) -> dict[str, int]:
+    """{volume name: size in bytes} from the output of list_volumes()."""
+    if backend == "file":
+        return {name: int(size) for size, _, name in (line.partition(" ") for line in text.splitlines()) if name}
+    return lvm.parse_volumes(text)
+
+
+def existing(paths: Sequence[str]) -> Command:
+    """Prints those of paths that exist (links followed), one a line."""
+    return command("stat", "-L", "--printf", "%n\\n", "--", *paths, query=True, accept=[1])
+
+
+def is_image_volume(name: str) -> bool:
+    """A name lv_name() or private_lv_name() makes."""
+    return _IMAGE_VOLUME.fullmatch(name) is not None
 
 
 def lv_name(image_id: int) -> str:

@@ -1,15 +1,39 @@
-"""Operations on the target server's tgtd, through a Session."""
+"""Operations on the target server's tgtd, through a Session.
+
+A target is one-iscsi's when CONF_DIR holds its saved file (whatever its
+name): that file is what `target restore` and tgt's start-up bring back.
+Every change by hand to one of them goes to tgtd and to its file, the new
+file checked by the rules of values.py before anything runs, and taken back
+in tgtd if the file cannot be written. A target one-iscsi did not make is
+changed only when forced, and then in tgtd alone: its owner keeps its
+configuration.
+"""
 from __future__ import annotations
 
 import posixpath
-from typing import Optional
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence, Union
 
-from . import names, tgt, tgtconf
+from . import names, tgt, tgtconf, values
+from .command import Command
 from .errors import AlreadyExists, CommandError, InvalidInput, NotFound, OneIscsiError
 from .run import Session
 from .undo import Undo
 
 NEW_TARGET_ATTEMPTS = 10
+# a change in tgtd, and the command that takes it back (None: nothing can)
+Change = tuple[Command, Optional[Command]]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A target of tgtd, and whether it is one-iscsi's (CONF_DIR holds its file)."""
+    target: tgt.Target
+    managed: bool
+
+    def as_dict(self) -> dict:
+        data = self.target.as_dict()
+        return {"tid": data.pop("tid"), "iqn": data.pop("iqn"), "managed": self.managed, **data}
 
 
 class TargetServer:
@@ -55,9 +79,6 @@ class TargetServer:
                 continue
         raise OneIscsiError(f"no free TID for {iqn} on {self.host} after {NEW_TARGET_ATTEMPTS} attempts")
 
-    def bind_all(self, tid: int) -> None:
-        self.session.run(tgt.bind_all(tid))
-
     def allow(self, tid: int, spec: tgtconf.TargetSpec) -> None:
         """Bind the spec's initiator addresses and names, and its CHAP user."""
         for address in spec.addresses:
@@ -80,20 +101,230 @@ class TargetServer:
         self.session.run(tgt.delete_target(tid, force))
 
     def delete_and_forget(self, tid_or_iqn: str, force: bool = False) -> None:
-        """Delete a target given by TID or exact IQN, and its config file."""
-        tid = parse_tid(tid_or_iqn) if tid_or_iqn.isascii() and tid_or_iqn.isdigit() else None
-        if tid is None:
-            names.validate(tid_or_iqn)  # refused before anything runs
-        targets = self.list()
-        if tid is None:
-            found = tgt.find(targets, tid_or_iqn)
+        """Delete a target given by TID or exact IQN, and its saved file. force:
+        even with sessions, even a target one-iscsi did not make."""
+        target = self.resolve(tid_or_iqn)
+        managed = self._saved_text(target.iqn) is not None
+        if not managed and not force:
+            raise self._not_owned(target, "delete")
+        self.delete(target.tid, force)
+        if managed:
+            self.forget(target.iqn)
+
+    def resolve(self, tid_or_iqn: str, targets: Optional[list[tgt.Target]] = None) -> tgt.Target:
+        """The target given by TID or exact IQN (refused before anything runs
+        if it is neither); NotFound if tgtd has none."""
+        wanted = parse_target(tid_or_iqn)
+        targets = self.list() if targets is None else targets
+        if isinstance(wanted, int):
+            found = tgt.find_tid(targets, wanted)
             if found is None:
-                raise NotFound(f"no target named {tid_or_iqn} on {self.host}")
-            tid = found.tid
-        iqn = next((target.iqn for target in targets if target.tid == tid), None)
-        self.delete(tid, force)
-        if iqn is not None:
-            self.forget(iqn)
+                raise NotFound(f"no target with TID {wanted} on {self.host}")
+            return found
+        found = tgt.find(targets, wanted)
+        if found is None:
+            raise NotFound(f"no target named {wanted} on {self.host}")
+        return found
+
+    def select(self, tid_or_iqn: Optional[str] = None) -> list[tgt.Target]:
+        """Every target, or the one given by TID or IQN."""
+        return [self.resolve(tid_or_iqn)] if tid_or_iqn else self.list()
+
+    def overview(self, tid_or_iqn: Optional[str] = None) -> list[Listed]:
+        """Every target (or the one given), and whether one-iscsi made it."""
+        targets = self.select(tid_or_iqn)
+        saved = self.saved_iqns()
+        return [Listed(target, target.iqn in saved) for target in targets]
+
+    def create(self, iqn: str, tid: Optional[int] = None) -> tuple[int, bool]:
+        """new(), and a target made here is saved as one-iscsi's, with no LUN
+        and no initiator allowed yet. A target saved but missing from tgtd (a
+        restart) is refused: `target restore` brings it back whole."""
+        spec = tgtconf.check(tgtconf.TargetSpec(names.validate(iqn), (), ()), f"target {iqn!r}")
+        if self.saved_spec(iqn) is not None and self.find(iqn) is None:
+            raise OneIscsiError(f"target {iqn} is saved on {self.host} but not in tgtd: bring it back with "
+                                f"`one-iscsi -H {self.host} target restore`")
+        tid, created = self.new(iqn, tid)
+        if created:
+            undo = Undo(self.host)
+            undo.push(f"deleting target {iqn}", lambda: self.delete(tid, force=True))
+            undo.step("writing the target's config file", lambda: self.save(spec))
+        return tid, created
+
+    def add_lun(self, tid_or_iqn: str, device: str, lun: int = 1, force: bool = False) -> list[str]:
+        """Add device as LUN lun of a target, and to its saved file. force: a
+        target one-iscsi did not make, a device another target has. Returns notes."""
+        if not device.startswith("/"):
+            raise InvalidInput(f"backing store must be an absolute path, got {device!r}")
+        _check_lun(lun)
+        targets = self.list()
+        target = self.resolve(tid_or_iqn, targets)
+        spec = self._owned_spec(target, force)
+        # what goes into a saved file passes the rules of values.py; tgtd alone takes any path as one word
+        store = _checked("backing store", values.path, device) if spec else device
+        saved = dict(spec.luns) if spec else {}
+        name = _named(target, self.host)
+        taken = next((found for found in target.luns if found.lun == lun), None)
+        if taken is not None:
+            raise OneIscsiError(f"LUN {lun} of {name} is in use by {taken.backing_store}: choose another --lun")
+        if saved.get(lun, store) != store:
+            raise OneIscsiError(f"LUN {lun} of {name} is saved with {saved[lun]}, which tgtd lacks: "
+                                f"unbind LUN {lun} first")
+        other = _lun_of(targets, store)
+        if other is not None and not force:
+            raise OneIscsiError(f"{store} is already LUN {other[1].lun} of {_named(other[0], self.host)}: "
+                                "one backing store, one target (--force to bind it anyway)")
+        if not self._exists(store):
+            raise NotFound(f"no such file or device: {store} on {self.host}")
+        changed = spec.with_luns({**saved, lun: store}.items()) if spec else None
+        self._apply(target, spec, changed, [(tgt.new_lun(target.tid, store, lun), tgt.delete_lun(target.tid, lun))])
+        return self._foreign_note(target, spec)
+
+    def remove_lun(self, tid_or_iqn: str, lun: int = 1, force: bool = False) -> list[str]:
+        """Remove LUN lun of a target, and from its saved file. force: even
+        with sessions, even a target one-iscsi did not make. Returns notes."""
+        _check_lun(lun)
+        target = self.resolve(tid_or_iqn)
+        spec = self._owned_spec(target, force)
+        saved = dict(spec.luns) if spec else {}
+        current = next((found for found in target.luns if found.lun == lun), None)
+        if current is None and lun not in saved:
+            raise NotFound(f"{_named(target, self.host)} has no LUN {lun}")
+        if current is not None and target.sessions and not force:
+            raise OneIscsiError(f"{_named(target, self.host)} has sessions ({_initiators(target)}): "
+                                "log them out first, or use --force")
+        changes = [(tgt.delete_lun(target.tid, lun), tgt.new_lun(target.tid, current.backing_store, lun))] \
+            if current is not None else []
+        changed = spec.with_luns((number, store) for number, store in spec.luns if number != lun) if spec else None
+        self._apply(target, spec, changed, changes)
+        return self._foreign_note(target, spec)
+
+    def allow_initiators(self, tid_or_iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
+        """Add initiators (addresses, networks, names, ALL) to a target's ACL
+        and saved file. Returns notes."""
+        wanted = _checked_initiators(initiators)
+        target = self.resolve(tid_or_iqn)
+        spec = self._owned_spec(target, force)
+        new = [initiator for initiator in wanted if initiator not in target.acl]
+        changed = spec.with_initiators([*spec.initiators, *wanted]) if spec else None
+        self._apply(target, spec, changed, [(_bind(target.tid, i), _unbind(target.tid, i)) for i in new])
+        acl = [*target.acl, *new]
+        notes = [f"{initiator} was allowed already" for initiator in wanted if initiator in target.acl]
+        if "ALL" in acl and len(acl) > 1:
+            notes.append(f"{target.iqn} lets every initiator in (ALL): the other entries restrict nothing "
+                         f"until ALL is removed")
+        return notes + self._foreign_note(target, spec)
+
+    def deny_initiators(self, tid_or_iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
+        """Remove initiators from a target's ACL and saved file. Returns notes."""
+        wanted = _checked_initiators(initiators)
+        target = self.resolve(tid_or_iqn)
+        spec = self._owned_spec(target, force)
+        known = {*target.acl, *(spec.initiators if spec else ())}
+        missing = [initiator for initiator in wanted if initiator not in known]
+        if missing:
+            raise NotFound(f"{missing[0]} is not in the ACL of {_named(target, self.host)}")
+        changes = [(_unbind(target.tid, i), _bind(target.tid, i)) for i in wanted if i in target.acl]
+        changed = spec.with_initiators(i for i in spec.initiators if i not in wanted) if spec else None
+        self._apply(target, spec, changed, changes)
+        left = [initiator for initiator in target.acl if initiator not in wanted]
+        notes = [] if left else [f"{target.iqn} now lets no initiator in"]
+        return notes + self._foreign_note(target, spec)
+
+    def acl(self, tid_or_iqn: str) -> tuple[str, ...]:
+        """The initiators tgtd lets use a target."""
+        return self.resolve(tid_or_iqn).acl
+
+    def set_chap(self, tid_or_iqn: str, user: str, password: str, force: bool = False) -> list[str]:
+        """Make user (with password) the one CHAP account of a target, in
+        tgtd and its saved file. tgtd keeps one password per user, shared by
+        the targets bound to it: an existing user is taken only with the
+        password one-iscsi knows it by. Returns notes."""
+        _check_chap(user, password)
+        targets = self.list()
+        target = self.resolve(tid_or_iqn, targets)
+        spec = self._owned_spec(target, force)
+        changes = self._account_for(user, password, targets)
+        bound = tgt.users_of(target)
+        if user not in bound:
+            changes.append((tgt.bind_account(target.tid, user), tgt.unbind_account(target.tid, user)))
+        # the new account is bound before the old ones go: the target is never without CHAP
+        changes += [(tgt.unbind_account(target.tid, other), tgt.bind_account(target.tid, other))
+                    for other in bound if other != user]
+        self._apply(target, spec, spec.with_chap(user, password) if spec else None, changes)
+        return self._foreign_note(target, spec)
+
+    def unset_chap(self, tid_or_iqn: str, force: bool = False) -> list[str]:
+        """Unbind every CHAP account of a target, in tgtd and its saved file. Returns notes."""
+        target = self.resolve(tid_or_iqn)
+        spec = self._owned_spec(target, force)
+        users = tgt.users_of(target)
+        if not users and not (spec and spec.chap_user):
+            return [f"{target.iqn} has no CHAP account: nothing changed"]
+        changes = [(tgt.unbind_account(target.tid, user), tgt.bind_account(target.tid, user)) for user in users]
+        self._apply(target, spec, spec.with_chap() if spec else None, changes)
+        return self._foreign_note(target, spec)
+
+    def _account_for(self, user: str, password: str, targets: list[tgt.Target]) -> list[Change]:
+        """The changes that give tgtd the account user with password."""
+        if user not in tgt.parse_accounts(self.session.run(tgt.show_accounts())):
+            return [(tgt.new_account(user, password), tgt.delete_account(user))]
+        bound = [target for target in targets if user in tgt.users_of(target)]
+        if not bound:  # an account no target uses lets nobody in anywhere: made again with this password
+            return [(tgt.delete_account(user), None), (tgt.new_account(user, password), tgt.delete_account(user))]
+        known, whose = self._password_of(user, bound)
+        if known == password:
+            return []
+        if known:  # tgtd changes a password only by deleting the account: its targets would be open meanwhile
+            raise OneIscsiError(f"CHAP user {user} on {self.host} has another password (that of {whose}), which "
+                                "tgtd cannot change without leaving its targets open: give that password, "
+                                "or choose another user")
+        raise OneIscsiError(f"CHAP user {user} on {self.host} is bound to {_named(bound[0], self.host)} with a "
+                            "password one-iscsi does not know: choose another user")
+
+    def _password_of(self, user: str, bound: list[tgt.Target]) -> tuple[str, str]:
+        """The password one-iscsi knows user by, and where from: the
+        configuration's CHAP account, else the saved file of a target bound to it."""
+        if user == self.cfg.chap_user:
+            return self.cfg.chap_password, "CHAP_PASSWORD of the configuration"
+        for target in bound:
+            spec = self.saved_spec(target.iqn)
+            if spec is not None and spec.chap_user == user:
+                return spec.chap_password, f"target {target.iqn}"
+        return "", ""
+
+    def _owned_spec(self, target: tgt.Target, force: bool) -> Optional[tgtconf.TargetSpec]:
+        """The saved spec of target; None for a target one-iscsi did not make,
+        which only force lets change."""
+        spec = self.saved_spec(target.iqn)
+        if spec is None and not force:
+            raise self._not_owned(target, "change")
+        return spec
+
+    def _not_owned(self, target: tgt.Target, verb: str) -> OneIscsiError:
+        file = tgtconf.path(self.cfg.conf_dir, target.iqn)
+        return OneIscsiError(f"{_named(target, self.host)} was not made by one-iscsi (no {file}): "
+                             f"use --force to {verb} it anyway")
+
+    def _foreign_note(self, target: tgt.Target, spec: Optional[tgtconf.TargetSpec]) -> list[str]:
+        if spec is not None:
+            return []
+        return [f"{target.iqn} is not one-iscsi's: changed in tgtd only, its own configuration is not"]
+
+    def _apply(self, target: tgt.Target, spec: Optional[tgtconf.TargetSpec],
+               changed: Optional[tgtconf.TargetSpec], changes: Iterable[Change]) -> None:
+        """Make changes in tgtd, then save changed when the target is
+        one-iscsi's (spec: its file as it was); changed is checked before
+        anything runs, and a failure takes back what was done."""
+        if spec is not None:
+            tgtconf.check(changed, f"target {target.iqn!r}")
+        undo = Undo(self.host)
+        for cmd, back in changes:
+            undo.step(None, lambda cmd=cmd: self.session.run(cmd))
+            if back is not None:
+                undo.push(" ".join(back.masked()), lambda back=back: self.session.run(back))
+        if spec is not None and changed != spec:
+            undo.step("writing the target's config file", lambda: self.save(changed))
 
     def save(self, spec: tgtconf.TargetSpec) -> None:
         """Write the target's persistence file (and, once, the include of CONF_DIR)."""
@@ -119,6 +350,33 @@ class TargetServer:
             raise NotFound(f"no saved configuration of target {iqn} on {self.host} ({file})")
         return tgtconf.parse(self.session.run(tgtconf.read(file)), file)
 
+    def saved_spec(self, iqn: str) -> Optional[tgtconf.TargetSpec]:
+        """The target as its saved file has it; None without a file. A file
+        not in the form one-iscsi writes is an error naming it."""
+        text = self._saved_text(iqn)
+        if text is None:
+            return None
+        try:
+            return tgtconf.parse(text, tgtconf.path(self.cfg.conf_dir, iqn))
+        except InvalidInput as err:
+            raise OneIscsiError(f"{err} (not in the form one-iscsi writes: mend or remove it)") from None
+
+    def _saved_text(self, iqn: str) -> Optional[str]:
+        try:
+            return self.session.run(tgtconf.read(tgtconf.path(self.cfg.conf_dir, iqn)))
+        except NotFound:
+            return None
+
+    def saved_iqns(self) -> frozenset[str]:
+        """The names of the targets CONF_DIR holds a file of."""
+        return frozenset(name.removesuffix(".conf") for name in self._saved_files())
+
+    def _saved_files(self) -> list[str]:
+        try:
+            return sorted(self.session.run(tgtconf.list_files(self.cfg.conf_dir)).splitlines())
+        except NotFound:
+            return []
+
     def forget(self, iqn: str) -> None:
         self.session.run(tgtconf.remove(tgtconf.path(self.cfg.conf_dir, iqn)))
 
@@ -137,7 +395,7 @@ class TargetServer:
 
     def _fill(self, tid: int, spec: tgtconf.TargetSpec) -> None:
         self.allow(tid, spec)
-        for lun, store in enumerate(spec.backing_stores, 1):
+        for lun, store in spec.luns:
             self.bind_lun(tid, store, lun)
 
     def delete_if_empty(self, iqn: str) -> bool:
@@ -152,8 +410,8 @@ class TargetServer:
 
     def check_same(self, spec: tgtconf.TargetSpec) -> None:
         """An existing target of spec's name must have spec's LUNs."""
-        stores = tuple(lun.backing_store for lun in self.get(spec.iqn).luns)
-        if stores != spec.backing_stores:
+        luns = sorted((lun.lun, lun.backing_store) for lun in self.get(spec.iqn).luns)
+        if luns != sorted(spec.luns):
             raise OneIscsiError(f"target {spec.iqn} already exists on {self.host} with other LUNs")
 
     def restore(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
@@ -161,12 +419,8 @@ class TargetServer:
         A target that cannot be made is deleted again and the others still
         come back. Returns the IQNs restored, the IQNs already present, and
         the failures: (file or IQN, a one-line message naming it)."""
-        try:
-            listing = self.session.run(tgtconf.list_files(self.cfg.conf_dir))
-        except NotFound:
-            return [], [], []
         restored, present, failed = [], [], []
-        for name in sorted(listing.splitlines()):
+        for name in self._saved_files():
             file = posixpath.join(self.cfg.conf_dir, name)
             try:
                 spec = tgtconf.parse(self.session.run(tgtconf.read(file)), file)
@@ -187,6 +441,68 @@ class TargetServer:
 
 def _one_line(err: OneIscsiError) -> str:
     return " ".join(str(err).split())
+
+
+def parse_target(text: str) -> Union[int, str]:
+    """A target as the command line names it: a TID (digits) or an exact IQN;
+    InvalidInput if it is neither."""
+    if text.isascii() and text.isdigit():
+        return parse_tid(text)
+    return names.validate(text)
+
+
+def _named(target: tgt.Target, host: str) -> str:
+    return f"target {target.iqn} (TID {target.tid}) on {host}"
+
+
+def _initiators(target: tgt.Target) -> str:
+    return ", ".join(sorted({nexus.initiator for nexus in target.sessions}))
+
+
+def _lun_of(targets: list[tgt.Target], store: str) -> Optional[tuple[tgt.Target, tgt.Lun]]:
+    """The target and LUN backed by store, if any."""
+    return next(((target, lun) for target in targets for lun in target.luns if lun.backing_store == store), None)
+
+
+def _bind(tid: int, initiator: str) -> Command:
+    if initiator.startswith(tgtconf.INITIATOR_NAME_PREFIXES):
+        return tgt.bind_initiator_name(tid, initiator)
+    return tgt.bind_address(tid, initiator)
+
+
+def _unbind(tid: int, initiator: str) -> Command:
+    if initiator.startswith(tgtconf.INITIATOR_NAME_PREFIXES):
+        return tgt.unbind_initiator_name(tid, initiator)
+    return tgt.unbind_address(tid, initiator)
+
+
+def _checked(what: str, rule, value: str) -> str:
+    """value by rule (values.py), else InvalidInput naming what it is."""
+    try:
+        return rule(value)
+    except ValueError as err:
+        raise InvalidInput(f"{what} {err}, got {value!r}") from None
+
+
+def _checked_initiators(initiators: Sequence[str]) -> list[str]:
+    if not initiators:
+        raise InvalidInput("name at least one initiator address, network or name (or ALL)")
+    return [_checked("initiator", values.initiator, initiator) for initiator in initiators]
+
+
+def _check_chap(user: str, password: str) -> None:
+    if not user or not password:
+        raise InvalidInput("CHAP needs a user and a password")
+    _checked("CHAP user", values.chap_user, user)
+    try:
+        values.chap_password(password)
+    except ValueError as err:  # the password itself is never shown
+        raise InvalidInput(f"CHAP password {err}") from None
+
+
+def _check_lun(lun: int) -> None:
+    if not 1 <= lun <= values.MAX_LUN:
+        raise InvalidInput(f"LUN must be from 1 to {values.MAX_LUN}, got {lun}")
 
 
 def parse_tid(text: str) -> int:

@@ -12,13 +12,19 @@ from typing import Callable, Optional
 
 from .command import Command, command
 from .errors import AlreadyExists, CommandError, NotFound, OneIscsiError
+from .units import MIB
 
 NOT_RUNNING = "Transport endpoint is not connected"
 STILL_ACTIVE = "this target is still active"
 NO_SUCH_TARGET = "can't find the target"
 ALREADY_EXISTS = "this target already exists"
 ACCOUNT_EXISTS = "this account already exists"
+NO_SUCH_ACCOUNT = "can't find the account"
 INVALID_REQUEST = "invalid request"
+LUN_EXISTS = "this logical unit number already exists"
+NO_SUCH_LUN = "can't find the logical unit"
+RULE_EXISTS = "this access control rule already exists"
+NO_SUCH_RULE = "this access control rule does not exist"
 
 Explain = Callable[[CommandError], Optional[Exception]]
 
@@ -61,12 +67,33 @@ def bind_all(tid: int) -> Command:
 
 
 def bind_address(tid: int, address: str) -> Command:
-    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-address", address,
-                   tid=tid)
+    """Fails with AlreadyExists when the target's ACL has the address."""
+    return _acl("bind", tid, "--initiator-address", address)
 
 
 def bind_initiator_name(tid: int, name: str) -> Command:
-    return _tgtadm("--op", "bind", "--mode", "target", "--tid", str(tid), "--initiator-name", name, tid=tid)
+    """Fails with AlreadyExists when the target's ACL has the name."""
+    return _acl("bind", tid, "--initiator-name", name)
+
+
+def unbind_address(tid: int, address: str) -> Command:
+    """Fails with NotFound when the target's ACL lacks the address."""
+    return _acl("unbind", tid, "--initiator-address", address)
+
+
+def unbind_initiator_name(tid: int, name: str) -> Command:
+    """Fails with NotFound when the target's ACL lacks the name."""
+    return _acl("unbind", tid, "--initiator-name", name)
+
+
+def _acl(op: str, tid: int, option: str, value: str) -> Command:
+    def own(err: CommandError) -> Optional[Exception]:
+        if RULE_EXISTS in err.stderr:
+            return AlreadyExists(f"{value} is already in the ACL of TID {tid} on {err.host}")
+        if NO_SUCH_RULE in err.stderr:
+            return NotFound(f"{value} is not in the ACL of TID {tid} on {err.host}")
+        return None
+    return _tgtadm("--op", op, "--mode", "target", "--tid", str(tid), option, value, tid=tid, own=own)
 
 
 def new_account(user: str, password: str) -> Command:
@@ -76,19 +103,47 @@ def new_account(user: str, password: str) -> Command:
                    own=_when(ACCOUNT_EXISTS, lambda err: AlreadyExists(f"account {user} exists on {err.host}")))
 
 
+def delete_account(user: str) -> Command:
+    """Fails with NotFound when tgtd has no such account; tgtd unbinds it from every target."""
+    return _tgtadm("--op", "delete", "--mode", "account", "--user", user,
+                   own=_when(NO_SUCH_ACCOUNT, lambda err: NotFound(f"no account {user} on {err.host}")))
+
+
 def bind_account(tid: int, user: str) -> Command:
     return _tgtadm("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user, tid=tid)
 
 
+def unbind_account(tid: int, user: str) -> Command:
+    """Fails with NotFound when the account is not bound to the target."""
+    return _tgtadm("--op", "unbind", "--mode", "account", "--tid", str(tid), "--user", user, tid=tid,
+                   own=_when(NO_SUCH_ACCOUNT, lambda err: NotFound(f"account {user} is not bound to TID {tid} "
+                                                                   f"on {err.host}")))
+
+
+def show_accounts() -> Command:
+    return _tgtadm("--op", "show", "--mode", "account", query=True)
+
+
+def parse_accounts(text: str) -> frozenset[str]:
+    """The users of `tgtadm --op show --mode account`."""
+    return frozenset(line.strip() for line in text.splitlines()[1:] if line.strip())
+
+
 def new_lun(tid: int, device: str, lun: int = 1) -> Command:
-    hint = f"cannot add {device} as LUN {lun} of TID {tid} (missing device or LUN in use?)"
+    def own(err: CommandError) -> Optional[Exception]:
+        if LUN_EXISTS in err.stderr:
+            return AlreadyExists(f"TID {tid} on {err.host} already has LUN {lun}")
+        if INVALID_REQUEST in err.stderr:
+            return err.with_hint(f"cannot add {device} as LUN {lun} of TID {tid} (missing device or LUN in use?)")
+        return None
     return _tgtadm("--op", "new", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun),
-                   "--backing-store", device, tid=tid,
-                   own=_when(INVALID_REQUEST, lambda err: err.with_hint(hint)))
+                   "--backing-store", device, tid=tid, own=own)
 
 
 def delete_lun(tid: int, lun: int = 1) -> Command:
-    return _tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun), tid=tid)
+    """Fails with NotFound when the target has no such LUN."""
+    return _tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun), tid=tid,
+                   own=_when(NO_SUCH_LUN, lambda err: NotFound(f"TID {tid} on {err.host} has no LUN {lun}")))
 
 
 # Adds LUN 1 of a target again with the same backing store, so that tgtd
@@ -138,11 +193,30 @@ def show_targets() -> Command:
     return _tgtadm("--op", "show", "--mode", "target", query=True)
 
 
+def show_system() -> Command:
+    """Succeeds when tgtd answers; prints its state."""
+    return _tgtadm("--op", "show", "--mode", "sys", query=True)
+
+
+def show_portals() -> Command:
+    return _tgtadm("--op", "show", "--mode", "portal", query=True)
+
+
+_PORTAL = re.compile(r"Portal: (.+):(\d+),\d+$")
+
+
+def parse_portals(text: str) -> list[tuple[str, int]]:
+    """(address, port) of each portal in `tgtadm --op show --mode portal`
+    (`Portal: 127.0.0.1:3260,1`, `Portal: [::]:3260,1`)."""
+    return [(found.group(1), int(found.group(2)))
+            for found in map(_PORTAL.match, map(str.strip, text.splitlines())) if found]
+
+
 @dataclass(frozen=True)
 class Lun:
     lun: int
     backing_store: str
-    size_mb: int
+    size_mib: int
     type: str
 
 
@@ -239,13 +313,40 @@ def _lun(entry: dict):
     if entry["lun"] == 0 or path == "None":
         return None
     size = _SIZE.match(entry.get("Size", ""))
-    return Lun(lun=entry["lun"], backing_store=path, size_mb=int(size.group(1)) if size else 0,
+    return Lun(lun=entry["lun"], backing_store=path, size_mib=mib_of_shown_mb(int(size.group(1))) if size else 0,
                type=entry.get("Type", ""))
+
+
+def shown_mb(size: int) -> int:
+    """The `Size: N MB` tgtd shows for a LUN of size bytes: decimal MB, nearly
+    rounded, worked out in 512-byte sectors (tgt 1.0.x, print_disksize)."""
+    sectors = size // 512
+    return (sectors - (sectors // 625 - 974)) // 1950
+
+
+def mib_of_shown_mb(mb: int) -> int:
+    """The size in whole MiB of a LUN tgtd shows as mb MB: exact for a
+    whole number of MiB (every size one-iscsi makes: each MiB adds more than
+    one to what tgtd shows), otherwise within one MiB."""
+    mib = max(0, mb * 1000 * 1000 // MIB - 1)
+    while shown_mb(mib * MIB) < mb:
+        mib += 1
+    return mib
 
 
 def find(targets: list[Target], iqn: str) -> Optional[Target]:
     """The target named exactly iqn, or None."""
     return next((target for target in targets if target.iqn == iqn), None)
+
+
+def find_tid(targets: list[Target], tid: int) -> Optional[Target]:
+    """The target with that TID, or None."""
+    return next((target for target in targets if target.tid == tid), None)
+
+
+def users_of(target: Target) -> tuple[str, ...]:
+    """The incoming CHAP users bound to target (not its outgoing one)."""
+    return tuple(account for account in target.accounts if not account.endswith(" (outgoing)"))
 
 
 def lowest_free_tid(targets: list[Target], base_tid: int) -> int:

@@ -20,7 +20,8 @@ INITIATOR_NAME_PREFIXES = ("iqn.", "eui.", "naa.")
 # an address no initiator has: keeps tgt-admin from adding ALL to a target
 # open only to initiator names
 NO_ADDRESS = "0.0.0.0/32"
-# what render() writes inside <target>, with its number of values
+# what render() writes inside <target>, with its number of values (and <backing-store PATH> blocks
+# holding `lun N`)
 DIRECTIVES = {"backing-store": 1, "initiator-address": 1, "initiator-name": 1, "incominguser": 2}
 
 
@@ -28,10 +29,20 @@ DIRECTIVES = {"backing-store": 1, "initiator-address": 1, "initiator-name": 1, "
 class TargetSpec:
     """What a one-iscsi target is made of: enough to create it again."""
     iqn: str
-    backing_stores: tuple[str, ...]         # LUN 1, 2, ...
-    initiators: tuple[str, ...] = ("ALL",)  # addresses, networks, initiator names or ALL
+    backing_stores: tuple[str, ...]         # in the order of lun_numbers
+    initiators: tuple[str, ...] = ("ALL",)  # addresses, networks, initiator names or ALL; none: nobody
     chap_user: str = ""
     chap_password: str = field(default="", repr=False)
+    lun_numbers: tuple[int, ...] = ()       # of the backing stores; empty: 1, 2, ... in order
+
+    def __post_init__(self):
+        if not self.lun_numbers:  # frozen: set once, so that equal targets compare equal
+            object.__setattr__(self, "lun_numbers", tuple(range(1, len(self.backing_stores) + 1)))
+
+    @property
+    def luns(self) -> tuple[tuple[int, str], ...]:
+        """(LUN number, backing store) pairs."""
+        return tuple(zip(self.lun_numbers, self.backing_stores))
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -40,6 +51,18 @@ class TargetSpec:
     @property
     def initiator_names(self) -> tuple[str, ...]:
         return tuple(i for i in self.initiators if i.startswith(INITIATOR_NAME_PREFIXES))
+
+    def with_luns(self, luns) -> "TargetSpec":
+        """The same target with these (LUN number, backing store) pairs, in LUN order."""
+        ordered = sorted(luns)
+        return replace(self, backing_stores=tuple(store for _, store in ordered),
+                       lun_numbers=tuple(number for number, _ in ordered))
+
+    def with_initiators(self, initiators) -> "TargetSpec":
+        return replace(self, initiators=tuple(dict.fromkeys(initiators)))
+
+    def with_chap(self, user: str = "", password: str = "") -> "TargetSpec":
+        return replace(self, chap_user=user, chap_password=password)
 
 
 def check(spec: TargetSpec, origin: str) -> TargetSpec:
@@ -58,10 +81,14 @@ def check(spec: TargetSpec, origin: str) -> TargetSpec:
         values.chap_password(spec.chap_password)
     except ValueError as err:
         raise InvalidInput(f"{origin}: CHAP password {err}") from None
-    if not spec.backing_stores:
-        raise InvalidInput(f"{origin}: no backing store")
-    if not spec.initiators:
-        raise InvalidInput(f"{origin}: no initiators")
+    if len(spec.lun_numbers) != len(spec.backing_stores) or any(
+            type(number) is not int or not 1 <= number <= values.MAX_LUN for number in spec.lun_numbers):
+        raise InvalidInput(f"{origin}: LUN numbers must be integers from 1 to {values.MAX_LUN}, "
+                           "one per backing store")
+    for kind, items in (("LUN", spec.lun_numbers), ("backing store", spec.backing_stores)):
+        twice = sorted({item for item in items if items.count(item) > 1})
+        if twice:
+            raise InvalidInput(f"{origin}: {kind} {twice[0]} given twice")
     if bool(spec.chap_user) != bool(spec.chap_password):
         raise InvalidInput(f"{origin}: CHAP user and password go together")
     return spec
@@ -71,9 +98,13 @@ def render(spec: TargetSpec) -> str:
     """The file of spec; InvalidInput if a value breaks the rules of values.py."""
     check(spec, f"target {spec.iqn!r}")
     # tgt-admin binds ALL to a target without initiator-address
-    addresses = spec.addresses or ((NO_ADDRESS,) if spec.initiator_names else ())
+    addresses = spec.addresses or (NO_ADDRESS,)
     lines = [HEADER.rstrip("\n"), f"<target {spec.iqn}>"]
-    lines += [f"    backing-store {store}" for store in spec.backing_stores]
+    if spec.lun_numbers in ((), (1,)):
+        lines += [f"    backing-store {store}" for store in spec.backing_stores]
+    else:  # tgt-admin numbers plain backing-store lines in the order of their paths, skipping missing ones
+        for number, store in spec.luns:
+            lines += [f"    <backing-store {store}>", f"        lun {number}", "    </backing-store>"]
     lines += [f"    initiator-address {address}" for address in addresses]
     lines += [f"    initiator-name {name}" for name in spec.initiator_names]
     if spec.chap_user:
@@ -85,13 +116,15 @@ def render(spec: TargetSpec) -> str:
 def parse(text: str, origin: str = "target file") -> TargetSpec:
     """Read back a file written by render(); InvalidInput naming origin for
     anything render() does not write."""
-    iqn, stores, initiators, chap, state = "", [], [], ("", ""), "before"
+    iqn, plain, blocks, initiators, chap, state = "", [], [], [], ("", ""), "before"
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words or words[0].startswith("#"):
             continue
         where = f"{origin}: line {number}"
-        if words[0].startswith("<target"):
+        if state == "store":
+            state = _block_line(words, blocks[-1], where)
+        elif words[0].startswith("<target"):
             if state != "before":
                 raise InvalidInput(f"{where}: a second <target> section")
             if len(words) != 2 or not words[1].endswith(">"):
@@ -101,12 +134,17 @@ def parse(text: str, origin: str = "target file") -> TargetSpec:
             state = "after"
         elif state != "inside":
             raise InvalidInput(f"{where}: {words[0][:40]!r} outside <target>")
+        elif words[0].startswith("<backing-store"):
+            if len(words) != 2 or not words[1].endswith(">"):
+                raise InvalidInput(f"{where}: expected <backing-store PATH>")
+            blocks.append([words[1][:-1], None])
+            state = "store"
         elif words[0] not in DIRECTIVES:
             raise InvalidInput(f"{where}: unknown directive {words[0][:40]!r}")
         elif len(words) != DIRECTIVES[words[0]] + 1:
             raise InvalidInput(f"{where}: {words[0]} takes {DIRECTIVES[words[0]]} value(s)")
         elif words[0] == "backing-store":
-            stores.append(words[1])
+            plain.append(words[1])
         elif words[0] == "incominguser":
             if chap[0]:
                 raise InvalidInput(f"{where}: a second incominguser")
@@ -115,12 +153,25 @@ def parse(text: str, origin: str = "target file") -> TargetSpec:
             initiators.append(words[1])
     if state == "before":
         raise InvalidInput(f"{origin} has no <target IQN> section")
-    if state == "inside":
+    if state != "after":
         raise InvalidInput(f"{origin}: <target {iqn}> has no </target>")
-    spec = TargetSpec(iqn, tuple(stores), tuple(initiators) or ("ALL",), *chap)
-    if spec.addresses == (NO_ADDRESS,) and spec.initiator_names:
+    if plain and blocks:
+        raise InvalidInput(f"{origin}: both backing-store lines and <backing-store> blocks")
+    luns = [(lun, store) for store, lun in blocks] or list(enumerate(plain, 1))
+    spec = TargetSpec(iqn, (), tuple(initiators) or ("ALL",), *chap).with_luns(luns)
+    if spec.addresses == (NO_ADDRESS,):  # what render() writes for initiator names alone, or nobody
         spec = replace(spec, initiators=spec.initiator_names)
     return check(spec, origin)
+
+
+def _block_line(words: list[str], block: list, where: str) -> str:
+    """A line of <backing-store PATH>: `lun N`, then </backing-store>. The state after it."""
+    if words == ["</backing-store>"] and block[1] is not None:
+        return "inside"
+    if len(words) == 2 and words[0] == "lun" and block[1] is None and words[1].isascii() and words[1].isdigit():
+        block[1] = int(words[1])
+        return "store"
+    raise InvalidInput(f"{where}: expected `lun N` and then </backing-store> in <backing-store {block[0][:40]}>")
 
 
 def path(conf_dir: str, iqn: str) -> str:
@@ -171,4 +222,7 @@ def list_files(conf_dir: str) -> Command:
 
 
 def read(file: str) -> Command:
-    return command("cat", "--", file, privileged=True, query=True)
+    """Prints the file; NotFound when there is none."""
+    return command("cat", "--", file, privileged=True, query=True,
+                   explain=lambda err: NotFound(f"no {file} on {err.host}") if "No such file" in err.stderr
+                   else None)

@@ -28,6 +28,8 @@ PATH_CHARS = re.compile(r"/[A-Za-z0-9._+/-]*")
 CHAP_USER = re.compile(r"[A-Za-z0-9_.@:][A-Za-z0-9_.@:-]{0,254}")
 CHAP_PASSWORD = re.compile(r"[A-Za-z0-9_.@:+=%,/^~][A-Za-z0-9_.@:+=%,/^~-]{11,15}")
 MAX_TID = 2**31 - 1
+# tgtd takes any 64-bit LUN; initiators address 1 to 16383 (SAM's flat space)
+MAX_LUN = 16383
 
 
 def path(text: str) -> str:

@@ -20,6 +20,9 @@ import typer
 from .. import __version__, completion
 from ..errors import Interrupted, OneIscsiError
 from .common import QUIET, Globals, globals_of
+from .doctor import doctor as doctor_command
+from .status import gc as gc_command
+from .status import status as status_command
 
 PROG = "one-iscsi"
 GROUPS = ("target", "lun", "host", "iqn", "image", "tm", "config")
@@ -48,6 +51,9 @@ def build_app(args: Optional[Sequence[str]] = None) -> typer.Typer:
     )
     root.callback()(root_options)
     root.command("install")(install)
+    root.command("doctor")(doctor_command)
+    root.command("status")(status_command)
+    root.command("gc")(gc_command)
     wanted = _group_named(args) if args is not None and not os.environ.get(completion.COMPLETE_VAR) else None
     for name in [wanted] if wanted else GROUPS:
         root.add_typer(importlib.import_module(f"{__name__}.{name}").app, name=name)

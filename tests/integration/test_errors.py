@@ -56,18 +56,14 @@ def test_bad_configuration_is_one_line(cli, tmp_path):
 def test_target_with_session_is_not_deleted_without_force(tgtd, cli, tmp_path):
     """A live session is held by qemu-nbd reading the LUN through libiscsi."""
     import subprocess
-    from support.ports import free_port
-    from support.wait import wait_for
+    from support.daemons import session_on
 
     iqn = f"{BASE}.lv-one-1"
     store = tmp_path / "disk.img"
     subprocess.run(["truncate", "-s", "8M", str(store)], check=True)
     for args in (["target", "new", iqn], ["target", "bind-all", "1"], ["lun", "bind", "1", str(store)]):
         assert cli(*args).rc == 0
-    nbd = subprocess.Popen(["qemu-nbd", "-r", "-f", "raw", "-b", "127.0.0.1", "-p", str(free_port()),
-                            tgtd.url(iqn)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: '"sessions": 1' in cli("target", "show", iqn, "--json").out, what="session")
+    with session_on(tgtd, iqn):
         refused = cli("target", "delete", iqn)
         assert refused.rc == 1
         assert refused.err == ("one-iscsi: error: target TID 1 on localhost still has sessions: "
@@ -75,6 +71,3 @@ def test_target_with_session_is_not_deleted_without_force(tgtd, cli, tmp_path):
         assert tgtd.target_ids() == [1]
         assert cli("target", "delete", "--force", iqn).rc == 0
         assert tgtd.target_ids() == []
-    finally:
-        nbd.kill()
-        nbd.wait()

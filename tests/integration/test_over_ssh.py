@@ -50,7 +50,13 @@ def test_hostile_backing_store_path_is_one_word_and_runs_nothing(over_ssh, tgtd,
     store = folder / f"$(touch {name}) `touch {name}`; touch {name} #.img"
     subprocess.run(["truncate", "-s", "8M", str(store)], check=True)
     assert cli("target", "new", "--tid", "1", f"{BASE}.lv-one-3").rc == 0
-    bound = cli("lun", "bind", "1", str(store))
+    saved = cli("lun", "bind", "1", str(store))  # a path no saved file may hold
+    assert saved.rc == 2 and "backing store must hold only" in saved.err
+    assert cli("target", "delete", "1").rc == 0
+    made_by_hand = tgtd.tgtadm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T",
+                               f"{BASE}.lv-one-3")
+    assert made_by_hand.returncode == 0
+    bound = cli("lun", "bind", "1", str(store), "--force")  # tgtd alone: the path goes as one word
     assert bound.rc == 0, bound.err
     [target] = json.loads(cli("target", "list", "--json").out)
     assert target["luns"][0]["backing_store"] == str(store)

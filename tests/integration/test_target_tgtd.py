@@ -3,6 +3,7 @@ import json
 import subprocess
 
 from support.commands import quiet
+from support.daemons import session_on
 from support.driver import action_xml, random_image, remote
 
 BASE = "iqn.2012-02.org.opennebula:localhost.vg-one"
@@ -21,8 +22,8 @@ def test_full_flow_new_bind_lun_list_inquire_delete(tgtd, cli, tmp_path):
     listed = cli("target", "list", "--json")
     assert listed.rc == 0
     assert json.loads(listed.out) == [{
-        "tid": 1, "iqn": iqn, "acl": ["ALL"], "accounts": [], "sessions": 0, "initiators": [],
-        "luns": [{"lun": 1, "backing_store": str(store), "size_mb": 17, "type": "disk"}]}]
+        "tid": 1, "iqn": iqn, "managed": True, "acl": ["ALL"], "accounts": [], "sessions": 0, "initiators": [],
+        "luns": [{"lun": 1, "backing_store": str(store), "size_mib": 16, "type": "disk"}]}]
 
     inquiry = quiet(["iscsi-inq", tgtd.url(iqn)])
     assert inquiry.returncode == 0, inquiry.stderr
@@ -64,13 +65,13 @@ def test_target_made_by_hand_is_listed(tgtd, cli, tmp_path):
                  ["--op", "bind", "--mode", "target", "--tid", "9", "-I", "10.0.0.0/8"]):
         assert tgtd.tgtadm("--lld", "iscsi", *args).returncode == 0
     shown = json.loads(cli("target", "show", iqn, "--json").out)
-    assert (shown["tid"], shown["acl"]) == (9, ["10.0.0.0/8"])
-    assert shown["luns"] == [{"lun": 2, "backing_store": str(store), "size_mb": 8, "type": "disk"}]
+    assert (shown["tid"], shown["acl"], shown["managed"]) == (9, ["10.0.0.0/8"], False)
+    assert shown["luns"] == [{"lun": 2, "backing_store": str(store), "size_mib": 8, "type": "disk"}]
     table = cli("target", "list")
     assert table.rc == 0
     header, rule, row = table.out.splitlines()
-    assert header.split() == ["TID", "IQN", "LUNS", "ACL", "SESSIONS"]
-    assert row.split()[:2] == ["9", iqn] and row.split()[-2:] == ["10.0.0.0/8", "0"]
+    assert header.split() == ["TID", "IQN", "MANAGED", "SIZE", "LUNS", "ACL", "SESSIONS"]
+    assert row.split()[:4] == ["9", iqn, "no", "-"] and row.split()[-2:] == ["10.0.0.0/8", "0"]  # no LUN 1
     assert f"2:{store}" in row
 
 
@@ -101,19 +102,35 @@ def test_existing_iqn_is_kept_and_a_taken_tid_refused(tgtd, cli):
 def test_dry_run_changes_nothing(tgtd, cli):
     result = cli("--dry-run", "target", "new", f"{BASE}.lv-one-1")
     assert result.rc == 0
-    assert result.out == f"tgtadm -C {tgtd.control} --lld iscsi --op new --mode target --tid 1 --targetname {BASE}.lv-one-1\n"
+    assert result.out.splitlines()[0] == (f"tgtadm -C {tgtd.control} --lld iscsi --op new --mode target --tid 1 "
+                                          f"--targetname {BASE}.lv-one-1")
+    assert "dd of=" in result.out  # and the saved file it would write
     assert tgtd.target_ids() == []
 
 
-def test_lun_on_other_number_and_missing_backing_store(tgtd, cli, tmp_path):
+def test_lun_bind_says_what_is_wrong_with_the_lun_or_its_store(tgtd, cli, tmp_path):
     assert cli("target", "new", f"{BASE}.lv-one-1").rc == 0
     missing = cli("lun", "bind", "1", str(tmp_path / "absent.img"))
-    assert missing.rc == 1
-    assert "cannot add" in missing.err and "LUN 1 of TID 1" in missing.err
-    assert len(missing.err.splitlines()) == 1
+    assert (missing.rc, missing.err) == (
+        1, f"one-iscsi: error: no such file or device: {tmp_path / 'absent.img'} on localhost\n")
     relative = cli("lun", "bind", "1", "absent.img")
     assert (relative.rc, relative.err) == (
         2, "one-iscsi: error: backing store must be an absolute path, got 'absent.img'\n")
+    first, second = tmp_path / "a.img", tmp_path / "b.img"
+    for store in (first, second):
+        subprocess.run(["truncate", "-s", "4M", str(store)], check=True)
+    assert cli("lun", "bind", "1", str(first)).rc == 0
+    taken = cli("lun", "bind", "1", str(second))
+    assert (taken.rc, taken.err) == (1, f"one-iscsi: error: LUN 1 of target {BASE}.lv-one-1 (TID 1) on localhost "
+                                        f"is in use by {first}: choose another --lun\n")
+    assert cli("lun", "bind", f"{BASE}.lv-one-1", str(second), "--lun", "3").rc == 0
+    assert cli("target", "new", f"{BASE}.lv-one-2").rc == 0
+    shared = cli("lun", "bind", "2", str(first))
+    assert (shared.rc, shared.err) == (1, f"one-iscsi: error: {first} is already LUN 1 of target {BASE}.lv-one-1 "
+                                          "(TID 1) on localhost: one backing store, one target (--force to bind "
+                                          "it anyway)\n")
+    assert [(lun["tid"], lun["lun"], lun["size_mib"]) for lun in json.loads(cli("lun", "list", "--json").out)] == [
+        (1, 1, 4), (1, 3, 4)]
 
 
 def test_restore_reports_each_target_it_cannot_make_and_restores_the_others(tgtd, cli, tmp_path):
@@ -139,3 +156,95 @@ def test_restore_reports_each_target_it_cannot_make_and_restores_the_others(tgtd
 
     quiet_run = cli("--quiet", "target", "restore")
     assert quiet_run.rc == 1 and quiet_run.err.splitlines() == lines[1:2]
+
+
+def test_show_takes_a_tid_or_an_iqn_and_sizes_are_whole_mib(tgtd, cli, tmp_path):
+    iqn = f"{BASE}.lv-one-3"
+    store = tmp_path / "lv-one-3.img"
+    subprocess.run(["truncate", "-s", "64M", str(store)], check=True)  # tgtd shows it as 67 MB
+    assert cli("target", "new", "--tid", "4", iqn).rc == 0
+    assert cli("lun", "bind", "4", str(store)).rc == 0
+    by_tid, by_iqn = cli("target", "show", "4", "--json"), cli("target", "show", iqn, "--json")
+    assert by_tid.out == by_iqn.out and json.loads(by_tid.out)["luns"][0]["size_mib"] == 64
+    table = cli("target", "show", "4").out.splitlines()
+    assert ["LUN", "1", str(store), "(64", "MiB)"] in [line.split() for line in table]
+    assert ["Managed", "yes"] in [line.split() for line in table]
+    assert cli("target", "list").out.splitlines()[2].split()[:5] == ["4", iqn, "yes", "64", "MiB"]
+    luns = cli("lun", "list", iqn).out.splitlines()
+    assert luns[0].split() == ["TID", "IQN", "LUN", "BACKING", "STORE", "SIZE"]
+    assert luns[2].split() == ["4", iqn, "1", str(store), "64", "MiB"]
+    missing = cli("target", "show", "5")
+    assert (missing.rc, missing.err) == (1, "one-iscsi: error: no target with TID 5 on localhost\n")
+
+
+def test_acl_add_remove_and_list(tgtd, cli):
+    iqn = f"{BASE}.lv-one-4"
+    assert cli("target", "new", iqn).rc == 0
+    assert json.loads(cli("target", "acl", "list", "1", "--json").out) == []
+    assert cli("target", "acl", "add", iqn, "10.0.0.0/24", "iqn.1993-08.org.debian:01:node1").rc == 0
+    assert cli("target", "acl", "list", "1").out == "10.0.0.0/24\niqn.1993-08.org.debian:01:node1\n"
+    everyone = cli("target", "acl", "add", "1", "ALL")
+    assert everyone.err == (f"{iqn} lets every initiator in (ALL): the other entries restrict nothing until ALL "
+                            "is removed\n")
+    assert cli("target", "acl", "remove", "1", "ALL", "10.0.0.0/24").rc == 0
+    assert json.loads(cli("target", "acl", "list", iqn, "--json").out) == ["iqn.1993-08.org.debian:01:node1"]
+    absent = cli("target", "acl", "remove", "1", "10.0.0.9")
+    assert (absent.rc, absent.err) == (
+        1, f"one-iscsi: error: 10.0.0.9 is not in the ACL of target {iqn} (TID 1) on localhost\n")
+    hostile = cli("target", "acl", "add", "1", "10.0.0.1;touch /tmp/x")
+    assert hostile.rc == 2 and "initiator must be ALL" in hostile.err
+
+
+def test_chap_password_never_shows_and_comes_only_from_a_file_or_the_terminal(tgtd, cli, tmp_path):
+    password = "secret-pass-12"
+    password_file = tmp_path / "password"
+    password_file.write_text(password + "\n")
+    assert cli("target", "new", f"{BASE}.lv-one-5").rc == 0
+    dry = cli("--dry-run", "target", "chap", "set", "1", "--user", "u5", "--password-file", str(password_file))
+    assert dry.rc == 0 and password not in dry.out + dry.err
+    assert "--password '********'" in dry.out
+    assert "u5" not in tgtd.tgtadm("--lld", "iscsi", "--op", "show", "--mode", "account").stdout
+    no_terminal = cli("target", "chap", "set", "1", "--user", "u5")
+    assert (no_terminal.rc, no_terminal.err) == (
+        2, "one-iscsi: error: no terminal to ask the CHAP password on: give --password-file FILE "
+           "(- for standard input)\n")
+    assert cli("target", "chap", "set", "1", "--user", "u5", "--password-file", str(password_file)).rc == 0
+    try:
+        assert json.loads(cli("target", "show", "1", "--json").out)["accounts"] == ["u5"]
+        assert cli("target", "chap", "unset", "1").rc == 0
+        assert json.loads(cli("target", "show", "1", "--json").out)["accounts"] == []
+    finally:  # accounts outlive targets in the session's tgtd
+        tgtd.tgtadm("--lld", "iscsi", "--op", "delete", "--mode", "account", "--user", "u5")
+
+
+def test_lun_unbind_takes_the_lun_out_of_tgtd_and_the_saved_file(tgtd, cli, tmp_path):
+    iqn = f"{BASE}.lv-one-6"
+    store = tmp_path / "lv-one-6.img"
+    subprocess.run(["truncate", "-s", "8M", str(store)], check=True)
+    assert cli("target", "new", iqn).rc == 0
+    assert cli("lun", "bind", iqn, str(store), "--lun", "2").rc == 0
+    saved = tmp_path / "tgt-conf.d" / "one-iscsi" / f"{iqn}.conf"
+    assert f"<backing-store {store}>" in saved.read_text()
+    assert cli("lun", "unbind", "1", "--lun", "2").rc == 0
+    assert json.loads(cli("lun", "list", "--json").out) == []
+    assert str(store) not in saved.read_text()
+    again = cli("lun", "unbind", "1", "--lun", "2")
+    assert (again.rc, again.err) == (1, f"one-iscsi: error: target {iqn} (TID 1) on localhost has no LUN 2\n")
+
+
+def test_lun_unbind_with_a_session_needs_force(tgtd, cli, tmp_path):
+    """A live session is held by qemu-nbd reading the LUN through libiscsi."""
+    iqn = f"{BASE}.lv-one-7"
+    store = tmp_path / "lv-one-7.img"
+    subprocess.run(["truncate", "-s", "8M", str(store)], check=True)
+    assert cli("target", "new", iqn).rc == 0
+    assert cli("target", "acl", "add", iqn, "127.0.0.1").rc == 0
+    assert cli("lun", "bind", iqn, str(store)).rc == 0
+    with session_on(tgtd, iqn):
+        [initiator] = json.loads(cli("target", "show", iqn, "--json").out)["initiators"]
+        refused = cli("lun", "unbind", iqn)
+        assert (refused.rc, refused.err) == (1, f"one-iscsi: error: target {iqn} (TID 1) on localhost has sessions "
+                                                f"({initiator}): log them out first, or use --force\n")
+        assert len(json.loads(cli("lun", "list", "--json").out)) == 1
+        assert cli("lun", "unbind", iqn, "--force").rc == 0
+        assert json.loads(cli("lun", "list", "--json").out) == []

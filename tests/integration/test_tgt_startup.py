@@ -13,6 +13,9 @@ own. What these tests measure of tgt-admin (tgt 1.0.85):
   stops it there: the target it was making stays half-made, the targets after
   it (in IQN order) do not come back, and it exits with tgtadm's status;
 * a target without initiator-address is bound to ALL;
+* plain backing-store lines become LUNs 1, 2, ... in the order of their
+  paths, a missing one skipped (the next takes its number); a
+  <backing-store PATH> block with `lun N` keeps its number;
 * files whose names start with a dot (one-iscsi's temporary files) are not
   read.
 
@@ -20,6 +23,7 @@ one-iscsi therefore writes only values that pass the rules of values.py,
 each file whole (a temporary dot file renamed), and `one-iscsi target
 restore` restores every target it can, whatever the others are.
 """
+import json
 import os
 import socket
 import subprocess
@@ -297,3 +301,114 @@ def test_tgt_start_goes_on_past_a_failing_tgtadm_and_so_does_restore(tgt_install
     assert registered.returncode == 0, registered.stderr
     assert tgt_install.luns()[refused.iqn] == (str(tmp_path / "other-pool" / "vg-one" / "lv-one-2"),)
     assert remote("datastore", "rm", action_xml({"SOURCE": refused.iqn}, {}, ds), "2").returncode == 0
+
+HAND = "iqn.2001-04.com.example:storage.by-hand"  # any name: the saved file is what makes a target one-iscsi's
+
+
+def empty_tgtd(installed: Tgt, *users: str) -> None:
+    """What a tgtd restart leaves: no target, no account."""
+    installed.daemon.delete_all_targets()
+    for user in users:
+        installed.daemon.tgtadm("--lld", "iscsi", "--op", "delete", "--mode", "account", "--user", user)
+    assert installed.targets() == {}
+
+
+def assert_hand_made_access(installed: Tgt, store: str) -> None:
+    assert installed.luns() == {HAND: (store,)}
+    assert installed.targets()[HAND].accounts == ("hand",)
+    assert installed.inquire(HAND, initiator=NODE1, user="hand", password=PASSWORD)[0] == 0
+    assert "Authentication failure" in installed.inquire(HAND, initiator=NODE1, user="hand",
+                                                         password="wrong-pass-123")[1]
+    assert "Target not found" in installed.inquire(HAND, initiator=NODE2, user="hand", password=PASSWORD)[1]
+
+
+def test_a_target_made_by_hand_comes_back_with_its_acl_and_chap(tgt_install, tmp_path, cli):
+    store = tgt_install.store(7)
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    assert cli("target", "new", HAND).out == "1\n"
+    assert cli("lun", "bind", HAND, store).rc == 0
+    assert cli("target", "acl", "add", "1", "10.9.9.9", NODE1).rc == 0
+    done = cli("target", "chap", "set", HAND, "--user", "hand", "--password-file", str(password_file))
+    assert (done.rc, done.out, done.err) == (0, "", "")
+    assert tgtconf.parse(tgt_install.file(HAND).read_text()) == TargetSpec(HAND, (store,), ("10.9.9.9", NODE1),
+                                                                         "hand", PASSWORD)
+    assert_hand_made_access(tgt_install, store)
+
+    empty_tgtd(tgt_install, "hand")
+    restored = cli("target", "restore")
+    assert (restored.rc, restored.err.splitlines()[-1]) == (0, "1 restored, 0 already present")
+    assert_hand_made_access(tgt_install, store)
+
+    empty_tgtd(tgt_install, "hand")
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert_hand_made_access(tgt_install, store)
+    listed = json.loads(cli("target", "list", "--json").out)
+    assert [(target["iqn"], target["managed"]) for target in listed] == [(HAND, True)]
+
+
+def test_a_target_made_by_hand_without_lun_or_initiator_comes_back_closed(tgt_install, cli):
+    assert cli("target", "new", HAND).rc == 0
+    assert tgt_install.targets()[HAND].acl == ()
+    empty_tgtd(tgt_install)
+    assert tgt_install.start().returncode == 0
+    assert tgt_install.targets()[HAND].acl == (NO_ADDRESS,)  # not ALL: nobody is let in
+    assert "Target not found" in tgt_install.inquire(HAND)[1]
+    empty_tgtd(tgt_install)
+    assert cli("target", "restore").rc == 0
+    assert (tgt_install.targets()[HAND].luns, tgt_install.targets()[HAND].acl) == ((), ())
+
+
+def test_luns_by_number_and_removed_ones_come_back_as_they_were(tgt_install, cli):
+    """tgt-admin numbers plain backing-store lines by path, skipping missing
+    ones: a target of several LUNs is saved with their numbers."""
+    stores = {3: tgt_install.store(1), 1: tgt_install.store(2), 5: tgt_install.store(3)}
+    assert cli("target", "new", HAND).rc == 0
+    for lun, store in stores.items():
+        assert cli("lun", "bind", HAND, store, "--lun", str(lun)).rc == 0
+    assert cli("lun", "unbind", HAND, "--lun", "5").rc == 0
+    assert cli("target", "bind-all", HAND).rc == 0
+    expected = [(1, stores[1]), (3, stores[3])]
+    empty_tgtd(tgt_install)
+    assert tgt_install.start().returncode == 0
+    assert [(lun.lun, lun.backing_store) for lun in tgt_install.targets()[HAND].luns] == expected
+    empty_tgtd(tgt_install)
+    assert cli("target", "restore").rc == 0
+    assert [(lun.lun, lun.backing_store) for lun in tgt_install.targets()[HAND].luns] == expected
+
+
+FOREIGN = "iqn.2001-04.com.example:storage.foreign"
+
+
+def test_a_target_one_iscsi_did_not_make_is_changed_only_with_force(tgt_install, tmp_path, cli):
+    store, other = tgt_install.store(8), tgt_install.store(9)
+    for args in (["--op", "new", "--mode", "target", "--tid", "5", "-T", FOREIGN],
+                 ["--op", "new", "--mode", "logicalunit", "--tid", "5", "--lun", "1", "-b", store],
+                 ["--op", "bind", "--mode", "target", "--tid", "5", "-I", "10.0.0.1"]):
+        assert tgt_install.daemon.tgtadm("--lld", "iscsi", *args).returncode == 0
+    before = tgt_install.targets()
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    refusal = (f"one-iscsi: error: target {FOREIGN} (TID 5) on localhost was not made by one-iscsi "
+               f"(no {tgt_install.file(FOREIGN)}): use --force to {{}} it anyway\n")
+    for args in (["lun", "bind", "5", other, "--lun", "2"], ["lun", "unbind", FOREIGN],
+                 ["target", "acl", "add", "5", "ALL"], ["target", "acl", "remove", "5", "10.0.0.1"],
+                 ["target", "bind-all", "5"], ["target", "chap", "set", "5", "--user", "u", "--password-file",
+                                               str(password_file)],
+                 ["target", "chap", "unset", "5"]):
+        refused = cli(*args)
+        assert (refused.rc, refused.err) == (1, refusal.format("change")), args
+    deleted = cli("target", "delete", FOREIGN)
+    assert (deleted.rc, deleted.err) == (1, refusal.format("delete"))
+    assert tgt_install.targets() == before
+    assert json.loads(cli("target", "show", "5", "--json").out)["managed"] is False
+    assert cli("target", "restore").err.splitlines()[-1] == "0 restored, 0 already present"
+
+    forced = cli("target", "acl", "add", "5", "10.0.0.2", "--force")
+    assert (forced.rc, forced.err) == (0, f"{FOREIGN} is not one-iscsi's: changed in tgtd only, its own "
+                                          "configuration is not\n")
+    assert tgt_install.targets()[FOREIGN].acl == ("10.0.0.1", "10.0.0.2")
+    assert not tgt_install.file(FOREIGN).exists()
+    assert cli("target", "delete", "5", "--force").rc == 0
+    assert tgt_install.targets() == {}

@@ -114,6 +114,25 @@ def tgtd(kill: bool = False) -> Iterator[Tgtd]:
         daemon.remove_control_socket()
 
 
+@contextmanager
+def session_on(daemon: Tgtd, iqn: str) -> Iterator[None]:
+    """A live session to target iqn while inside: qemu-nbd reading its LUN 1 through libiscsi."""
+    from oneiscsi import tgt
+
+    def logged_in() -> bool:
+        shown = tgt.parse_show(daemon.tgtadm("--lld", "iscsi", "--op", "show", "--mode", "target").stdout)
+        return any(target.sessions for target in shown if target.iqn == iqn)
+
+    nbd = subprocess.Popen(["qemu-nbd", "-r", "-f", "raw", "-b", "127.0.0.1", "-p", str(free_port()),
+                            daemon.url(iqn)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(logged_in, what=f"a session to {iqn}")
+        yield
+    finally:
+        nbd.kill()
+        nbd.wait()
+
+
 @dataclass
 class Sshd:
     port: int

@@ -79,11 +79,12 @@ def saved(iqn: str = IQN) -> list[list[str]]:
 
 def listing(*targets: tuple) -> str:
     """`tgtadm --op show --mode target` output of targets given as
-    (tid, iqn[, backing stores[, initiators logged in]])."""
+    (tid, iqn[, backing stores[, initiators logged in[, ACL[, accounts]]]])."""
     return "".join(_shown(*target) for target in targets)
 
 
-def _shown(tid: int, iqn: str, stores: tuple = (), initiators: tuple = ()) -> str:
+def _shown(tid: int, iqn: str, stores: tuple = (), initiators: tuple = (), acl: tuple = ("ALL",),
+           accounts: tuple = ()) -> str:
     lines = [f"Target {tid}: {iqn}", "    System information:", "        Driver: iscsi", "        State: ready",
              "    I_T nexus information:"]
     for number, initiator in enumerate(initiators, 1):
@@ -94,5 +95,6 @@ def _shown(tid: int, iqn: str, stores: tuple = (), initiators: tuple = ()) -> st
     for lun, store in enumerate(stores, 1):
         lines += [f"        LUN: {lun}", "            Type: disk", "            Size: 8 MB, Block size: 512",
                   f"            Backing store path: {store}"]
-    lines += ["    Account information:", "    ACL information:", "        ALL"]
+    lines += ["    Account information:", *[f"        {user}" for user in accounts], "    ACL information:",
+              *[f"        {initiator}" for initiator in acl]]
     return "\n".join(lines) + "\n"

@@ -19,8 +19,11 @@ def test_version(cli):
 
 @pytest.mark.parametrize("path", [
     [], ["target"], ["target", "new"], ["target", "bind-all"], ["target", "delete"], ["target", "tid"],
-    ["target", "list"], ["target", "show"], ["lun"], ["lun", "bind"], ["host"], ["host", "discover"],
-    ["host", "login"], ["host", "logout"], ["host", "is-iscsi"], ["iqn"], ["iqn", "parse"], ["config"], ["config", "show"],
+    ["target", "list"], ["target", "show"], ["target", "acl"], ["target", "acl", "add"],
+    ["target", "acl", "remove"], ["target", "acl", "list"], ["target", "chap"], ["target", "chap", "set"],
+    ["target", "chap", "unset"], ["lun"], ["lun", "bind"], ["lun", "unbind"], ["lun", "list"], ["host"],
+    ["host", "discover"],
+    ["host", "login"], ["host", "logout"], ["host", "is-iscsi"], ["iqn"], ["iqn", "parse"], ["config"], ["config", "show"], ["doctor"], ["status"], ["gc"],
     ["iqn", "lv-name"], ["iqn", "vg-name"], ["iqn", "host"], ["iqn", "build"],
 ])
 def test_help_on_every_level_is_plain_text(cli, path):
@@ -244,3 +247,21 @@ def test_a_migration_step_needs_the_vm_xml_on_stdin(cli, stdin):
     stdin("", terminal=True)
     result = cli("tm", "premigrate", "node1", "node2", "/var/lib/one/datastores/0/9", "9", "0")
     assert (result.rc, error_block(result.err)) == (2, "no VM XML: it comes base64 on stdin")
+
+
+def test_the_chap_password_is_the_first_line_of_its_file_or_of_stdin(tmp_path, monkeypatch):
+    from oneiscsi.cli.target import read_password
+    from oneiscsi.errors import InvalidInput
+
+    secret = tmp_path / "secret"
+    secret.write_text("secret-pass-12\nsecond line\n")
+    assert read_password(str(secret)) == "secret-pass-12"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("from-stdin-1234\n"))
+    assert read_password("-") == "from-stdin-1234"
+    with pytest.raises(InvalidInput, match=f"cannot read the password file {tmp_path}/absent: No such file"):
+        read_password(str(tmp_path / "absent"))
+
+
+def test_chap_set_takes_no_password_on_the_command_line(cli):
+    result = cli("target", "chap", "set", "1", "--user", "u", "--password", "secret-pass-12")
+    assert result.rc == 2 and "No such option: --password" in result.err

@@ -1,6 +1,8 @@
 """TargetServer against a recording session (no process is started): the
 exact tgtadm and config-file commands of each operation, TID allocation and
-its retry, deleting, saving and restoring targets.
+its retry, deleting, saving and restoring targets, and the changes by hand
+(LUNs, ACL, CHAP), each saved, taken back on failure, and refused on a
+target one-iscsi did not make unless forced.
 
 The expected commands and listings are in support/expected.py."""
 import pytest
@@ -10,7 +12,8 @@ from oneiscsi.errors import InvalidInput, NotFound, OneIscsiError
 from oneiscsi.targets import NEW_TARGET_ATTEMPTS, TargetServer
 from oneiscsi.tgtconf import TargetSpec
 from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, LISTED, LISTED_50, SHOW, SHOWN, allowed,
-                              bind, chap, conf, delete_target, forget, listing, new_lun, new_target, saved, writes)
+                              bind, chap, conf, delete_target, forget, listing, new_lun, new_target, saved, tgtadm,
+                              writes)
 from support.recording import Recorder, make_config
 
 @pytest.fixture
@@ -111,29 +114,54 @@ def test_get_and_tid_of(targets, shown):
     assert targets.find(LISTED[:-1]) is None  # exact names only
 
 
+@pytest.fixture
+def unsaved(shown):
+    """No target of SHOWN has a saved file."""
+    shown.fail("cat", "--", stderr="cat: no-such.conf: No such file or directory")
+    return shown
+
+
+def saved_as(recorder, *specs: TargetSpec) -> None:
+    """The saved files of specs (read one by one)."""
+    for spec in specs:
+        recorder.answer("cat", "--", conf(spec.iqn), out=tgtconf.render(spec))
+
+
 @pytest.mark.parametrize("given", ["3", LISTED_50])
-def test_delete_by_tid_or_exact_name_also_forgets_the_config_file(targets, shown, given):
+def test_delete_by_tid_or_exact_name_also_forgets_the_config_file(targets, unsaved, given):
+    saved_as(unsaved, TargetSpec(LISTED_50, ("/dev/x",)))
     targets.delete_and_forget(given)
-    assert shown.argvs() == [SHOW, delete_target(3), forget(LISTED_50)]
+    assert unsaved.argvs() == [SHOW, cat(LISTED_50), delete_target(3), forget(LISTED_50)]
 
 
-def test_delete_with_force(targets, shown):
+def test_delete_with_force(targets, unsaved):
+    saved_as(unsaved, TargetSpec(LISTED, ("/tmp/cap/a.img",)))
     targets.delete_and_forget(LISTED, force=True)
-    assert shown.argvs() == [SHOW, delete_target(1, "--force"), forget(LISTED)]
+    assert unsaved.argvs() == [SHOW, cat(LISTED), delete_target(1, "--force"), forget(LISTED)]
+
+
+def test_delete_of_a_target_one_iscsi_did_not_make_needs_force(targets, unsaved):
+    with pytest.raises(OneIscsiError) as refused:
+        targets.delete_and_forget("3")
+    assert str(refused.value) == (f"target {LISTED_50} (TID 3) on tgt1 was not made by one-iscsi "
+                                  f"(no {conf(LISTED_50)}): use --force to delete it anyway")
+    assert unsaved.argvs() == [SHOW, cat(LISTED_50)]
+    targets.delete_and_forget("3", force=True)
+    assert unsaved.argvs()[2:] == [SHOW, cat(LISTED_50), delete_target(3, "--force")]  # no file to forget
 
 
 def test_delete_of_a_tid_tgtd_does_not_have(targets, shown):
-    shown.fail(*delete_target(9), rc=22, stderr="tgtadm: can't find the target")
     with pytest.raises(NotFound, match="no target with TID 9 on tgt1"):
         targets.delete_and_forget("9")
-    assert shown.argvs() == [SHOW, delete_target(9)]
+    assert shown.argvs() == [SHOW]
 
 
 def test_delete_of_a_target_in_use_keeps_its_config_file(targets, shown):
+    saved_as(shown, TargetSpec(LISTED, ("/tmp/cap/a.img",)))
     shown.fail(*delete_target(1), rc=22, stderr="tgtadm: this target is still active")
     with pytest.raises(OneIscsiError, match="TID 1 on tgt1 still has sessions: log the initiators out first"):
         targets.delete_and_forget(LISTED)
-    assert shown.argvs() == [SHOW, delete_target(1)]
+    assert shown.argvs() == [SHOW, cat(LISTED), delete_target(1)]
 
 
 def test_delete_of_an_unknown_name(targets, shown):
@@ -297,3 +325,419 @@ def test_saved_of_a_target_without_its_file_is_not_found(targets, recorder):
         targets.saved(IQN)
     assert str(caught.value) == f"no saved configuration of target {IQN} on tgt1 ({CONF_DIR}/{IQN}.conf)"
     assert recorder.argvs() == [["test", "-e", f"{CONF_DIR}/{IQN}.conf"]]
+
+
+# Targets by hand: TID|IQN, ownership, LUNs, ACL and CHAP, each change in tgtd and in the saved file
+
+IQN_6 = f"{BASE}:localhost.vg-one.lv-one-6"  # TID 4 of SHOWN: no LUN, no ACL
+NODE1 = "iqn.1993-08.org.debian:01:node1"
+
+
+def written(recorder, monkeypatch) -> list:
+    """The contents written to files from now on, in order."""
+    inputs = stdin_of(recorder, monkeypatch)
+    return lambda: [tgtconf.parse(text, "written") for text in inputs if text and "<target" in text]
+
+
+def on_tgtd(recorder, *targets: tuple, accounts: tuple = ()) -> None:
+    """tgtd lists targets (as support.expected.listing takes them) and has accounts."""
+    recorder.answer(*SHOW, out=listing(*targets))
+    recorder.answer("show", "--mode", "account", out="".join(["Account list:\n", *[f"    {a}\n" for a in accounts]])
+                    if accounts else "")
+    recorder.fail("cat", "--", stderr="cat: x: No such file or directory")
+
+
+SHOW_ACCOUNTS = tgtadm("--op", "show", "--mode", "account")
+
+
+@pytest.mark.parametrize("given, tid", [("3", 3), (LISTED_50, 3), ("1", 1)])
+def test_resolve_takes_a_tid_or_an_exact_iqn(targets, shown, given, tid):
+    assert targets.resolve(given).tid == tid
+    assert shown.argvs() == [SHOW]
+
+
+@pytest.mark.parametrize("given, error, message", [
+    ("9", NotFound, "no target with TID 9 on tgt1"),
+    (LISTED_50 + "0", NotFound, f"no target named {LISTED_50}0 on tgt1"),
+    ("0", InvalidInput, "TID must be a positive integer, got '0'"),
+    ("iqn.x;y", InvalidInput, "IQN 'iqn.x;y' contains characters tgtd refuses"),
+])
+def test_resolve_refuses_what_is_not_a_target(targets, shown, given, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        targets.resolve(given)
+    assert shown.argvs() == ([SHOW] if error is NotFound else [])
+
+
+def test_overview_marks_the_targets_saved_in_conf_dir(targets, shown):
+    shown.answer(*FIND, out=f"{LISTED_50}.conf\n")
+    listed = targets.overview()
+    assert [(entry.target.tid, entry.managed) for entry in listed] == [(1, False), (3, True), (4, False)]
+    assert list(listed[1].as_dict())[:3] == ["tid", "iqn", "managed"]
+    assert [entry.managed for entry in targets.overview("3")] == [True]
+    assert shown.argvs() == [SHOW, FIND, SHOW, FIND]
+
+
+def test_overview_without_conf_dir_marks_none(targets, shown):
+    shown.fail(*FIND, stderr=f"find: '{CONF_DIR}': No such file or directory")
+    assert [entry.managed for entry in targets.overview()] == [False, False, False]
+
+
+def test_create_saves_a_target_with_no_lun_and_no_initiator(targets, unsaved, monkeypatch):
+    files = written(unsaved, monkeypatch)
+    assert targets.create(IQN) == (2, True)
+    assert unsaved.argvs() == [cat(IQN), SHOW, new_target(2), *saved()]
+    assert files() == [TargetSpec(IQN, (), ())]
+
+
+def test_create_of_a_target_tgtd_has_changes_nothing(targets, unsaved):
+    assert targets.create(LISTED_50) == (3, False)
+    assert unsaved.argvs() == [cat(LISTED_50), SHOW]
+
+
+def test_create_of_a_target_saved_but_missing_from_tgtd_points_at_restore(targets, shown):
+    saved_as(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",)))
+    with pytest.raises(OneIscsiError, match=f"target {IQN} is saved on tgt1 but not in tgtd: bring it back with "
+                                            "`one-iscsi -H tgt1 target restore`"):
+        targets.create(IQN)
+    assert shown.argvs() == [cat(IQN), SHOW]
+
+
+def test_create_deletes_the_target_again_when_its_file_cannot_be_written(targets, unsaved):
+    unsaved.fail("mv", "-f", stderr="mv: cannot move: Read-only file system")
+    with pytest.raises(OneIscsiError, match="writing the target's config file failed on tgt1: mv failed"):
+        targets.create(IQN)
+    assert unsaved.argvs() == [cat(IQN), SHOW, new_target(2), *saved()[:5], delete_target(2, "--force")]
+
+
+def test_add_lun_binds_it_and_saves_it(targets, unsaved, monkeypatch):
+    saved_as(unsaved, TargetSpec(IQN_6, (), ("ALL",)))
+    files = written(unsaved, monkeypatch)
+    assert targets.add_lun("4", "/dev/vg-one/lv-one-6", lun=2) == []
+    assert unsaved.argvs() == [SHOW, cat(IQN_6), ["test", "-e", "/dev/vg-one/lv-one-6"],
+                               new_lun(4, "/dev/vg-one/lv-one-6", 2), *saved(IQN_6)]
+    assert files() == [TargetSpec(IQN_6, ("/dev/vg-one/lv-one-6",), ("ALL",), lun_numbers=(2,))]
+
+
+@pytest.mark.parametrize("target, device, lun, message", [
+    ("3", "/dev/x", 1, f"LUN 1 of target {LISTED_50} (TID 3) on tgt1 is in use by /tmp/cap/c d.img: "
+                       "choose another --lun"),
+    ("4", "/tmp/cap/a.img", 1, f"/tmp/cap/a.img is already LUN 1 of target {LISTED} (TID 1) on tgt1: "
+                               "one backing store, one target (--force to bind it anyway)"),
+    ("4", "/dev/none", 1, "no such file or device: /dev/none on tgt1"),
+])
+def test_add_lun_refuses_a_lun_in_use_a_store_of_another_target_and_a_missing_store(
+        targets, unsaved, target, device, lun, message):
+    saved_as(unsaved, TargetSpec(LISTED_50, ()), TargetSpec(IQN_6, ()))
+    unsaved.fail("test", "-e", "/dev/none", stderr="")
+    with pytest.raises(OneIscsiError) as refused:
+        targets.add_lun(target, device, lun)
+    assert str(refused.value) == message
+    assert not [argv for argv in unsaved.argvs() if "new" in argv or "mv" in argv]
+
+
+@pytest.mark.parametrize("device, lun, message", [
+    ("dev/x", 1, "backing store must be an absolute path, got 'dev/x'"),
+    ("/dev/x", 16384, "LUN must be from 1 to 16383, got 16384"),
+])
+def test_add_lun_of_bad_input_runs_nothing(targets, recorder, device, lun, message):
+    with pytest.raises(InvalidInput, match=message):
+        targets.add_lun("4", device, lun)
+    assert recorder.calls == []
+
+
+def test_add_lun_of_a_path_a_saved_file_cannot_hold_changes_nothing(targets, unsaved):
+    saved_as(unsaved, TargetSpec(IQN_6, ()))
+    with pytest.raises(InvalidInput, match="backing store must hold only letters, .* got '/dev/x;touch y'"):
+        targets.add_lun("4", "/dev/x;touch y")
+    assert unsaved.argvs() == [SHOW, cat(IQN_6)]
+    targets.add_lun("3", "/srv/a b;c.img", 3, force=True)  # a target one-iscsi did not make: tgtd alone
+    assert unsaved.argvs()[-1] == new_lun(3, "/srv/a b;c.img", 3)
+
+
+def test_add_lun_forced_binds_a_store_of_another_target_and_saves_it(targets, unsaved, monkeypatch):
+    saved_as(unsaved, TargetSpec(IQN_6, ()))
+    files = written(unsaved, monkeypatch)
+    targets.add_lun(IQN_6, "/tmp/cap/a.img", force=True)
+    assert files() == [TargetSpec(IQN_6, ("/tmp/cap/a.img",))]
+
+
+def test_add_lun_takes_the_lun_back_when_the_file_cannot_be_written(targets, unsaved):
+    saved_as(unsaved, TargetSpec(IQN_6, ()))
+    unsaved.fail("mv", "-f", stderr="mv: cannot move: Read-only file system")
+    with pytest.raises(OneIscsiError, match="writing the target's config file failed on tgt1"):
+        targets.add_lun("4", "/dev/x")
+    assert unsaved.argvs()[-2:] == [saved(IQN_6)[4], tgtadm("--op", "delete", "--mode", "logicalunit", "--tid",
+                                                            "4", "--lun", "1")]
+
+
+def test_add_lun_when_tgtd_refuses_the_store_saves_nothing(targets, unsaved):
+    saved_as(unsaved, TargetSpec(IQN_6, ()))
+    unsaved.fail(*new_lun(4, "/dev/x"), rc=22, stderr="tgtadm: invalid request")
+    with pytest.raises(OneIscsiError, match="cannot add /dev/x as LUN 1 of TID 4"):
+        targets.add_lun("4", "/dev/x")
+    assert unsaved.argvs()[-1] == new_lun(4, "/dev/x")
+
+
+def delete_lun(tid: int, lun: int = 1) -> list[str]:
+    return tgtadm("--op", "delete", "--mode", "logicalunit", "--tid", str(tid), "--lun", str(lun))
+
+
+def test_remove_lun_unbinds_it_and_saves_the_others(targets, recorder, monkeypatch):
+    on_tgtd(recorder, (2, IQN, ("/dev/a", "/dev/b")))
+    saved_as(recorder, TargetSpec(IQN, ("/dev/a", "/dev/b")))
+    files = written(recorder, monkeypatch)
+    targets.remove_lun(IQN, 1)
+    assert recorder.argvs() == [SHOW, cat(IQN), delete_lun(2, 1), *saved()]
+    assert files() == [TargetSpec(IQN, ("/dev/b",), lun_numbers=(2,))]
+
+
+def test_remove_lun_with_sessions_needs_force(targets, recorder):
+    on_tgtd(recorder, (2, IQN, ("/dev/a",), ("iqn.x:node1", "iqn.x:node2")))
+    saved_as(recorder, TargetSpec(IQN, ("/dev/a",)))
+    with pytest.raises(OneIscsiError) as refused:
+        targets.remove_lun("2")
+    assert str(refused.value) == (f"target {IQN} (TID 2) on tgt1 has sessions (iqn.x:node1, iqn.x:node2): "
+                                  "log them out first, or use --force")
+    assert recorder.argvs() == [SHOW, cat(IQN)]
+    targets.remove_lun("2", force=True)
+    assert recorder.argvs()[4:] == [delete_lun(2), *saved()]
+
+
+def test_remove_lun_of_a_lun_the_target_lacks(targets, recorder):
+    on_tgtd(recorder, (2, IQN, ("/dev/a",)))
+    saved_as(recorder, TargetSpec(IQN, ("/dev/a",)))
+    with pytest.raises(NotFound, match=f"target {IQN} \\(TID 2\\) on tgt1 has no LUN 2"):
+        targets.remove_lun("2", 2)
+    assert recorder.argvs() == [SHOW, cat(IQN)]
+
+
+def test_remove_lun_only_saved_changes_the_file_only(targets, recorder, monkeypatch):
+    """tgt's start-up skips a backing store that is gone: the target comes back without that LUN."""
+    on_tgtd(recorder, (2, IQN, ("/dev/a",)))
+    saved_as(recorder, TargetSpec(IQN, ("/dev/a", "/dev/gone")))
+    files = written(recorder, monkeypatch)
+    targets.remove_lun("2", 2)
+    assert recorder.argvs() == [SHOW, cat(IQN), *saved()]
+    assert files() == [TargetSpec(IQN, ("/dev/a",))]
+
+
+def test_remove_lun_adds_it_again_when_the_file_cannot_be_written(targets, recorder):
+    on_tgtd(recorder, (2, IQN, ("/dev/a",)))
+    saved_as(recorder, TargetSpec(IQN, ("/dev/a",)))
+    recorder.fail("mv", "-f", stderr="mv: cannot move: Read-only file system")
+    with pytest.raises(OneIscsiError, match="writing the target's config file failed on tgt1"):
+        targets.remove_lun("2")
+    assert recorder.argvs()[-1] == new_lun(2, "/dev/a")
+
+
+def unbind(tid: int, kind: str, value: str) -> list[str]:
+    return tgtadm("--op", "unbind", "--mode", "target", "--tid", str(tid), f"--initiator-{kind}", value)
+
+
+def test_allow_initiators_binds_addresses_and_names_and_saves_them(targets, recorder, monkeypatch):
+    on_tgtd(recorder, (2, IQN, (), (), ()))
+    saved_as(recorder, TargetSpec(IQN, (), ()))
+    files = written(recorder, monkeypatch)
+    assert targets.allow_initiators(IQN, ["10.0.0.0/24", NODE1]) == []
+    assert recorder.argvs() == [SHOW, cat(IQN), bind(2, "address", "10.0.0.0/24"), bind(2, "name", NODE1),
+                                *saved()]
+    assert files() == [TargetSpec(IQN, (), ("10.0.0.0/24", NODE1))]
+
+
+def test_allow_of_all_beside_other_entries_says_they_restrict_nothing(targets, recorder, monkeypatch):
+    on_tgtd(recorder, (2, IQN, (), (), ("10.0.0.5",)))
+    saved_as(recorder, TargetSpec(IQN, (), ("10.0.0.5",)))
+    files = written(recorder, monkeypatch)
+    notes = targets.allow_initiators("2", ["ALL", "10.0.0.5"])
+    assert notes == ["10.0.0.5 was allowed already",
+                     f"{IQN} lets every initiator in (ALL): the other entries restrict nothing until ALL is removed"]
+    assert recorder.argvs() == [SHOW, cat(IQN), bind(2, "address", "ALL"), *saved()]
+    assert files() == [TargetSpec(IQN, (), ("10.0.0.5", "ALL"))]
+
+
+@pytest.mark.parametrize("initiators, message", [
+    ([], "name at least one initiator"),
+    (["10.0.0.1;touch x"], "initiator must be ALL, addresses"),
+    (["ALL", "</target>"], "initiator must be ALL"),
+])
+def test_allow_or_deny_of_bad_initiators_runs_nothing(targets, recorder, initiators, message):
+    for change in (targets.allow_initiators, targets.deny_initiators):
+        with pytest.raises(InvalidInput, match=message):
+            change("2", initiators)
+    assert recorder.calls == []
+
+
+def test_deny_initiators_unbinds_them_and_saves_the_rest(targets, recorder, monkeypatch):
+    on_tgtd(recorder, (2, IQN, (), (), ("10.0.0.5", NODE1)))
+    saved_as(recorder, TargetSpec(IQN, (), ("10.0.0.5", NODE1)))
+    files = written(recorder, monkeypatch)
+    assert targets.deny_initiators("2", [NODE1]) == []
+    on_tgtd(recorder, (2, IQN, (), (), ("10.0.0.5",)))
+    saved_as(recorder, TargetSpec(IQN, (), ("10.0.0.5",)))
+    assert targets.deny_initiators("2", ["10.0.0.5"]) == [f"{IQN} now lets no initiator in"]
+    assert recorder.argvs() == [SHOW, cat(IQN), unbind(2, "name", NODE1), *saved(),
+                                SHOW, cat(IQN), unbind(2, "address", "10.0.0.5"), *saved()]
+    assert files() == [TargetSpec(IQN, (), ("10.0.0.5",)), TargetSpec(IQN, (), ())]
+
+
+def test_deny_of_an_initiator_not_allowed(targets, recorder):
+    on_tgtd(recorder, (2, IQN, (), (), ("10.0.0.5",)))
+    saved_as(recorder, TargetSpec(IQN, (), ("10.0.0.5",)))
+    with pytest.raises(NotFound, match=f"10.0.0.6 is not in the ACL of target {IQN} \\(TID 2\\) on tgt1"):
+        targets.deny_initiators("2", ["10.0.0.5", "10.0.0.6"])
+    assert recorder.argvs() == [SHOW, cat(IQN)]
+
+
+def test_deny_binds_again_when_the_file_cannot_be_written(targets, recorder):
+    on_tgtd(recorder, (2, IQN, (), (), ("10.0.0.5", NODE1)))
+    saved_as(recorder, TargetSpec(IQN, (), ("10.0.0.5", NODE1)))
+    recorder.fail("mv", "-f", stderr="mv: cannot move: Read-only file system")
+    with pytest.raises(OneIscsiError, match="writing the target's config file failed"):
+        targets.deny_initiators("2", ["10.0.0.5", NODE1])
+    assert recorder.argvs()[-2:] == [bind(2, "name", NODE1), bind(2, "address", "10.0.0.5")]
+
+
+PASSWORD = "secret-pass-13"
+
+
+def account(op: str, *args: str) -> list[str]:
+    return tgtadm("--op", op, "--mode", "account", *args)
+
+
+def test_set_chap_makes_the_account_binds_it_and_saves_it(targets, recorder, monkeypatch):
+    on_tgtd(recorder, (2, IQN, ("/dev/a",)))
+    saved_as(recorder, TargetSpec(IQN, ("/dev/a",)))
+    files = written(recorder, monkeypatch)
+    assert targets.set_chap("2", "u1", PASSWORD) == []
+    assert recorder.argvs() == [SHOW, cat(IQN), SHOW_ACCOUNTS, account("new", "--user", "u1", "--password", PASSWORD),
+                                account("bind", "--tid", "2", "--user", "u1"), *saved()]
+    assert files() == [TargetSpec(IQN, ("/dev/a",), ("ALL",), "u1", PASSWORD)]
+
+
+def test_set_chap_binds_the_new_user_before_the_old_one_goes(targets, recorder):
+    on_tgtd(recorder, (2, IQN, (), (), ("ALL",), ("old",)))
+    saved_as(recorder, TargetSpec(IQN, (), ("ALL",), "old", "old-password-1"))
+    targets.set_chap("2", "u1", PASSWORD)
+    assert recorder.argvs()[3:6] == [account("new", "--user", "u1", "--password", PASSWORD),
+                                     account("bind", "--tid", "2", "--user", "u1"),
+                                     account("unbind", "--tid", "2", "--user", "old")]
+
+
+def test_set_chap_takes_an_existing_user_with_the_password_it_was_saved_with(targets, recorder):
+    on_tgtd(recorder, (2, IQN), (3, IQN_6, (), (), ("ALL",), ("u1",)), accounts=("u1",))
+    saved_as(recorder, TargetSpec(IQN, ()), TargetSpec(IQN_6, (), ("ALL",), "u1", PASSWORD))
+    targets.set_chap("2", "u1", PASSWORD)
+    assert recorder.argvs() == [SHOW, cat(IQN), SHOW_ACCOUNTS, cat(IQN_6),
+                                account("bind", "--tid", "2", "--user", "u1"), *saved()]
+    with pytest.raises(OneIscsiError) as refused:
+        targets.set_chap("2", "u1", "other-password")
+    assert str(refused.value) == (f"CHAP user u1 on tgt1 has another password (that of target {IQN_6}), which tgtd "
+                                  "cannot change without leaving its targets open: give that password, or choose "
+                                  "another user")
+    assert "other-password" not in str(refused.value)
+
+
+def test_set_chap_takes_the_configurations_user_with_its_password(monkeypatch):
+    recorder = Recorder(make_config(HOST="tgt1", CHAP_USER="one", CHAP_PASSWORD=CHAP[1]))
+    on_tgtd(recorder, (2, IQN), (3, IQN_6, (), (), ("ALL",), ("one",)), accounts=("one",))
+    saved_as(recorder, TargetSpec(IQN, ()))
+    with recorder.runner("tgt1").session() as session:
+        TargetServer(session).set_chap("2", "one", CHAP[1])
+        with pytest.raises(OneIscsiError, match="another password \\(that of CHAP_PASSWORD of the configuration\\)"):
+            TargetServer(session).set_chap("2", "one", PASSWORD)
+    assert ["cat", "--", conf(IQN_6)] not in recorder.argvs()
+
+
+def test_set_chap_makes_an_account_no_target_uses_again(targets, recorder):
+    on_tgtd(recorder, (2, IQN), accounts=("u1",))
+    saved_as(recorder, TargetSpec(IQN, ()))
+    targets.set_chap("2", "u1", PASSWORD)
+    assert recorder.argvs()[2:6] == [SHOW_ACCOUNTS, account("delete", "--user", "u1"),
+                                     account("new", "--user", "u1", "--password", PASSWORD),
+                                     account("bind", "--tid", "2", "--user", "u1")]
+
+
+def test_set_chap_refuses_a_user_whose_password_one_iscsi_does_not_know(targets, recorder):
+    on_tgtd(recorder, (2, IQN), (3, IQN_6, (), (), ("ALL",), ("u1",)), accounts=("u1",))
+    saved_as(recorder, TargetSpec(IQN, ()))
+    with pytest.raises(OneIscsiError, match=f"CHAP user u1 on tgt1 is bound to target {IQN_6} \\(TID 3\\) on tgt1 "
+                                            "with a password one-iscsi does not know: choose another user"):
+        targets.set_chap("2", "u1", PASSWORD)
+    assert recorder.argvs() == [SHOW, cat(IQN), SHOW_ACCOUNTS, cat(IQN_6)]
+
+
+@pytest.mark.parametrize("user, password, message", [
+    ("", PASSWORD, "CHAP needs a user and a password"),
+    ("u1", "", "CHAP needs a user and a password"),
+    ("u1`id`", PASSWORD, "CHAP user must be up to 255"),
+    ("u1", "short", "CHAP password must be 12 to 16"),
+    ("u1", "pass$(touch x)12", "CHAP password must be 12 to 16"),
+])
+def test_set_chap_of_bad_values_runs_nothing_and_never_shows_the_password(targets, recorder, user, password,
+                                                                         message):
+    with pytest.raises(InvalidInput, match=message.replace("$", "\\$")) as refused:
+        targets.set_chap("2", user, password)
+    assert not password or password not in str(refused.value)
+    assert recorder.calls == []
+
+
+def test_set_chap_takes_back_what_it_did_when_the_file_cannot_be_written(targets, recorder):
+    on_tgtd(recorder, (2, IQN, (), (), ("ALL",), ("old",)))
+    saved_as(recorder, TargetSpec(IQN, (), ("ALL",), "old", "old-password-1"))
+    recorder.fail("mv", "-f", stderr="mv: cannot move: Read-only file system")
+    with pytest.raises(OneIscsiError, match="writing the target's config file failed"):
+        targets.set_chap("2", "u1", PASSWORD)
+    assert recorder.argvs()[-3:] == [account("bind", "--tid", "2", "--user", "old"),
+                                     account("unbind", "--tid", "2", "--user", "u1"),
+                                     account("delete", "--user", "u1")]
+
+
+def test_unset_chap_unbinds_the_accounts_and_saves(targets, recorder, monkeypatch):
+    on_tgtd(recorder, (2, IQN, (), (), ("ALL",), ("u1",)))
+    saved_as(recorder, TargetSpec(IQN, (), ("ALL",), "u1", PASSWORD))
+    files = written(recorder, monkeypatch)
+    assert targets.unset_chap("2") == []
+    assert recorder.argvs() == [SHOW, cat(IQN), account("unbind", "--tid", "2", "--user", "u1"), *saved()]
+    assert files() == [TargetSpec(IQN, (), ("ALL",))]
+
+
+def test_unset_chap_of_a_target_without_chap_changes_nothing(targets, recorder):
+    on_tgtd(recorder, (2, IQN))
+    saved_as(recorder, TargetSpec(IQN, ()))
+    assert targets.unset_chap("2") == [f"{IQN} has no CHAP account: nothing changed"]
+    assert recorder.argvs() == [SHOW, cat(IQN)]
+
+
+CHANGES = {  # arguments of each change of target 3 of SHOWN
+    "add_lun": ("3", "/dev/x", 3),
+    "remove_lun": ("3", 2),
+    "allow_initiators": ("3", ["10.0.0.9"]),
+    "deny_initiators": ("3", ["127.0.0.1"]),
+    "set_chap": ("3", "joe", PASSWORD),
+    "unset_chap": ("3",),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_target_one_iscsi_did_not_make_is_changed_only_when_forced_and_then_in_tgtd_only(
+        targets, unsaved, change, monkeypatch):
+    with pytest.raises(OneIscsiError) as refused:
+        getattr(targets, change)(*CHANGES[change])
+    assert str(refused.value) == (f"target {LISTED_50} (TID 3) on tgt1 was not made by one-iscsi "
+                                  f"(no {conf(LISTED_50)}): use --force to change it anyway")
+    assert unsaved.argvs() == [SHOW, cat(LISTED_50)]
+    monkeypatch.setattr(TargetServer, "_password_of", lambda *args: (PASSWORD, "the test"))
+    notes = getattr(targets, change)(*CHANGES[change], force=True)
+    assert notes == [f"{LISTED_50} is not one-iscsi's: changed in tgtd only, its own configuration is not"]
+    changed = unsaved.argvs()[2:]
+    assert [argv for argv in changed if argv[0] == "tgtadm" and "show" not in argv]
+    assert not [argv for argv in changed if argv[0] in ("dd", "mv", "rm")]
+
+
+def test_a_saved_file_not_in_the_form_one_iscsi_writes_is_named(targets, shown):
+    shown.answer("cat", "--", conf(LISTED_50), out=f"<target {LISTED_50}>\n    write-cache off\n</target>\n")
+    with pytest.raises(OneIscsiError) as refused:
+        targets.allow_initiators("3", ["10.0.0.9"])
+    assert str(refused.value) == (f"{conf(LISTED_50)}: line 2: unknown directive 'write-cache' "
+                                  "(not in the form one-iscsi writes: mend or remove it)")
+    assert refused.value.exit_code == 1

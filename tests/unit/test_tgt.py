@@ -4,6 +4,7 @@ import pytest
 
 from oneiscsi import tgt
 from oneiscsi.errors import AlreadyExists, CommandError, NotFound
+from oneiscsi.units import MIB
 
 SHOW = (__import__("pathlib").Path(__file__).parents[1] / "data" / "tgtadm-show-target.txt").read_text()
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-"
@@ -59,6 +60,15 @@ def failed(stderr, rc=22):
     (tgt.delete_target(4), "tgtadm: can't find the target", NotFound, "no target with TID 4 on tgt1"),
     (tgt.delete_target(4), "tgtadm: this target is still active", Exception, "TID 4 on tgt1 still has sessions"),
     (tgt.new_lun(4, "/x"), "tgtadm: invalid request", CommandError, "cannot add /x as LUN 1 of TID 4"),
+    (tgt.new_lun(4, "/x", 2), "tgtadm: this logical unit number already exists", AlreadyExists,
+     "TID 4 on tgt1 already has LUN 2"),
+    (tgt.delete_lun(4, 3), "tgtadm: can't find the logical unit", NotFound, "TID 4 on tgt1 has no LUN 3"),
+    (tgt.bind_address(4, "10.0.0.5"), "tgtadm: this access control rule already exists", AlreadyExists,
+     "10.0.0.5 is already in the ACL of TID 4 on tgt1"),
+    (tgt.unbind_initiator_name(4, "iqn.2000-01.x:n"), "tgtadm: this access control rule does not exist", NotFound,
+     "iqn.2000-01.x:n is not in the ACL of TID 4 on tgt1"),
+    (tgt.unbind_account(4, "u"), "tgtadm: can't find the account", NotFound, "account u is not bound to TID 4"),
+    (tgt.delete_account("u"), "tgtadm: can't find the account", NotFound, "no account u on tgt1"),
     (tgt.show_targets(), "tgtadm: can't send the request to the tgt daemon, Transport endpoint is not connected",
      CommandError, "tgtd is not running on tgt1: tgtadm failed on tgt1"),
 ])
@@ -76,7 +86,7 @@ def test_parse_show_of_captured_output():
     the first, two LUNs (one path with a space), address/IQN ACLs, an account."""
     first, second, third = tgt.parse_show(SHOW)
     assert (first.tid, first.iqn) == (1, IQN + "5")
-    assert first.luns == (tgt.Lun(1, "/tmp/cap/a.img", 67, "disk"),)
+    assert first.luns == (tgt.Lun(1, "/tmp/cap/a.img", 64, "disk"),)  # tgtd shows 64 MiB as 67 MB
     assert first.acl == ("ALL",)
     assert len(first.sessions) == 2
     assert first.sessions[0] == tgt.Nexus("iqn.2008-11.org.linux-kvm", ("127.0.0.1",))
@@ -97,7 +107,7 @@ def test_as_dict_counts_sessions():
     data = tgt.parse_show(SHOW)[0].as_dict()
     assert data["sessions"] == 2
     assert data["initiators"] == ["iqn.2008-11.org.linux-kvm"]
-    assert data["luns"] == [{"lun": 1, "backing_store": "/tmp/cap/a.img", "size_mb": 67, "type": "disk"}]
+    assert data["luns"] == [{"lun": 1, "backing_store": "/tmp/cap/a.img", "size_mib": 64, "type": "disk"}]
 
 
 def test_find_is_exact_never_a_prefix():
@@ -181,3 +191,48 @@ def test_readd_lun_whose_add_fails_says_so_with_another_status(tmp_path):
 def test_readd_lun_failures_say_what_state_the_lun_is_in(rc, stderr, message):
     cmd = tgt.readd_lun(3, "/dev/vg-one/lv-one-7", ["tgtadm"])
     assert str(cmd.explain(CommandError("sh", "tgt1", rc, stderr))) == message
+
+
+@pytest.mark.parametrize("builder, argv", [
+    (lambda: tgt.unbind_address(3, "10.0.0.0/24"),
+     ["--op", "unbind", "--mode", "target", "--tid", "3", "--initiator-address", "10.0.0.0/24"]),
+    (lambda: tgt.bind_initiator_name(3, "iqn.2000-01.x:n"),
+     ["--op", "bind", "--mode", "target", "--tid", "3", "--initiator-name", "iqn.2000-01.x:n"]),
+    (lambda: tgt.unbind_initiator_name(3, "iqn.2000-01.x:n"),
+     ["--op", "unbind", "--mode", "target", "--tid", "3", "--initiator-name", "iqn.2000-01.x:n"]),
+    (lambda: tgt.unbind_account(3, "u"), ["--op", "unbind", "--mode", "account", "--tid", "3", "--user", "u"]),
+    (lambda: tgt.delete_account("u"), ["--op", "delete", "--mode", "account", "--user", "u"]),
+    (lambda: tgt.show_accounts(), ["--op", "show", "--mode", "account"]),
+])
+def test_acl_and_account_argv(builder, argv):
+    cmd = builder()
+    assert list(cmd.argv) == ["tgtadm", "--lld", "iscsi", *argv]
+    assert cmd.privileged and cmd.query == (argv[1] == "show")
+
+
+def test_parse_accounts_of_captured_output():
+    assert tgt.parse_accounts("Account list:\n    u1\n    joe\n") == {"u1", "joe"}
+    assert tgt.parse_accounts("") == frozenset()
+
+
+def test_users_of_leaves_the_outgoing_account_out():
+    target = tgt.Target(1, IQN + "1", accounts=("in1", "out1 (outgoing)"))
+    assert tgt.users_of(target) == ("in1",)
+
+
+@pytest.mark.parametrize("size, shown", [
+    (64 * 1024 * 1024, 67), (16 * 1024 * 1024, 17), (8 * 1024 * 1024, 8), (1999999, 2), (1500000, 1),
+    (1000000, 1), (0, 0)])
+def test_shown_mb_is_what_tgtd_1_0_85_printed(size, shown):
+    """Measured: truncate -s SIZE, bound as a LUN, `Size: N MB` in tgtadm's show."""
+    assert tgt.shown_mb(size) == shown
+
+
+def test_a_whole_number_of_mib_is_read_back_exactly():
+    for mib in [*range(0, 5000), 1024 * 1024, 4 * 1024 * 1024 + 7]:
+        assert tgt.mib_of_shown_mb(tgt.shown_mb(mib * MIB)) == mib
+
+
+def test_another_size_is_read_back_within_a_mib():
+    for size in range(0, 50 * MIB, 99_991):
+        assert abs(tgt.mib_of_shown_mb(tgt.shown_mb(size)) * MIB - size) < MIB

@@ -16,17 +16,49 @@ ORIGIN = f"/etc/tgt/conf.d/one-iscsi/{IQN}.conf"
 
 
 def test_render_writes_every_field_in_tgt_format():
-    spec = TargetSpec(IQN, (STORE, "/srv/one-iscsi/vg-one/lv-one-7b"),
-                      ("10.0.0.0/24", "fd00::5", "iqn.1993-08.org.debian:01:abc"), "one", PASSWORD)
+    spec = TargetSpec(IQN, (STORE,), ("10.0.0.0/24", "fd00::5", "iqn.1993-08.org.debian:01:abc"), "one", PASSWORD)
     assert tgtconf.render(spec) == (
         f"{tgtconf.HEADER}<target {IQN}>\n"
         f"    backing-store {STORE}\n"
-        "    backing-store /srv/one-iscsi/vg-one/lv-one-7b\n"
         "    initiator-address 10.0.0.0/24\n"
         "    initiator-address fd00::5\n"
         "    initiator-name iqn.1993-08.org.debian:01:abc\n"
         f"    incominguser one {PASSWORD}\n"
         "</target>\n")
+
+
+def test_luns_other_than_one_lun_1_are_written_with_their_numbers():
+    """tgt-admin numbers plain backing-store lines in the order of their
+    paths and skips missing ones (measured with --pretend): a LUN would
+    change its number at tgt's start."""
+    spec = TargetSpec(IQN, ("/srv/p/z.img", STORE), lun_numbers=(1, 3))
+    assert tgtconf.render(spec) == (
+        f"{tgtconf.HEADER}<target {IQN}>\n"
+        "    <backing-store /srv/p/z.img>\n        lun 1\n    </backing-store>\n"
+        f"    <backing-store {STORE}>\n        lun 3\n    </backing-store>\n"
+        "    initiator-address ALL\n"
+        "</target>\n")
+    assert tgtconf.parse(tgtconf.render(spec), ORIGIN) == spec
+
+
+def test_lun_numbers_default_to_the_order_of_the_backing_stores():
+    spec = TargetSpec(IQN, (STORE, "/srv/p/b.img"))
+    assert spec.luns == ((1, STORE), (2, "/srv/p/b.img"))
+    assert spec == TargetSpec(IQN, (STORE, "/srv/p/b.img"), lun_numbers=(1, 2))
+    assert spec.with_luns([(5, "/x"), (2, "/y")]).luns == ((2, "/y"), (5, "/x"))
+
+
+def test_a_file_of_an_earlier_version_with_backing_store_lines_reads_as_luns_in_order():
+    text = f"<target {IQN}>\n    backing-store {STORE}\n    backing-store /srv/p/b.img\n</target>\n"
+    assert tgtconf.parse(text, ORIGIN).luns == ((1, STORE), (2, "/srv/p/b.img"))
+
+
+def test_a_target_of_no_lun_and_no_initiator_is_closed_in_the_file_too():
+    """What `target new` saves: tgt-admin would bind ALL to a target without initiator-address."""
+    spec = TargetSpec(IQN, (), ())
+    text = tgtconf.render(spec)
+    assert text == f"{tgtconf.HEADER}<target {IQN}>\n    initiator-address {NO_ADDRESS}\n</target>\n"
+    assert tgtconf.parse(text, ORIGIN) == spec
 
 
 def test_a_target_open_to_initiator_names_only_gets_an_address_no_initiator_has():
@@ -43,7 +75,9 @@ def test_a_target_open_to_initiator_names_only_gets_an_address_no_initiator_has(
     TargetSpec(IQN, (STORE,), ("127.0.0.1", "192.168.7.0/24", "::1", "fe80::/10")),
     TargetSpec(IQN, (STORE,), ("iqn.2000-01.org.example:node1", "eui.0123456789ABCDEF")),
     TargetSpec(IQN, (STORE,), ("10.0.0.5", "iqn.2000-01.org.example:node1"), "one", PASSWORD),
-    TargetSpec(IQN, (STORE,), (NO_ADDRESS,)),
+    TargetSpec(IQN, (STORE,), ()),
+    TargetSpec(IQN, ()),
+    TargetSpec(IQN, ("/srv/p/b.img", STORE), ("ALL",), lun_numbers=(2, 7)),
     TargetSpec(IQN, (STORE,), chap_user="a_b.c@d:e-f", chap_password="~a^b%c,d/e=f+g:"),
 ])
 def test_parse_reads_back_what_render_writes(spec):
@@ -81,9 +115,14 @@ def test_render_refuses_a_bad_chap_password_without_showing_it(password):
     assert password not in str(refused.value)
 
 
+LUN_NUMBERS = "LUN numbers must be integers from 1 to 16383, one per backing store"
+
+
 @pytest.mark.parametrize("spec, problem", [
-    (TargetSpec(IQN, ()), "no backing store"),
-    (TargetSpec(IQN, (STORE,), ()), "no initiators"),
+    (TargetSpec(IQN, (STORE, STORE)), f"backing store {STORE} given twice"),
+    (TargetSpec(IQN, (STORE, "/x"), lun_numbers=(2, 2)), "LUN 2 given twice"),
+    (TargetSpec(IQN, (STORE,), lun_numbers=(0,)), LUN_NUMBERS),
+    (TargetSpec(IQN, (STORE,), lun_numbers=(1, 2)), LUN_NUMBERS),
     (TargetSpec(IQN, (STORE,), ("ALL",), "one", ""), "CHAP user and password go together"),
     (TargetSpec(IQN, (STORE,), ("ALL",), "", PASSWORD), "CHAP user and password go together"),
 ])
@@ -122,7 +161,19 @@ GOOD = f"<target {IQN}>\n    backing-store {STORE}\n</target>\n"
     (GOOD.replace("</target>", "    incominguser one pass$(touch${IFS}/tmp/y)\n</target>"),
      ": CHAP password must be 12 to 16"),
     (GOOD.replace(IQN, "iqn.2012-02.org.opennebula:bad_name"), ": IQN 'iqn.2012-02.org.opennebula:bad_name'"),
-    (f"<target {IQN}>\n</target>\n", ": no backing store"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n    lun 2\n    </backing-store>\n"
+                                             "    backing-store /x"), ": both backing-store lines and <backing-store>"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n</backing-store>"),
+     ": line 3: expected `lun N` and then </backing-store>"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n    lun 2\n    lun 3\n</backing-store>"),
+     ": line 4: expected `lun N` and then </backing-store>"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n    lun 2;id\n</backing-store>"),
+     ": line 3: expected `lun N`"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n    lun 0\n</backing-store>"),
+     ": LUN numbers must be integers from 1"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n    lun 2"), ": line 4: expected `lun N`"),
+    (f"<target {IQN}>\n    <backing-store {STORE}>\n    lun 2\n", f": <target {IQN}> has no </target>"),
+    (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE} x>"), ": line 2: expected <backing-store PATH>"),
 ])
 def test_parse_refuses_anything_render_does_not_write_in_one_line_naming_the_file(text, problem):
     with pytest.raises(InvalidInput) as refused:
@@ -137,8 +188,9 @@ def test_parse_keeps_comments_blank_lines_and_indentation_out():
     assert tgtconf.parse(text, ORIGIN) == TargetSpec(IQN, (STORE,))
 
 
-WORDS = ["<target", "</target>", *tgtconf.DIRECTIVES, "include", "write-cache", "#"]
-VALUES = [STORE, "/srv/p/b.img", "one", PASSWORD, "ALL", "127.0.0.1", "fe80::/10", NO_ADDRESS,
+WORDS = ["<target", "</target>", *tgtconf.DIRECTIVES, "<backing-store", "</backing-store>", "lun", "include",
+         "write-cache", "#"]
+VALUES = [STORE, "/srv/p/b.img", f"{STORE}>", "2", "one", PASSWORD, "ALL", "127.0.0.1", "fe80::/10", NO_ADDRESS,
           "iqn.2000-01.org.example:n1", f"{IQN}>", "</target>", ";", "$(id)", "`id`", "|", "&&", "#x", "\\",
           "<<EOF", "/tmp/x;y", "relative", "-o", "pass$(id)12345"]
 
