@@ -47,6 +47,12 @@ EXAMPLES = [
     ("See what a deletion would run, without running it:",
      ["one\\-iscsi \\-\\-dry\\-run target delete iqn.2012\\-02.org.opennebula:tgt1.vg\\-one.lv\\-one\\-7"]),
     ("Bring the saved targets back after tgtd restarted:", ["one\\-iscsi \\-H tgt1 target restore"]),
+    ("Let one more network in, and check what a target allows:",
+     ["one\\-iscsi \\-H tgt1 target acl add 1 10.0.1.0/24", "one\\-iscsi \\-H tgt1 target acl list 1"]),
+    ("What the target server holds, and what killed actions left (removed only with \\-\\-yes):",
+     ["one\\-iscsi \\-H tgt1 status", "one\\-iscsi \\-H tgt1 gc"]),
+    ("Check the target server and two hosts; see the configuration in effect:",
+     ["one\\-iscsi \\-H tgt1 doctor \\-\\-on node1 \\-\\-on node2", "one\\-iscsi config show"]),
     ("Take an IQN apart:", ["one\\-iscsi iqn parse iqn.2012\\-02.org.opennebula:tgt1.vg\\-one.lv\\-one\\-7"]),
     ("Register an image as OpenNebula does (base64 action XML and image ID):",
      ["/var/lib/one/remotes/datastore/iscsi/cp \"$DRV_ACTION\" 7"]),
@@ -66,7 +72,7 @@ def render() -> str:
     out = [f'.TH ONE\\-ISCSI 1 "" "one\\-iscsi {__version__}" "User Commands"',
            ".SH NAME", "one\\-iscsi \\- iSCSI datastore driver for OpenNebula",
            ".SH SYNOPSIS", ".B one\\-iscsi",
-           "[\\fB\\-\\-config\\fR \\fIFILE\\fR] [\\fB\\-\\-dry\\-run\\fR] [\\fB\\-\\-quiet\\fR] \\fIGROUP\\fR \\fICOMMAND\\fR "
+           "[\\fB\\-H\\fR \\fIHOST\\fR] [\\fB\\-\\-config\\fR \\fIFILE\\fR] [\\fB\\-\\-dry\\-run\\fR] [\\fB\\-\\-quiet\\fR] \\fIGROUP\\fR \\fICOMMAND\\fR "
            "[\\fIOPTIONS\\fR] [\\fIARGUMENTS\\fR]",
            ".SH DESCRIPTION", DESCRIPTION,
            ".SH OPTIONS", *_options(root, indent=False),
