@@ -20,11 +20,10 @@ import typer
 from .. import __version__, completion
 from ..errors import Interrupted, OneIscsiError
 from .common import QUIET, Globals, globals_of
-from .doctor import doctor as doctor_command
-from .status import gc as gc_command
-from .status import status as status_command
 
 PROG = "one-iscsi"
+# commands of the root app, not groups: name -> (module, function)
+ROOT_COMMANDS = {"doctor": ("doctor", "doctor"), "status": ("status", "status"), "gc": ("status", "gc")}
 GROUPS = ("target", "lun", "host", "iqn", "image", "tm", "config")
 # the global options: the root app reads them, wherever they are on the command line
 ROOT_FLAGS = ("--dry-run", "-n", "--quiet", "-q")
@@ -51,10 +50,10 @@ def build_app(args: Optional[Sequence[str]] = None) -> typer.Typer:
     )
     root.callback()(root_options)
     root.command("install")(install)
-    root.command("doctor")(doctor_command)
-    root.command("status")(status_command)
-    root.command("gc")(gc_command)
     wanted = _group_named(args) if args is not None and not os.environ.get(completion.COMPLETE_VAR) else None
+    if wanted is None:  # a group's run (every driver action) needs none of them
+        for name, (module, function) in ROOT_COMMANDS.items():
+            root.command(name)(getattr(importlib.import_module(f"{__name__}.{module}"), function))
     for name in [wanted] if wanted else GROUPS:
         root.add_typer(importlib.import_module(f"{__name__}.{name}").app, name=name)
     return root
