@@ -348,6 +348,31 @@ def test_a_target_made_by_hand_comes_back_with_its_acl_and_chap(tgt_install, tmp
     assert [(target["iqn"], target["managed"]) for target in listed] == [(HAND, True)]
 
 
+@pytest.mark.parametrize("command", [
+    ["target", "acl", "add", "1", "127.0.0.1;touch${{IFS}}{canary}"],
+    ["target", "acl", "add", "1", "$(touch${{IFS}}{canary})"],
+    ["target", "acl", "add", "1", "iqn.1993-08.org.debian:01:a`touch {canary}`"],
+    ["target", "chap", "set", "1", "--user", "one;touch${{IFS}}{canary}", "--password-file", "{password}"],
+    ["lun", "bind", "1", "/srv/p$(touch${{IFS}}{canary})"],
+    ["lun", "bind", "1", "{store};touch${{IFS}}{canary}"],
+])
+def test_a_hostile_value_given_by_hand_never_reaches_a_target_file(tgt_install, tmp_path, cli, command):
+    canary, password = tmp_path / "canary", tmp_path / "password"
+    password.write_text(PASSWORD + "\n")
+    store = tgt_install.store(7)
+    assert cli("target", "new", HAND).out == "1\n"
+    assert cli("lun", "bind", "1", store).rc == 0
+    saved = tgt_install.file(HAND).read_text()
+    done = cli(*[word.format(canary=canary, password=password, store=store) for word in command])
+    assert done.rc == 2, done.err
+    assert tgt_install.file(HAND).read_text() == saved
+    empty_tgtd(tgt_install, "hand")
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert tgt_install.luns() == {HAND: (store,)}
+    assert not canary.exists()
+
+
 def test_a_target_made_by_hand_without_lun_or_initiator_comes_back_closed(tgt_install, cli):
     assert cli("target", "new", HAND).rc == 0
     assert tgt_install.targets()[HAND].acl == ()
