@@ -14,7 +14,7 @@ import re
 MAX_IQN = 223  # RFC 3720
 # tgtd accepts only these characters in a target name.
 TGT_CHARS = re.compile(r"[A-Za-z0-9:.-]+")
-IQN = re.compile(r"iqn\.\d{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9:.-]+)?")
+IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])\.[A-Za-z0-9][A-Za-z0-9.-]*(:[A-Za-z0-9:.-]+)?")
 # the host part of a target name
 TARGET_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9:.-]*[A-Za-z0-9])?")
 # a host name as DNS has it: what a portal may be taken from
@@ -23,10 +23,14 @@ HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 # other initiator name formats (RFC 3720): eui. and naa. with hex digits
 OTHER_INITIATOR = re.compile(r"(eui\.[0-9A-Fa-f]{16}|naa\.[0-9A-Fa-f]{16}(?:[0-9A-Fa-f]{16})?)")
+# an IPv4/IPv6 address or network as written: no IPv6 zone (`%...`, which
+# ipaddress takes with any text) or anything else a shell reads
+ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 # nothing a shell, tgt-admin's parser or a tgtadm option reads as syntax
 PATH_CHARS = re.compile(r"/[A-Za-z0-9._+/-]*")
 CHAP_USER = re.compile(r"[A-Za-z0-9_.@:][A-Za-z0-9_.@:-]{0,254}")
-CHAP_PASSWORD = re.compile(r"[A-Za-z0-9_.@:+=%,/^~][A-Za-z0-9_.@:+=%,/^~-]{11,15}")
+# not starting with ~: tgt-admin hands a line with ~ to a shell, which expands a leading one
+CHAP_PASSWORD = re.compile(r"[A-Za-z0-9_.@:+=%,/^][A-Za-z0-9_.@:+=%,/^~-]{11,15}")
 MAX_TID = 2**31 - 1
 # tgtd takes any 64-bit LUN; initiators address 1 to 16383 (SAM's flat space)
 MAX_LUN = 16383
@@ -52,6 +56,8 @@ def initiator(text: str) -> str:
     if text == "ALL" or OTHER_INITIATOR.fullmatch(text) or (IQN.fullmatch(text) and len(text) <= MAX_IQN):
         return text
     try:
+        if not ADDRESS_CHARS.fullmatch(text):
+            raise ValueError
         ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise ValueError("must be ALL, addresses, networks (a.b.c.d/n) or initiator names (iqn., eui., naa.)") \
@@ -67,7 +73,7 @@ def chap_user(text: str) -> str:
 
 def chap_password(text: str) -> str:
     if text and not CHAP_PASSWORD.fullmatch(text):
-        raise ValueError("must be 12 to 16 letters, digits and _ . @ : + = % , / ^ ~ - (not starting with -)")
+        raise ValueError("must be 12 to 16 letters, digits and _ . @ : + = % , / ^ ~ - (not starting with - or ~)")
     return text
 
 

@@ -81,7 +81,7 @@ CHAP = {"CHAP_USER": "oneadmin", "CHAP_PASSWORD": "s3cret-Passw0rd"}  # good one
 RULES = {
     "INITIATORS": "must be ALL, addresses, networks (a.b.c.d/n) or initiator names (iqn., eui., naa.)",
     "CHAP_USER": "must be up to 255 letters, digits and _ . @ : - (not starting with -)",
-    "CHAP_PASSWORD": "must be 12 to 16 letters, digits and _ . @ : + = % , / ^ ~ - (not starting with -)",
+    "CHAP_PASSWORD": "must be 12 to 16 letters, digits and _ . @ : + = % , / ^ ~ - (not starting with - or ~)",
     "absolute": "must be an absolute path",
     "path chars": "must hold only letters, digits and . _ + - / (no spaces, quotes or shell syntax)",
     "normalised": "must be a normalised path (no //, . or ..)",

@@ -42,7 +42,7 @@ from support.commands import quiet
 from support.driver import action_xml, random_image, read_lun, remote
 
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-{}"
-PASSWORD = "~a^b%c,d/e=f+g:"  # every kind of character the rules allow, through sh
+PASSWORD = "a~^b%c,d/e=f+g:"  # every kind of character the rules allow, through sh
 NODE1, NODE2 = "iqn.2000-01.org.example:node1", "iqn.2000-01.org.example:node2"
 
 
@@ -158,6 +158,7 @@ HOSTILE = [
     ("INITIATORS", "</target>"),
     ("CHAP_USER", "one</target>"),
     ("INITIATORS", "`touch {canary}`"),
+    ("INITIATORS", "fe80::1%$(touch${{IFS}}{canary})"),  # an IPv6 zone: ipaddress takes any text there
     ("CHAP_PASSWORD", "pass`touch${{IFS}}{canary}`"),
     ("POOL_DIR", "/srv/`touch${{IFS}}{canary}`"),
     ("CHAP_USER", "one;touch${{IFS}}{canary}"),
@@ -351,6 +352,7 @@ def test_a_target_made_by_hand_comes_back_with_its_acl_and_chap(tgt_install, tmp
 @pytest.mark.parametrize("command", [
     ["target", "acl", "add", "1", "127.0.0.1;touch${{IFS}}{canary}"],
     ["target", "acl", "add", "1", "$(touch${{IFS}}{canary})"],
+    ["target", "acl", "add", "1", "fe80::1%;touch${{IFS}}{canary}"],
     ["target", "acl", "add", "1", "iqn.1993-08.org.debian:01:a`touch {canary}`"],
     ["target", "chap", "set", "1", "--user", "one;touch${{IFS}}{canary}", "--password-file", "{password}"],
     ["lun", "bind", "1", "/srv/p$(touch${{IFS}}{canary})"],

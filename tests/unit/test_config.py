@@ -191,7 +191,22 @@ def test_secret_keys_never_appear_in_repr_or_messages(tmp_path):
     with pytest.raises(ConfigError) as refused:
         config.load(env={**env, "ONE_ISCSI_CHAP_PASSWORD": "Sec ret-value"})
     assert str(refused.value) == ("CHAP_PASSWORD must be 12 to 16 letters, digits and _ . @ : + = % , / ^ ~ - "
-                                  "(not starting with -) (from environment ONE_ISCSI_CHAP_PASSWORD)")
+                                  "(not starting with - or ~) (from environment ONE_ISCSI_CHAP_PASSWORD)")
+
+
+@pytest.mark.parametrize("value", ["fe80::1%$(reboot)", "fe80::1%`reboot`", "fe80::1%;reboot", "fe80::1%eth0",
+                                   "iqn.\u0661\u0662\u0663\u0664-01.com.example"])
+def test_initiators_refuse_ipv6_zones_and_anything_else_a_shell_reads(value):
+    with pytest.raises(ConfigError, match="^INITIATORS must be ALL, addresses, networks"):
+        config.load(env={"ONE_ISCSI_INITIATORS": f"10.0.0.9 {value}"})
+    assert config.load(env={"ONE_ISCSI_INITIATORS": "fe80::1 fd00::/8 10.0.0.0/24"}).initiators == (
+        "fe80::1", "fd00::/8", "10.0.0.0/24")
+
+
+def test_a_chap_password_never_starts_with_a_tilde():
+    with pytest.raises(ConfigError, match="not starting with - or ~"):
+        config.load(env={"ONE_ISCSI_CHAP_USER": "joe", "ONE_ISCSI_CHAP_PASSWORD": "~/secret-pass"})
+    assert config.load(env={"ONE_ISCSI_CHAP_USER": "joe", "ONE_ISCSI_CHAP_PASSWORD": "se~cret-pass"}).chap_password
 
 
 def uncommented(text: str) -> str:
