@@ -355,7 +355,7 @@ def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
             notes.append(f"no target {target.iqn} on {server.host}: already deleted")
         elif found.sessions:
             raise OneIscsiError(f"target {target.iqn} on {server.host} is in use by "
-                                f"{', '.join(s.initiator for s in found.sessions)}: nothing removed")
+                                f"{', '.join(found.initiators)}: nothing removed")
         else:
             targets.delete(found.tid)
         targets.forget(target.iqn)

@@ -45,12 +45,17 @@ def portal_of(target: names.TargetName, cfg: Config) -> str:
     """The portal a host logs in to: the IQN's host on PORTAL_PORT, if it is a
     plain host name and, when TARGET_SERVERS is set, one of them."""
     host = target.host
-    if not iscsiadm.is_plain_host(host):
-        raise InvalidInput(f"IQN {target.iqn}: its host {host!r} is not a plain host name or IPv4 address "
-                           "(letters, digits, '.' and '-' only)")
     if cfg.target_servers and host.lower() not in {server.lower() for server in cfg.target_servers}:
         raise InvalidInput(f"IQN {target.iqn}: its host {host!r} is not one of TARGET_SERVERS "
                            f"({' '.join(cfg.target_servers)})")
+    return portal(host, cfg, f"IQN {target.iqn}: its host")
+
+
+def portal(host: str, cfg: Config, what: str = "target server") -> str:
+    """iscsiadm's portal of a target server on PORTAL_PORT: a plain host name or address."""
+    if not iscsiadm.is_plain_host(host):
+        raise InvalidInput(f"{what} {host!r} is not a plain host name or IPv4 address "
+                           "(letters, digits, '.' and '-' only)")
     return iscsiadm.portal(host, cfg.portal_port)
 
 

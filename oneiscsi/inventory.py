@@ -253,7 +253,7 @@ def gc(cfg: Config, server: Runner, remove: bool) -> list[Outcome]:
 
 def _clean(cfg: Config, server: Runner, session: Session, entry: Entry, remove: bool) -> Outcome:
     if entry.target is not None and entry.target.sessions:
-        return Outcome(entry, SKIPPED, f"in use by {_initiators(entry.target)}")
+        return Outcome(entry, SKIPPED, f"in use by {', '.join(entry.target.initiators)}")
     lock = image_lock(cfg, storage.volume_named(cfg.vg_name, entry.name, cfg))
     try:
         if not _lock_is_free(session, lock):
@@ -265,7 +265,7 @@ def _clean(cfg: Config, server: Runner, session: Session, entry: Entry, remove: 
             if now is None or now.orphan != entry.orphan:
                 return Outcome(entry, SKIPPED, "changed meanwhile: left as it is")
             if now.target is not None and now.target.sessions:
-                return Outcome(entry, SKIPPED, f"in use by {_initiators(now.target)}")
+                return Outcome(entry, SKIPPED, f"in use by {', '.join(now.target.initiators)}")
             _remove(cfg, locked, now)
     except OneIscsiError as err:
         return Outcome(entry, FAILED, " ".join(str(err).split()))
@@ -280,10 +280,6 @@ def _remove(cfg: Config, session: Session, entry: Entry) -> None:
     else:
         for cmd in storage.volume_named(cfg.vg_name, entry.name, cfg).remove():
             session.run(cmd)
-
-
-def _initiators(target: tgt.Target) -> str:
-    return ", ".join(sorted({nexus.initiator for nexus in target.sessions}))
 
 
 class _LockHeld(OneIscsiError):

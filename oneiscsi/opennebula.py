@@ -149,11 +149,6 @@ def _version_files(one_location: str) -> tuple[str, ...]:
 def decode(data: str, image_id: str) -> DriverAction:
     """Decode the base64 DS_DRIVER_ACTION_DATA; image_id: the call's object
     ID (an image's, a datastore's for monitor, a request's for stat)."""
-    import base64
-
-    from defusedxml import ElementTree
-    from defusedxml.common import DefusedXmlException
-
     if not (image_id.isascii() and image_id.isdigit()):
         raise InvalidInput(f"ID must be a non-negative integer, got {shown(repr(image_id))}")
     root = _xml(data, ROOT)

@@ -16,6 +16,7 @@ from .errors import NotFound
 from .units import MIB
 
 _IMAGE_VOLUME = re.compile(r"lv-one-[0-9]+(?:-[0-9]+)?")
+_PRIVATE_VOLUME = re.compile(r"lv-one-[0-9]+-[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,11 @@ def is_image_volume(name: str) -> bool:
 
 def lv_name(image_id: int) -> str:
     return f"lv-one-{image_id}"
+
+
+def is_private_volume(name: str) -> bool:
+    """A name private_lv_name() makes."""
+    return _PRIVATE_VOLUME.fullmatch(name) is not None
 
 
 def private_lv_name(vm_id: int, disk_id: int) -> str:

@@ -191,7 +191,7 @@ class TargetServer:
         if current is None and lun not in saved:
             raise NotFound(f"{_named(target, self.host)} has no LUN {lun}")
         if current is not None and target.sessions and not force:
-            raise OneIscsiError(f"{_named(target, self.host)} has sessions ({_initiators(target)}): "
+            raise OneIscsiError(f"{_named(target, self.host)} has sessions ({', '.join(target.initiators)}): "
                                 "log them out first, or use --force")
         changes = [(tgt.delete_lun(target.tid, lun), tgt.new_lun(target.tid, current.backing_store, lun))] \
             if current is not None else []
@@ -205,11 +205,12 @@ class TargetServer:
         wanted = _checked_initiators(initiators)
         target = self.resolve(tid_or_iqn)
         spec = self._owned_spec(target, force)
-        new = [initiator for initiator in wanted if initiator not in target.acl]
+        allowed = _acl(target)
+        new = [initiator for initiator in wanted if initiator not in allowed]
         changed = spec.with_initiators([*spec.initiators, *wanted]) if spec else None
         self._apply(target, spec, changed, [(_bind(target.tid, i), _unbind(target.tid, i)) for i in new])
-        acl = [*target.acl, *new]
-        notes = [f"{initiator} was allowed already" for initiator in wanted if initiator in target.acl]
+        acl = [*allowed, *new]
+        notes = [f"{initiator} was allowed already" for initiator in wanted if initiator in allowed]
         if "ALL" in acl and len(acl) > 1:
             notes.append(f"{target.iqn} lets every initiator in (ALL): the other entries restrict nothing "
                          f"until ALL is removed")
@@ -220,20 +221,20 @@ class TargetServer:
         wanted = _checked_initiators(initiators)
         target = self.resolve(tid_or_iqn)
         spec = self._owned_spec(target, force)
-        known = {*target.acl, *(spec.initiators if spec else ())}
+        known = {*_acl(target), *(spec.initiators if spec else ())}
         missing = [initiator for initiator in wanted if initiator not in known]
         if missing:
             raise NotFound(f"{missing[0]} is not in the ACL of {_named(target, self.host)}")
         changes = [(_unbind(target.tid, i), _bind(target.tid, i)) for i in wanted if i in target.acl]
         changed = spec.with_initiators(i for i in spec.initiators if i not in wanted) if spec else None
         self._apply(target, spec, changed, changes)
-        left = [initiator for initiator in target.acl if initiator not in wanted]
+        left = [initiator for initiator in _acl(target) if initiator not in wanted]
         notes = [] if left else [f"{target.iqn} now lets no initiator in"]
         return notes + self._foreign_note(target, spec)
 
     def acl(self, tid_or_iqn: str) -> tuple[str, ...]:
         """The initiators tgtd lets use a target."""
-        return self.resolve(tid_or_iqn).acl
+        return _acl(self.resolve(tid_or_iqn))
 
     def set_chap(self, tid_or_iqn: str, user: str, password: str, force: bool = False) -> list[str]:
         """Make user (with password) the one CHAP account of a target, in
@@ -455,8 +456,10 @@ def _named(target: tgt.Target, host: str) -> str:
     return f"target {target.iqn} (TID {target.tid}) on {host}"
 
 
-def _initiators(target: tgt.Target) -> str:
-    return ", ".join(sorted({nexus.initiator for nexus in target.sessions}))
+def _acl(target: tgt.Target) -> tuple[str, ...]:
+    """The target's ACL without the address tgtconf writes for "nobody by
+    address", which tgt's start-up binds (restore does not)."""
+    return tuple(entry for entry in target.acl if entry != tgtconf.NO_ADDRESS)
 
 
 def _lun_of(targets: list[tgt.Target], store: str) -> Optional[tuple[tgt.Target, tgt.Lun]]:

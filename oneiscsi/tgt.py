@@ -62,10 +62,6 @@ def new_target(tid: int, iqn: str) -> Command:
                                                                        f"already exists on {err.host}")))
 
 
-def bind_all(tid: int) -> Command:
-    return bind_address(tid, "ALL")
-
-
 def bind_address(tid: int, address: str) -> Command:
     """Fails with AlreadyExists when the target's ACL has the address."""
     return _acl("bind", tid, "--initiator-address", address)
@@ -236,11 +232,16 @@ class Target:
     accounts: tuple[str, ...] = ()
     sessions: tuple[Nexus, ...] = field(default_factory=tuple)
 
+    @property
+    def initiators(self) -> list[str]:
+        """The initiator names logged in, each once."""
+        return sorted({nexus.initiator for nexus in self.sessions})
+
     def as_dict(self) -> dict:
         data = {key: list(value) if isinstance(value, tuple) else value
                 for key, value in asdict(self).items()}
         data["sessions"] = len(self.sessions)
-        data["initiators"] = sorted({s.initiator for s in self.sessions})
+        data["initiators"] = self.initiators
         return data
 
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import datastore, initiator, iscsiadm, names, source, storage
+from . import initiator, iscsiadm, names, storage  # datastore, source: in the few actions that use them
 from .command import Command, command
 from .config import Config
 from .errors import InvalidInput, NotFound, OneIscsiError, shown
@@ -37,8 +37,6 @@ WAIT_AND_LINK = (
     'while printf .; do for dev in "$1"/*-iscsi-"$2"-lun-"$3"; do '
     'if [ -e "$dev" ] && printf .; then exec ln -sfnT "$dev" "$4"; fi; done; sleep 0.1; done; exit 1')
 _BY_PATH_IQN = re.compile(r"-iscsi-(iqn\..+)-lun-\d+$")
-_VOLUME = re.compile(r"lv-one-\d+")
-_PRIVATE_VOLUME = re.compile(r"lv-one-\d+-\d+")  # a VM's copy of a non-persistent image
 _VM_ID = re.compile(r"[0-9]+")
 _DISK = re.compile(r"disk\.[0-9]+")
 # trees no VM directory is ever in: delete refuses anything inside them
@@ -204,6 +202,8 @@ def _unlink(on, path: str) -> None:
 def mvds(src: HostPath, iqn: str, cfg: Config, hosts: Hosts) -> str:
     """Log the host out of the disk's target. When iqn is another image (a
     save-as), the disk's data is copied into it on the target server first."""
+    from . import datastore
+
     check_path(src)
     names.parse(iqn)
     with hosts(src.host).session() as session:
@@ -222,14 +222,18 @@ def _remove_private_copy(iqn: str, cfg: Config, hosts: Hosts) -> list[str]:
     """A VM's private copy of a non-persistent image, removed with its target
     on its target server; nothing for any other disk. Returns notes."""
     private = names.parse(iqn)
-    if not _PRIVATE_VOLUME.fullmatch(private.lv):
+    if not storage.is_private_volume(private.lv):
         return []
+    from . import datastore
+
     return [*datastore.remove(private, cfg, hosts(private.host)), f"removed the VM's copy {iqn}"]
 
 
 def cpds(src: HostPath, new_source: str, snapshot: str, cfg: Config, hosts: Hosts) -> str:
     """Copy the disk's data into the image new_source (save-as of a running
     or stopped VM), on the target server; the disk stays as it is."""
+    from . import datastore
+
     check_path(src)
     names.parse(new_source)
     if snapshot not in ("", "-1"):
@@ -244,18 +248,19 @@ def cpds(src: HostPath, new_source: str, snapshot: str, cfg: Config, hosts: Host
 
 def resize(dst: HostPath, size_mb: str, cfg: Config, hosts: Hosts) -> str:
     """Grow the disk's volume, have tgtd report the new size, rescan on the host."""
+    from . import datastore
+
     check_path(dst)
     size = _size_mb(size_mb)
-    on_host = hosts(dst.host)
-    with on_host.session() as session:
+    with hosts(dst.host).session() as session:
         disk = disk_iqn(session, dst.path, cfg)
-    if disk is None:
-        raise OneIscsiError(f"{shown(dst)} is not an iSCSI disk: nothing to resize")
-    grown = datastore.grow(disk, size, cfg, hosts(names.parse(disk).host))
-    if is_iscsi(dst.host, cfg):
-        on_host.run(iscsiadm.rescan(disk))
-        return f"{grown}; rescanned {disk} on {dst.host}"
-    return grown
+        if disk is None:
+            raise OneIscsiError(f"{shown(dst)} is not an iSCSI disk: nothing to resize")
+        grown = datastore.grow(disk, size, cfg, hosts(names.parse(disk).host))
+        if not is_iscsi(dst.host, cfg):
+            return grown
+        session.run(iscsiadm.rescan(disk))
+    return f"{grown}; rescanned {disk} on {dst.host}"
 
 
 def _size_mb(text: str) -> int:
@@ -264,14 +269,14 @@ def _size_mb(text: str) -> int:
     return int(text)
 
 
-def disk_iqn(on, path: str, cfg: Config) -> Optional[str]:
+def disk_iqn(on, path: str, cfg: Config, found: Optional[tuple[str, str]] = None) -> Optional[str]:
     """The IQN of the disk at path on a host: from the link beside it, else
     (links of earlier versions) from where the disk link points; None if
-    there is no disk link."""
+    there is no disk link. found: what _inspect already said of path."""
     iqn, _ = _carried(on, path)
     if iqn:
         return iqn
-    found = _inspect(on, path)
+    found = found or _inspect(on, path)
     if found is None or found[0] != "l":
         return None
     return iqn_of_link(found[1], cfg)
@@ -299,7 +304,7 @@ def iqn_of_link(link: str, cfg: Config) -> Optional[str]:
     if iqn:
         return iqn
     parts = link.rstrip("/").split("/")
-    if len(parts) >= 2 and _VOLUME.fullmatch(parts[-1]):
+    if len(parts) >= 2 and storage.is_image_volume(parts[-1]):
         try:
             return names.build(cfg.base_iqn, cfg.host, parts[-2], parts[-1]).iqn
         except names.InvalidName:
@@ -370,7 +375,7 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
             _copy_directory(source_host, src.path, hosts(dst.host), dst.path)
             on_source.run(command("rm", "-rf", src.path))
             return f"moved {src} to {dst}"
-        iqn = disk_iqn(on_source, src.path, cfg)
+        iqn = disk_iqn(on_source, src.path, cfg, found)
         if iqn is None:
             raise OneIscsiError(f"{shown(src)} points at {shown(target)}, which is not an iSCSI disk")
         if src.host == dst.host:
@@ -388,6 +393,8 @@ def mv(src: HostPath, dst: HostPath, cfg: Config, hosts: Hosts) -> str:
 def clone(source_iqn: str, dst: HostPath, cfg: Config, hosts: Hosts, allowed: bool) -> str:
     """A non-persistent disk: a private copy of the image for this VM (volume
     and target made on the target server), linked as ln links an image."""
+    from . import datastore
+
     if not allowed:
         raise OneIscsiError(CLONE_ERROR)
     vm_id, disk_id = disk_ids(dst)
@@ -437,6 +444,8 @@ def migrate(step: str, src_host: str, dst_host: str, vm_dir: str, disks: list[in
 
 
 def _copy_directory(src: Runner, src_path: str, dst: Runner, dst_path: str) -> None:
+    from . import source
+
     dst.run(command("mkdir", "-p", dst_path))
     with src.output_stream(command("tar", "-C", src_path, "-cf", "-", ".")) as stream:
         dst.feed(command("tar", "-C", dst_path, "-xf", "-"), source.read_chunks(stream))

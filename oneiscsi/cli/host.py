@@ -21,7 +21,7 @@ def discover(ctx: typer.Context, target_host: TargetHostArgument, on: OnOption) 
     from .. import initiator
 
     cfg = load_config(ctx)
-    print(initiator.discover(runner_on(ctx, on, cfg), _portal(target_host, cfg)), end="")
+    print(initiator.discover(runner_on(ctx, on, cfg), initiator.portal(target_host, cfg)), end="")
 
 
 @app.command("login")
@@ -30,15 +30,8 @@ def login(ctx: typer.Context, iqn: IqnArgument, target_host: TargetHostArgument,
     from .. import initiator
 
     cfg = load_config(ctx)
-    if not initiator.login(runner_on(ctx, on, cfg), iqn, _portal(target_host, cfg)):
+    if not initiator.login(runner_on(ctx, on, cfg), iqn, initiator.portal(target_host, cfg)):
         info(f"{on}: already logged in to {iqn}")
-
-
-def _portal(target_host: str, cfg) -> str:
-    from ..iscsiadm import portal
-    from ..run import check_host
-
-    return portal(check_host(target_host), cfg.portal_port)
 
 
 @app.command("logout")

@@ -115,6 +115,9 @@ def test_hostile_host_and_iqn_are_refused_before_running(calls, cli):
     seen, _ = calls
     assert cli("host", "login", IQN, "-oProxyCommand=x", "--on", "node1").rc == 2
     assert cli("host", "login", IQN + ";reboot", "tgtserver", "--on", "node1").rc == 2
+    assert cli("host", "login", IQN, "oneadmin@tgtserver", "--on", "node1").err == (
+        "one-iscsi: error: target server 'oneadmin@tgtserver' is not a plain host name or IPv4 address "
+        "(letters, digits, '.' and '-' only)\n")
     assert cli("host", "logout", IQN, "--on", "node1 node2").rc == 2
     assert seen == []
 

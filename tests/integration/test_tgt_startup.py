@@ -382,6 +382,11 @@ def test_a_target_made_by_hand_without_lun_or_initiator_comes_back_closed(tgt_in
     assert tgt_install.start().returncode == 0
     assert tgt_install.targets()[HAND].acl == (NO_ADDRESS,)  # not ALL: nobody is let in
     assert "Target not found" in tgt_install.inquire(HAND)[1]
+    listed = cli("target", "acl", "list", HAND, "--json")
+    assert json.loads(listed.out) == []  # the placeholder is no entry of the ACL
+    added = cli("target", "acl", "add", HAND, "ALL")
+    assert (added.rc, added.err) == (0, "")  # no "the other entries restrict nothing"
+    assert cli("target", "acl", "remove", HAND, "ALL").err == f"{HAND} now lets no initiator in\n"
     empty_tgtd(tgt_install)
     assert cli("target", "restore").rc == 0
     assert (tgt_install.targets()[HAND].luns, tgt_install.targets()[HAND].acl) == ((), ())

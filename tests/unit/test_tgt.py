@@ -16,8 +16,8 @@ def test_new_target_argv():
         "--targetname", IQN + "7"]
 
 
-def test_bind_all_argv():
-    assert list(tgt.bind_all(3).argv) == [
+def test_bind_address_argv():
+    assert list(tgt.bind_address(3, "ALL").argv) == [
         "tgtadm", "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "3",
         "--initiator-address", "ALL"]
 
