@@ -140,12 +140,7 @@ def read_facts(cfg: Config, session: Session) -> Facts:
 
 
 def _saved_files(cfg: Config, session: Session) -> dict[str, str]:
-    try:
-        listing = session.run(tgtconf.list_files(cfg.conf_dir))
-    except NotFound:
-        return {}
-    iqns = (name.removesuffix(".conf") for name in listing.splitlines() if name.endswith(".conf"))
-    return {iqn: tgtconf.path(cfg.conf_dir, iqn) for iqn in iqns}
+    return {iqn: tgtconf.path(cfg.conf_dir, iqn) for iqn in sorted(TargetServer(session).saved_iqns())}
 
 
 def _stores_saved_in(session: Session, file: str) -> Optional[tuple[str, ...]]:

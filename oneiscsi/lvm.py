@@ -16,7 +16,8 @@ def create(vg: str, lv: str, size_mb: int) -> Command:
 
 def _explain_create(err: CommandError, vg: str) -> Optional[Exception]:
     if f'Volume group "{vg}" not found' in err.stderr:
-        return err.with_hint(f"volume group {vg} does not exist on {err.host}: create it, or set VG_NAME")
+        return err.with_hint(f"volume group {vg} does not exist on {err.host}: create it (vgcreate {vg} DEVICE), "
+                             "or set VG_NAME")
     if "Insufficient free" in err.stderr:
         return err.with_hint(f"volume group {vg} on {err.host} is full")
     return None

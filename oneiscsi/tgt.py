@@ -35,7 +35,8 @@ def _explainer(tid: Optional[int] = None, own: Optional[Explain] = None) -> Expl
         if better is not None:
             return better
         if NOT_RUNNING in err.stderr:
-            return err.with_hint(f"tgtd is not running on {err.host}")
+            return err.with_hint(f"tgtd is not running on {err.host}: start it (systemctl start tgt), then "
+                                 f"`one-iscsi -H {err.host} target restore`")
         if tid is not None and NO_SUCH_TARGET in err.stderr:
             return NotFound(f"no target with TID {tid} on {err.host}")
         if tid is not None and STILL_ACTIVE in err.stderr:

@@ -94,8 +94,9 @@ def test_tgtd_not_reachable_fails_its_line_and_skips_the_portal(setup, monkeypat
     rc, found = checks_of(host="tgtserver")
     assert rc == 1
     assert failed(found) == {("tgtserver", "tgtd"): (
-        "tgtd is not running on tgtserver (Transport endpoint is not connected): start it (systemctl start tgt), "
-        "then `one-iscsi -H tgtserver target restore`")}
+        "tgtd is not running on tgtserver: start it (systemctl start tgt), then `one-iscsi -H tgtserver target "
+        "restore`: tgtadm failed on tgtserver (exit 107): tgtadm: failed to send request hdr to tgt daemon, "
+        "Transport endpoint is not connected")}
     assert found["tgtserver", "portal"] == (None, "not checked: tgtd did not pass")
     table = run_doctor(host="tgtserver")
     assert table.exit_code == 1
@@ -149,7 +150,7 @@ def test_a_real_volume_group_passes_and_a_missing_one_fails(setup, vg, monkeypat
     rc, found = checks_of(host="tgtserver")
     assert (rc, failed(found)) == (1, {("tgtserver", "volume group"): (
         "volume group vg-doctor-missing does not exist on tgtserver: create it (vgcreate vg-doctor-missing DEVICE), "
-        "or set VG_NAME")})
+        "or set VG_NAME: vgs failed on tgtserver (exit 5): Cannot process volume group vg-doctor-missing")})
 
 
 def test_the_include_chain_of_tgts_configuration(setup, tmp_path, monkeypatch):

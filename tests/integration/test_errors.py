@@ -13,7 +13,9 @@ def test_tgtd_not_running_names_tgtd_and_host(cli, monkeypatch):
     result = cli("target", "list")
     assert result.rc == 1
     assert result.out == ""
-    assert result.err.startswith("one-iscsi: error: tgtd is not running on localhost: tgtadm failed on localhost (exit 107)")
+    assert result.err.startswith("one-iscsi: error: tgtd is not running on localhost: start it (systemctl start "
+                                 "tgt), then `one-iscsi -H localhost target restore`: tgtadm failed on localhost "
+                                 "(exit 107)")
     assert len(result.err.splitlines()) == 1
 
 

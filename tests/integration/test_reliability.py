@@ -214,7 +214,8 @@ def test_tgtd_not_running(ds, tmp_path, monkeypatch):
     done = cp(random_image(tmp_path / "img.raw", 4096), 503, ds)
     assert done.returncode == 1
     assert error_block(done.stderr).startswith(
-        "creating target failed on localhost: tgtd is not running on localhost: tgtadm failed on localhost (exit 107)")
+        "creating target failed on localhost: tgtd is not running on localhost: start it (systemctl start tgt), "
+        "then `one-iscsi -H localhost target restore`: tgtadm failed on localhost (exit 107)")
     assert not (tmp_path / "pool" / "vg-one" / "lv-one-503").exists()
 
 
@@ -332,8 +333,8 @@ def test_missing_volume_group_gets_a_hint(tgtd, tmp_path):
               ONE_ISCSI_LVCREATE="lvcreate --config global/activation=0")
     assert done.returncode == 1
     assert error_block(done.stderr).startswith(
-        f"creating volume failed on localhost: volume group {vg} does not exist on localhost: create it, "
-        "or set VG_NAME: lvcreate failed on localhost (exit 5)")
+        f"creating volume failed on localhost: volume group {vg} does not exist on localhost: create it "
+        f"(vgcreate {vg} DEVICE), or set VG_NAME: lvcreate failed on localhost (exit 5)")
     assert tgtd.target_ids() == []
 
 

@@ -154,8 +154,8 @@ FAILING_STEPS = [  # the command that fails, its exit status and stderr, the err
                  f"creating volume failed on tgt1: truncate failed on tgt1 (exit 1): truncate: failed to truncate "
                  f"'{FILE}': No space left on device", [RM_FILE], id="sizing the volume"),
     pytest.param(new_target(1), 107, "tgtadm: can't send the request to the tgt daemon, Transport endpoint is "
-                 "not connected", "creating target failed on tgt1: tgtd is not running on tgt1: tgtadm failed on "
-                 "tgt1 (exit 107): tgtadm: can't send the request to the tgt daemon, Transport endpoint is not "
+                 "not connected", "creating target failed on tgt1: tgtd is not running on tgt1: start it (systemctl "
+                 "start tgt), then `one-iscsi -H tgt1 target restore`: tgtadm failed on tgt1 (exit 107): tgtadm: can't send the request to the tgt daemon, Transport endpoint is not "
                  "connected", [RM_FILE], id="creating the target"),
     pytest.param(bind(1, "address", "ALL"), 22, "tgtadm: out of memory",
                  "allowing initiators failed on tgt1: tgtadm failed on tgt1 (exit 22): tgtadm: out of memory",

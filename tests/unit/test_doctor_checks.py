@@ -139,8 +139,9 @@ def test_tgtd_not_running_fails_its_line_skips_the_portal_and_checks_the_rest():
                   stderr="tgtadm: failed to send request hdr to tgt daemon, Transport endpoint is not connected")
     checks = by_name(server_checks(recorder))
     assert checks["tgtd"].ok is False
-    assert checks["tgtd"].detail == ("tgtd is not running on tgt1 (Transport endpoint is not connected): start it "
-                                     "(systemctl start tgt), then `one-iscsi -H tgt1 target restore`")
+    assert checks["tgtd"].detail == ("tgtd is not running on tgt1: start it (systemctl start tgt), then `one-iscsi "
+                                     "-H tgt1 target restore`: tgtadm failed on tgt1 (exit 107): tgtadm: failed to "
+                                     "send request hdr to tgt daemon, Transport endpoint is not connected")
     assert (checks["portal"].ok, checks["portal"].detail) == (None, "not checked: tgtd did not pass")
     assert tgtadm("--op", "show", "--mode", "portal") not in recorder.argvs()
     assert checks["volume group"].ok and checks["lock dir"].ok
@@ -199,7 +200,8 @@ def test_a_missing_volume_group_says_how_to_make_it():
                   stderr='  Volume group "vg-one" not found\n  Cannot process volume group vg-one')
     check = by_name(server_checks(recorder))["volume group"]
     assert (check.ok, check.detail) == (False, "volume group vg-one does not exist on tgt1: create it "
-                                               "(vgcreate vg-one DEVICE), or set VG_NAME")
+                                               "(vgcreate vg-one DEVICE), or set VG_NAME: vgs failed on tgt1 "
+                                               "(exit 5): Cannot process volume group vg-one")
 
 
 def test_a_missing_pool_directory_fails():

@@ -70,7 +70,8 @@ def failed(stderr, rc=22):
     (tgt.unbind_account(4, "u"), "tgtadm: can't find the account", NotFound, "account u is not bound to TID 4"),
     (tgt.delete_account("u"), "tgtadm: can't find the account", NotFound, "no account u on tgt1"),
     (tgt.show_targets(), "tgtadm: can't send the request to the tgt daemon, Transport endpoint is not connected",
-     CommandError, "tgtd is not running on tgt1: tgtadm failed on tgt1"),
+     CommandError, "tgtd is not running on tgt1: start it (systemctl start tgt), then `one-iscsi -H tgt1 target "
+                   "restore`: tgtadm failed on tgt1"),
 ])
 def test_each_command_explains_its_own_failures(cmd, stderr, kind, message):
     explained = cmd.explain(failed(stderr))
