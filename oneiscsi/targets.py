@@ -345,11 +345,13 @@ class TargetServer:
         return True
 
     def saved(self, iqn: str) -> tgtconf.TargetSpec:
-        """The target as its persistence file has it (access rules, CHAP)."""
-        file = tgtconf.path(self.cfg.conf_dir, iqn)
-        if not self._exists(file):
-            raise NotFound(f"no saved configuration of target {iqn} on {self.host} ({file})")
-        return tgtconf.parse(self.session.run(tgtconf.read(file)), file)
+        """The target as its persistence file has it (access rules, CHAP);
+        NotFound without a file."""
+        spec = self.saved_spec(iqn)
+        if spec is None:
+            raise NotFound(f"no saved configuration of target {iqn} on {self.host} "
+                           f"({tgtconf.path(self.cfg.conf_dir, iqn)})")
+        return spec
 
     def saved_spec(self, iqn: str) -> Optional[tgtconf.TargetSpec]:
         """The target as its saved file has it; None without a file. A file
@@ -509,7 +511,7 @@ def _check_lun(lun: int) -> None:
 
 
 def parse_tid(text: str) -> int:
-    """A TID given on the command line: a positive integer."""
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise InvalidInput(f"TID must be a positive integer, got {text!r}")
+    """A TID given on the command line: a positive integer tgtd takes."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= values.MAX_TID:
+        raise InvalidInput(f"TID must be a positive integer up to {values.MAX_TID}, got {text!r}")
     return int(text)

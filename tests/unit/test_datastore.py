@@ -766,8 +766,8 @@ def test_private_copy_takes_the_access_rules_the_image_was_saved_with(pool):
     pool.answer(*SHOW, out="", times=1)
     done = datastore.private_copy(names.parse(IQN), 9, 0, pool.cfg, pool.runner("tgt1"))
     assert done == Registered(private, 8, (), "raw")
-    assert pool.argvs()[:2] == [["test", "-e", conf()], ["cat", "--", conf()]]
-    assert pool.argvs()[8:14] == [new_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
+    assert pool.argvs()[:1] == [["cat", "--", conf()]]
+    assert pool.argvs()[7:13] == [new_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
     assert pool.argvs()[-2] == copier(FILE, "/srv/pool/vg-one/lv-one-9-0", "0")
 
 

@@ -316,15 +316,15 @@ def test_saved_reads_the_targets_persistence_file(targets, recorder):
     spec = TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), ALLOWED, *CHAP)
     recorder.answer("cat", "--", f"{CONF_DIR}/{IQN}.conf", out=tgtconf.render(spec))
     assert targets.saved(IQN) == spec
-    assert recorder.argvs() == [["test", "-e", f"{CONF_DIR}/{IQN}.conf"], ["cat", "--", f"{CONF_DIR}/{IQN}.conf"]]
+    assert recorder.argvs() == [["cat", "--", f"{CONF_DIR}/{IQN}.conf"]]
 
 
 def test_saved_of_a_target_without_its_file_is_not_found(targets, recorder):
-    recorder.fail("test", "-e")
+    recorder.fail("cat", "--", stderr=f"cat: {CONF_DIR}/{IQN}.conf: No such file or directory")
     with pytest.raises(NotFound) as caught:
         targets.saved(IQN)
     assert str(caught.value) == f"no saved configuration of target {IQN} on tgt1 ({CONF_DIR}/{IQN}.conf)"
-    assert recorder.argvs() == [["test", "-e", f"{CONF_DIR}/{IQN}.conf"]]
+    assert recorder.argvs() == [["cat", "--", f"{CONF_DIR}/{IQN}.conf"]]
 
 
 # Targets by hand: TID|IQN, ownership, LUNs, ACL and CHAP, each change in tgtd and in the saved file
@@ -359,7 +359,8 @@ def test_resolve_takes_a_tid_or_an_exact_iqn(targets, shown, given, tid):
 @pytest.mark.parametrize("given, error, message", [
     ("9", NotFound, "no target with TID 9 on tgt1"),
     (LISTED_50 + "0", NotFound, f"no target named {LISTED_50}0 on tgt1"),
-    ("0", InvalidInput, "TID must be a positive integer, got '0'"),
+    ("0", InvalidInput, "TID must be a positive integer up to 2147483647, got '0'"),
+    ("2147483648", InvalidInput, "TID must be a positive integer up to 2147483647, got '2147483648'"),
     ("iqn.x;y", InvalidInput, "IQN 'iqn.x;y' contains characters tgtd refuses"),
 ])
 def test_resolve_refuses_what_is_not_a_target(targets, shown, given, error, message):

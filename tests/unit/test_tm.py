@@ -590,7 +590,7 @@ def test_clone_copies_the_image_on_the_target_server_with_its_access_rules_then_
     clone_server(recorder)
     note = tm.clone(IQN, HostPath("node1", DISK), recorder.cfg, recorder.hosts, allowed=True)
     assert recorder.argvs("tgt1") == [
-        ["test", "-e", conf(IQN)], ["cat", "--", conf(IQN)],
+        ["cat", "--", conf(IQN)],
         ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"],
         ["lvcreate", "--yes", "-W", "y", "-L", "8M", "-n", "lv-one-9-0", "vg-one"],
         SHOW, new_target(1, PRIVATE), *allowed(1), new_lun(1, PRIVATE_LV), *saved(PRIVATE),
@@ -613,10 +613,10 @@ def test_clone_whose_link_fails_removes_the_copy_again(recorder):
 
 
 def test_clone_of_an_image_without_its_saved_configuration_makes_nothing(recorder):
-    recorder.fail("test", "-e", conf(IQN))
+    recorder.fail("cat", "--", conf(IQN), stderr=f"cat: {conf(IQN)}: No such file or directory")
     with pytest.raises(NotFound, match=f"no saved configuration of target {IQN} on tgt1"):
         tm.clone(IQN, HostPath("node1", DISK), recorder.cfg, recorder.hosts, allowed=True)
-    assert recorder.argvs() == [["test", "-e", conf(IQN)]]
+    assert recorder.argvs() == [["cat", "--", conf(IQN)]]
 
 
 @pytest.mark.parametrize("path", [f"{VM_DIR}/disk.x", f"{VM_DIR}/deployment.0", "/var/lib/one/datastores/0/vm/disk.0"])
