@@ -118,6 +118,20 @@ def _backend(text: str) -> str:
     return check.choice(text, ("lvm", "file"))
 
 
+def _copy_via(text: str) -> str:
+    return check.choice(text, ("ssh", "iscsi", "auto"))
+
+
+def _copy_portal(text: str) -> str:
+    """empty, HOST or HOST:PORT"""
+    host, colon, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if text:
+        check.host_name(host)
+    if colon:
+        _port(port)
+    return text
+
+
 def _optional_path(text: str) -> str:
     return check.path(text) if text else ""
 
@@ -187,6 +201,13 @@ KEYS = (
     Key("DEVICE_TIMEOUT", "30", _seconds, "seconds to wait for the device after an iSCSI login"),
     Key("SUDO", "sudo", _argv, "prefix for privileged commands (empty: none)"),
     Key("SSH", "ssh", _command, "ssh command used to reach other hosts"),
+    Key("COPY_VIA", "ssh", _copy_via,
+        "how image data reaches the target server: ssh (over the action's ssh connection), iscsi (written from "
+        "here by qemu-img through the target's own portal, which must be reachable from here) or auto (iscsi "
+        "when the portal answers, else ssh)", template=True),
+    Key("COPY_PORTAL", "", _copy_portal,
+        "HOST[:PORT] of the target server's portal as this machine reaches it, for COPY_VIA "
+        "(empty: HOST and PORTAL_PORT)", template=True),
     Key("COPY_SSH_OPTIONS", "-o Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com", _argv,
         "more ssh options for image data (default: AES-GCM first, the fastest cipher with AES-NI)"),
     *(Key(key, program, _command, f"command line for {program}") for key, program in TOOL_KEYS.items()),

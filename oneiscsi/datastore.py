@@ -13,11 +13,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from . import imagewriter, names, source, storage, tgt, tgtconf
+from . import imagewriter, names, portalcopy, source, storage, tgt, tgtconf
 from .command import Command, command
 from .config import Config
 from .errors import Interrupted, InvalidInput, NotFound, OneIscsiError
-from .run import Runner, Session
+from .run import FileRange, Runner, Session
 from .targets import TargetServer
 from .undo import Undo
 from .units import MIB, whole_mib
@@ -110,11 +110,11 @@ def _owning(server: Runner, undo: Undo, volume: storage.Volume) -> Iterator[Sess
 
 def _create(session: Session, server: Runner, undo: Undo, target: names.TargetName, volume: storage.Volume,
             size_mb: int, make_filesystem: Sequence[Command] = (),
-            spec: Optional[tgtconf.TargetSpec] = None) -> tuple[str, ...]:
+            spec: Optional[tgtconf.TargetSpec] = None) -> tuple[int, tuple[str, ...]]:
     """Volume, filesystem, target with its access rules and LUN 1, persistence
     file, in a session holding the target server's lock, each step with its
     undo. spec: the target's access rules (default: the configuration's).
-    Returns notes."""
+    Returns the target's TID and notes."""
     cfg = server.cfg
     for commands, remove in volume.create(size_mb):
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
@@ -130,13 +130,13 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
         tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
     if not created:
         undo.step("creating target", lambda: targets.check_same(spec))
-        return (f"target {target.iqn} already exists with TID {tid}: kept",)
+        return tid, (f"target {target.iqn} already exists with TID {tid}: kept",)
     undo.push_commands(server, [tgt.delete_target(tid, force=True)])
     undo.step("allowing initiators", lambda: targets.allow(tid, spec))
     undo.step("adding LUN 1", lambda: targets.bind_lun(tid, volume.device))
     undo.push_commands(server, [tgtconf.remove(tgtconf.path(cfg.conf_dir, target.iqn))])
-    undo.step("writing the target's config file", lambda: targets.save(spec))
-    return ()
+    undo.step("writing the target's config file", lambda: targets.save(spec.with_tid(tid)))
+    return tid, ()
 
 
 def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
@@ -149,18 +149,30 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
     target, volume = _names(image_id, cfg)
     undo = Undo(server.host)
     with _inspect(path, cfg, local, keep_qcow2) as image, _owning(server, undo, volume) as session:
-        notes = _create(session, server, undo, target, volume, max(image.size_mb, 1))
+        tid, notes = _create(session, server, undo, target, volume, max(image.size_mb, 1))
         session.release_lock()  # other images may be made while this one is copied
         digests = source.Digests(checksums or {})
         # a new file of the file backend is sparse: it reads as zeros already; a
-        # new LV may hold the data of old ones
-        undo.step(f"copying {path} to {volume.device}", lambda: write_image(
-            image, volume.device, server, local, digests, zero_device=cfg.backend != "file",
-            progress=progress_for(image.size)))
+        # new LV may hold the data of old ones. Once flushed, the target must still be there.
+        zero_device, progress = cfg.backend != "file", progress_for(image.size)
+        if copy_via(cfg, image, server) == "iscsi":
+            undo.step(f"copying {path} to {target.iqn} through its portal", lambda: write_through_portal(
+                image, session, local, tid, target.iqn, volume.device, digests, zero_device, progress))
+        else:
+            undo.step(f"copying {path} to {volume.device}", lambda: write_image(
+                image, volume.device, session, local, digests, zero_device, progress, _exported(tid, target.iqn)))
         if not server.dry_run:
             undo.step("checking the image checksum", lambda: digests.check(path))
-            undo.step("checking the target", lambda: _check_exported(session, target.iqn, volume.device))
     return Registered(target.iqn, image.size_mb, notes, image.data_format)
+
+
+def _exported(tid: int, iqn: str) -> Command:
+    """Succeeds while tgtd still has the target of TID tid (tgtd may have
+    died, or been restarted without it, during a copy)."""
+    return command("tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target", "--tid", str(tid),
+                   privileged=True, query=True,
+                   explain=lambda err: OneIscsiError(f"target {iqn} (TID {tid}) is no longer exported on "
+                                                     f"{err.host}: {err.stderr.strip() or 'tgtd is gone'}"))
 
 
 def _check_exported(session: Session, iqn: str, device: str) -> None:
@@ -170,33 +182,129 @@ def _check_exported(session: Session, iqn: str, device: str) -> None:
         raise OneIscsiError(f"target {iqn} is no longer exported with LUN {device}")
 
 
-def write_image(image: source.Image, device: str, server: Runner, local: Runner,
+def write_image(image: source.Image, device: str, session: Session, local: Runner,
                 digests: source.Digests, zero_device: bool = True,
-                progress: Optional[Callable[[int], None]] = None) -> None:
-    """Stream the image onto the device on the target server (one ssh
-    session), flushed to disk; zero blocks are not sent, the device is zeroed
-    there first unless zero_device is False. progress, if given, is told the
-    bytes read as they go."""
+                progress: Optional[Callable[[int], None]] = None, check: Optional[Command] = None) -> None:
+    """Write the image onto the device on the target server, flushed to disk,
+    as the last command of session (its connection carries the data); zero
+    blocks are not sent, the device is zeroed there unless zero_device is
+    False. A raw file is scanned ahead of the copy and sent by the kernel; on
+    this machine the writer reads it itself. progress, if given, is told the
+    bytes read as they go. check: a command that must succeed after the flush."""
+    server = session.runner
+    # the writer reads the file itself only when the file ends where its size says (not a /proc file)
+    direct = server.local and image.format == "raw" and image.fd is not None and \
+        os.pread(image.fd, 1, image.size) == b""
+    writer = _writer(server, device, source.opened(image.fd) if direct else "", check)
+    timeout = server.cfg.copy_timeout
+    if server.dry_run:  # the writer is only shown: the image is not even read
+        session.finish(writer, (), timeout)
+        return
+    if direct:
+        session.finish(writer, imagewriter.local_records(image.size, zero_device), timeout)
+        _reporting_all(image.size, progress)
+        for _ in digests.through(source.file_chunks(image.fd)) if digests.hashes else ():
+            pass
+    elif image.format == "raw" and image.fd is not None:
+        blocks = source.read_ahead(source.file_blocks(image.fd, digests if digests.hashes else None))
+        stream = imagewriter.records(_reporting(blocks, progress), image.size, zero_device, imagewriter.FILE_WINDOW)
+        session.finish(writer, (FileRange(image.fd, item.offset, item.length)
+                                if isinstance(item, imagewriter.Span) else item for item in stream), timeout)
+    else:
+        with source.raw_chunks(image, local) as chunks:
+            data = digests.through(chunks) if image.format == "raw" else chunks
+            blocks = _reporting(imagewriter.chunk_blocks(data), progress)
+            session.finish(writer, imagewriter.records(blocks, image.size, zero_device), timeout)
+        if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
+            for _ in digests.through(source.file_chunks(image.fd)):
+                pass
+
+
+def copy_via(cfg: Config, image: source.Image, server: Runner) -> str:
+    """ssh or iscsi: how the image's data goes (a URL, and a dry run, over ssh)."""
+    if cfg.copy_via == "ssh" or image.fd is None or server.dry_run:
+        return "ssh"
+    if cfg.copy_via == "iscsi":
+        return "iscsi"
+    import socket
+
+    host, _, port = portalcopy.portal(cfg.copy_portal, cfg.host, cfg.portal_port).rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=min(cfg.connect_timeout, 2)).close()
+    except OSError:
+        return "ssh"
+    return "iscsi"
+
+
+def write_through_portal(image: source.Image, session: Session, local: Runner, tid: int, iqn: str, device: str,
+                         digests: source.Digests, zero_device: bool,
+                         progress: Optional[Callable[[int], None]] = None) -> None:
+    """Write the image onto LUN 1 of the target iqn (TID tid) from here with
+    qemu-img through the target's portal, the target admitting this machine
+    for the copy only. qemu-img skips the image's zero blocks (any size),
+    so a device that may hold old data is zeroed whole in place first; the
+    device is flushed on the target server after the copy."""
+    cfg, server = session.cfg, session.runner
+    name = portalcopy.initiator_name(cfg.base_iqn)
+    admit = "ALL" not in cfg.initiators
+    if zero_device:
+        session.run(_writer(server, device).but(input=f"Z 0 {image.size}\nE {image.size} 1\n"),
+                    timeout=cfg.copy_timeout)
+    if admit:
+        session.run(tgt.bind_initiator_name(tid, name))
+    try:
+        with _secret_file(cfg.chap_password if cfg.chap_user else "") as secret, local.session() as here:
+            target = portalcopy.target_options(portalcopy.portal(cfg.copy_portal, cfg.host, cfg.portal_port), iqn,
+                                               name, cfg.chap_user, "chap")
+            here.run(portalcopy.convert(source.opened(image.fd), image.format, target,
+                                        secret_file=secret), timeout=cfg.copy_timeout)
+    finally:
+        if admit:
+            session.run(tgt.unbind_initiator_name(tid, name))
+    # tgtd wrote through the page cache of the target server: flushed there, then the target checked
+    session.run(_writer(server, device, check=_exported(tid, iqn)).but(input=f"E {image.size} 0\n"),
+                timeout=cfg.copy_timeout)
+    for _ in digests.through(source.file_chunks(image.fd)) if digests.hashes else ():
+        pass
+    if progress is not None:
+        progress(image.size)
+
+
+@contextmanager
+def _secret_file(secret: str) -> Iterator[Optional[str]]:
+    """A file only we can read holding secret (None without one), removed after."""
+    if not secret:
+        yield None
+        return
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", prefix="one-iscsi-chap-") as file:  # mode 0600
+        file.write(secret)
+        file.flush()
+        yield file.name
+
+
+def _writer(server: Runner, device: str, image_file: str = "", check: Optional[Command] = None) -> Command:
+    """The image writer of device, as it runs on server; its failure of check is check's own error."""
     tools = imagewriter.tools()
     writer = imagewriter.writer(device, [server.resolve(tool) for tool in tools],
-                                [server.resolve(tool.but(privileged=False)) for tool in tools])
-    if server.dry_run:  # the writer is only shown: the image is not even opened
-        server.feed(writer, ())
-        return
-    with source.raw_chunks(image, local) as chunks:
-        data = digests.through(chunks) if image.format == "raw" else chunks
-        if progress is not None:
-            data = _reporting(data, progress)
-        server.feed(writer, imagewriter.records(data, image.size, zero_device))
-    if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
-        for _ in digests.through(source.file_chunks(image.fd)):
-            pass
+                                [server.resolve(tool.but(privileged=False)) for tool in tools],
+                                image_file, server.resolve(check) if check else ())
+    if check is None or check.explain is None:
+        return writer
+    return writer.but(explain=lambda err: check.explain(err) if err.rc == imagewriter.CHECK_FAILED_RC else None)
 
 
-def _reporting(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
-    for chunk in chunks:
-        progress(len(chunk))
-        yield chunk
+def _reporting(blocks: Iterable[imagewriter.Block],
+               progress: Optional[Callable[[int], None]]) -> Iterable[imagewriter.Block]:
+    if progress is None:
+        return blocks
+    return (progress(block[1]) or block for block in blocks)
+
+
+def _reporting_all(size: int, progress: Optional[Callable[[int], None]]) -> None:
+    if progress is not None:
+        progress(size)
 
 
 def copy(path: str, device: str, cfg: Config, server: Runner, local: Runner,
@@ -206,14 +314,14 @@ def copy(path: str, device: str, cfg: Config, server: Runner, local: Runner,
     check_allowed(path, cfg)
     if not device.startswith("/"):
         raise InvalidInput(f"device must be an absolute path, got {device!r}")
-    with _inspect(path, cfg, local) as image:
-        room = int(server.run(imagewriter.device_size(device, server.resolve(command("blockdev", privileged=True)))))
+    with _inspect(path, cfg, local) as image, server.session() as session:
+        room = int(session.run(imagewriter.device_size(device, server.resolve(command("blockdev", privileged=True)))))
         if image.size > room:
             raise InvalidInput(f"{path} ({image.size} bytes) does not fit on {device} ({room} bytes) on "
                                f"{server.host}: nothing written")
         half_written = f"{device} on {server.host} is half written: its old content is gone, write it again"
         try:
-            write_image(image, device, server, local, source.Digests({}), progress=progress_for(image.size))
+            write_image(image, device, session, local, source.Digests({}), progress=progress_for(image.size))
         except Interrupted as err:
             err.during = f"writing {path}; {half_written}"
             raise
@@ -232,8 +340,8 @@ def mkfs(image_id: int, size_mb: int, fstype: str, cfg: Config, server: Runner) 
     target, volume = _names(image_id, cfg)
     undo = Undo(server.host)
     with _owning(server, undo, volume) as session:
-        notes = _create(session, server, undo, target, volume, size_mb,
-                        mkfs_commands(fstype, volume.device) if fstype != SAVE_AS else ())
+        _, notes = _create(session, server, undo, target, volume, size_mb,
+                           mkfs_commands(fstype, volume.device) if fstype != SAVE_AS else ())
     return Registered(target.iqn, size_mb, notes)
 
 
@@ -268,7 +376,7 @@ def copy_image(original: names.TargetName, target: names.TargetName, spec: tgtco
     undo = Undo(server.host)
     with _owning(server, undo, volume) as session:
         size = undo.step(f"measuring {from_volume.device}", lambda: volume_size(session, from_volume))
-        notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec)
+        _, notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec)
         session.release_lock()
         undo.step(f"copying {from_volume.device} to {volume.device}",
                   lambda: copy_volume(session, from_volume.device, volume))
@@ -323,7 +431,7 @@ def copy_volume(session: Session, from_device: str, volume: storage.Volume) -> N
 
 
 def _copier_tools(session: Session) -> list[list[str]]:
-    return [session.runner.resolve(tool) for tool in imagewriter.copier_tools()]
+    return [session.runner.resolve(tool) for tool in imagewriter.tools()]
 
 
 def mkfs_commands(fstype: str, device: str) -> list[Command]:
@@ -350,7 +458,7 @@ def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
         targets = TargetServer(session)
-        found = targets.find(target.iqn)
+        found = targets.find(target.iqn, sessions=True)
         if found is None:
             notes.append(f"no target {target.iqn} on {server.host}: already deleted")
         elif found.sessions:

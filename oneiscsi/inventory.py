@@ -1,10 +1,11 @@
 """What a target server holds (`status`), and the clean-up of its orphans (`gc`).
 
 status joins three sources read in one session: the targets of tgtd, the
-target files one-iscsi saved (CONF_DIR) and the volumes of the pool (the
-LVs of VG_NAME, or the files of POOL_DIR/VG_NAME, named as images and
-private copies are). An Entry is one volume with its target and saved file,
-or a target or saved file without a volume, with what is amiss.
+target files one-iscsi saved (CONF_DIR, read in a few cats) and the volumes
+of the pool (the LVs of VG_NAME, or the files of POOL_DIR/VG_NAME, named as
+images and private copies are). An Entry is one volume with its target and
+saved file, or a target or saved file without a volume, with what is amiss
+(a saved file's recorded TID compared with the one tgtd has).
 
 gc removes what a SIGKILL or a power cut in the middle of an action leaves:
 a volume nobody exports and nothing saved (a `cp` killed before its target
@@ -24,7 +25,7 @@ from . import names, storage, tgt, tgtconf
 from .command import Command, command
 from .config import Config
 from .datastore import image_lock
-from .errors import CommandError, InvalidInput, NotFound, OneIscsiError
+from .errors import InvalidInput, NotFound, OneIscsiError
 from .run import LOCK_BUSY_RC, Runner, Session
 from .targets import TargetServer
 from .units import whole_mib
@@ -39,6 +40,8 @@ NO_LUN = "no-lun"                # a target without a LUN
 STORE_MISSING = "store-missing"  # a backing store (of a target, or named in a saved file) that does not exist
 NO_VOLUME = "no-volume"          # a target or saved file of ours without its volume
 UNREADABLE = "unreadable"        # a saved file not in the form one-iscsi writes
+STALE_TID = "stale-tid"          # a saved file whose recorded TID tgtd has for another target, or not for its own
+NO_TID = "no-tid"                # a saved file of an earlier version: it records no TID
 
 OK, ORPHAN, INCOMPLETE, FOREIGN = "ok", "orphan", "incomplete", "foreign"
 WHY_ORPHAN = {"volume": "no target, no saved file", "saved file": "no target, no volume, no backing store",
@@ -60,6 +63,9 @@ class Entry:
     backing_stores: Optional[tuple[str, ...]] = ()  # the target's LUNs, else its saved file's (None: unreadable)
     missing: tuple[str, ...] = ()      # those of backing_stores that do not exist
     exported_by: tuple[str, ...] = ()  # the targets with a LUN on the volume
+    readable: bool = True              # the saved file, if any, is in the form one-iscsi writes
+    recorded_tid: Optional[int] = None  # the TID the saved file records (0: none, a file of an earlier version)
+    tid_holder: Optional[str] = None   # the IQN of the target tgtd has at recorded_tid
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -70,9 +76,20 @@ class Entry:
             (NO_LUN, self.target is not None and not self.target.luns),
             (STORE_MISSING, bool(self.missing)),
             (NO_VOLUME, self.ours and self.volume is None),
-            (UNREADABLE, self.backing_stores is None),
+            (UNREADABLE, self.backing_stores is None or not self.readable),
+            (STALE_TID, self.stale_tid),
+            (NO_TID, self.recorded_tid == 0),
         ]
         return tuple(flag for flag, applies in checks if applies)
+
+    @property
+    def stale_tid(self) -> bool:
+        """The saved file records a TID that tgtd does not have for this
+        target: another target has it, or this one has another. (Its target
+        missing and its TID free is only not-in-tgtd: restore makes it there.)"""
+        if not self.recorded_tid or self.tid_holder == self.iqn:
+            return False
+        return self.target is not None or self.tid_holder is not None
 
     @property
     def orphan(self) -> Optional[str]:
@@ -104,6 +121,7 @@ class Entry:
             "volume": self.volume, "size_mib": self.size_mib, "tid": target.tid if target else None,
             "backing_stores": list(self.backing_stores or ()), "missing_backing_stores": list(self.missing),
             "exported_by": list(self.exported_by), "saved_file": self.saved_file,
+            "recorded_tid": self.recorded_tid or None,
             "sessions": [{"initiator": nexus.initiator, "addresses": list(nexus.addresses)}
                          for nexus in (target.sessions if target else ())],
         }
@@ -118,6 +136,7 @@ class Facts:
     # IQN of a saved file without target -> the backing stores it names (None: unreadable)
     saved_stores: Mapping[str, Optional[tuple[str, ...]]]
     existing: frozenset              # the backing stores that exist
+    specs: Mapping[str, Optional[tgtconf.TargetSpec]] = dataclasses.field(default_factory=dict)  # None: unreadable
 
 
 def status(cfg: Config, server: Runner) -> list[Entry]:
@@ -130,23 +149,23 @@ def collect(cfg: Config, session: Session) -> list[Entry]:
 
 
 def read_facts(cfg: Config, session: Session) -> Facts:
-    targets = tuple(TargetServer(session).list())
-    saved = _saved_files(cfg, session)
+    server = TargetServer(session)
+    targets = tuple(server.list())
+    saved, specs = {}, {}
+    for iqn, file, text in server.read_saved():
+        if text is not None:  # else removed meanwhile
+            saved[iqn], specs[iqn] = file, _spec_in(text, file)
     exported = {target.iqn for target in targets}
-    saved_stores = {iqn: _stores_saved_in(session, file) for iqn, file in saved.items() if iqn not in exported}
+    saved_stores = {iqn: spec.backing_stores if spec else None for iqn, spec in specs.items() if iqn not in exported}
     stores = {lun.backing_store for target in targets for lun in target.luns}
     stores.update(store for named in saved_stores.values() for store in named or ())
-    return Facts(targets, saved, _volumes(cfg, session), saved_stores, _existing(session, stores))
+    return Facts(targets, saved, _volumes(cfg, session), saved_stores, _existing(session, stores), specs)
 
 
-def _saved_files(cfg: Config, session: Session) -> dict[str, str]:
-    return {iqn: tgtconf.path(cfg.conf_dir, iqn) for iqn in sorted(TargetServer(session).saved_iqns())}
-
-
-def _stores_saved_in(session: Session, file: str) -> Optional[tuple[str, ...]]:
+def _spec_in(text: str, file: str) -> Optional[tgtconf.TargetSpec]:
     try:
-        return tgtconf.parse(session.run(tgtconf.read(file)), file).backing_stores
-    except (InvalidInput, CommandError):  # not in one-iscsi's form, or gone meanwhile
+        return tgtconf.parse(text, file)
+    except InvalidInput:  # not in one-iscsi's form
         return None
 
 
@@ -173,13 +192,16 @@ def entries(cfg: Config, facts: Facts) -> list[Entry]:
     volume_iqns = [names.build(cfg.base_iqn, cfg.host, cfg.vg_name, name).iqn for name in facts.volumes]
     iqns = dict.fromkeys([*(target.iqn for target in facts.targets), *facts.saved, *volume_iqns])
     targets = {target.iqn: target for target in facts.targets}
-    found = [_entry(cfg, iqn, targets.get(iqn), facts, exporters) for iqn in iqns]
+    holders = {target.tid: target.iqn for target in facts.targets}
+    found = [_entry(cfg, iqn, targets.get(iqn), facts, exporters, holders) for iqn in iqns]
     return sorted(found, key=lambda entry: (not entry.ours, _numbers(entry.name) if entry.ours else [], entry.name))
 
 
 def _entry(cfg: Config, iqn: str, target: Optional[tgt.Target], facts: Facts,
-           exporters: Mapping[str, list[str]]) -> Entry:
+           exporters: Mapping[str, list[str]], holders: Mapping[int, str]) -> Entry:
     lv = our_volume(cfg, iqn)
+    spec = facts.specs.get(iqn)
+    recorded = spec.tid if spec is not None else None
     stores = (tuple(lun.backing_store for lun in target.luns) if target is not None
               else facts.saved_stores.get(iqn, ()))
     volume = size_mib = None
@@ -189,7 +211,9 @@ def _entry(cfg: Config, iqn: str, target: Optional[tgt.Target], facts: Facts,
     return Entry(name=lv or iqn, iqn=iqn, ours=lv is not None, volume=volume, size_mib=size_mib, target=target,
                  saved_file=facts.saved.get(iqn), backing_stores=stores,
                  missing=tuple(store for store in stores or () if store not in facts.existing),
-                 exported_by=tuple(exporters.get(volume, ())) if volume else ())
+                 exported_by=tuple(exporters.get(volume, ())) if volume else (),
+                 readable=iqn not in facts.specs or facts.specs[iqn] is not None,
+                 recorded_tid=recorded, tid_holder=holders.get(recorded) if recorded else None)
 
 
 def our_volume(cfg: Config, iqn: str) -> Optional[str]:

@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Sequence, TextIO, TypeVar
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Sequence, TextIO, TypeVar, Union
 
 from .command import Command
 from .config import Config, hostname
@@ -33,12 +34,24 @@ from .errors import CommandError, InvalidInput, OneIscsiError, shown
 
 T = TypeVar("T")
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+READY = b"ready\n"  # what a command fed by Session.finish says before it reads its input
 LOCK_BUSY_RC = 75  # flock -E: the lock could not be had in time
 FIRST_LOCK_FD = 8  # the descriptors of the remote shell that hold lock files
 # what ssh says when sshd drops a connection it has no room for (MaxStartups): tried again, with
 # back-off, until TIMEOUT
 _SSH_BUSY = ("kex_exchange_identification", "Connection reset by", "Connection closed by")
 _SSH_HOST = re.compile(r"[A-Za-z0-9_\[][A-Za-z0-9_.@:%\[\]-]*")
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """Bytes of an open file, to be sent by the kernel (sendfile) as they are."""
+    fd: int
+    offset: int
+    length: int
+
+
+Stream = Iterable[Union[bytes, FileRange]]
 
 
 def is_local(host: str) -> bool:
@@ -129,9 +142,9 @@ class Runner:
             process.stdout.close()
         self._finish(process, cmd)
 
-    def feed(self, cmd: Command, chunks: Iterable[bytes]) -> None:
-        """Run a command on the host with chunks as its stdin (one ssh session,
-        with COPY_SSH_OPTIONS: it carries image data), within COPY_TIMEOUT."""
+    def feed(self, cmd: Command, stream: Stream, timeout: Optional[float] = None) -> None:
+        """Run a command on the host with stream as its stdin (one ssh session,
+        with COPY_SSH_OPTIONS: it carries image data), within timeout (COPY_TIMEOUT)."""
         import threading
 
         if self.dry_run:
@@ -141,11 +154,11 @@ class Runner:
         remote = self.ssh_argv(shlex.join(resolved), self.cfg.copy_ssh_options)
         process = self._start(cmd, resolved if self.local else remote, stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL)
-        watchdog = threading.Timer(self.cfg.copy_timeout, lambda: _kill(process, timed_out=True))
+        process.timeout = timeout or self.cfg.copy_timeout
+        watchdog = threading.Timer(process.timeout, lambda: _kill(process, timed_out=True))
         watchdog.start()
         try:
-            for chunk in chunks:
-                process.stdin.write(chunk)
+            _send(process.stdin.fileno(), stream)
             process.stdin.close()
         except BrokenPipeError:
             pass  # the command stopped reading: its exit status says why
@@ -162,9 +175,9 @@ class Runner:
         killed if it does not end within TIMEOUT."""
         try:
             process.stdin.close()
-            process.wait(timeout=self.cfg.timeout)
-        except (OSError, subprocess.TimeoutExpired):
+        except OSError:
             pass
+        _wait(process, self.cfg.timeout)
         _kill(process)
 
     def _start(self, cmd: Command, argv: list[str], stdin, stdout) -> subprocess.Popen:
@@ -182,15 +195,15 @@ class Runner:
         return process
 
     def _finish(self, process: subprocess.Popen, cmd: Command) -> None:
-        timeout = self.cfg.copy_timeout
+        timeout = getattr(process, "timeout", self.cfg.copy_timeout)
         try:
-            rc = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(process, timed_out=True)
-            rc = process.returncode
+            rc = _wait(process, timeout)
         except BaseException:
             _kill(process)
             raise
+        if rc is None:
+            _kill(process, timed_out=True)
+            rc = process.returncode
         if process.stdin:
             try:
                 process.stdin.close()
@@ -248,6 +261,28 @@ class Session:
             if channel.broken:
                 channel.kill()
                 self._channel = None
+
+    def finish(self, cmd: Command, stream: Stream, timeout: float) -> None:
+        """Run cmd as the last command of the session, stream as its stdin
+        (the image data goes over the session's own connection), within
+        timeout. cmd says `ready` before it reads its input. The session
+        ends with it: the lock files stay held until it is done."""
+        if self.runner.dry_run:
+            self.runner.print_dry_run(cmd)
+            return
+        channel = self._open()
+        self._channel = None
+        try:
+            channel.finish(cmd, stream, timeout)
+        except BaseException:
+            channel.close()
+            if self.locks:  # held again for what follows a failure (a rollback), if they can be had
+                try:
+                    self._open()
+                except OneIscsiError:
+                    pass
+            raise
+        channel.close()
 
     def close(self) -> None:
         if self._channel is not None:
@@ -307,6 +342,9 @@ class _LocalChannel:
     def release(self, path: str) -> None:
         self.lock_files.pop(path).close()  # closing the file releases its flock
 
+    def finish(self, cmd: Command, stream: Stream, timeout: float) -> None:
+        self.runner.feed(cmd, stream, timeout)
+
     def close(self) -> None:
         for path in list(self.lock_files):
             self.release(path)
@@ -352,7 +390,9 @@ class _RemoteChannel:
         self.mark = f"one-iscsi-{secrets.token_hex(12)}"
         self.lock_fds: dict[str, int] = {}
         shell = ["env", "LC_ALL=C", "sh"]  # messages in English, whatever the host's locale
-        self.process = subprocess.Popen(runner.ssh_argv(shlex.join(shell)), stdin=subprocess.PIPE,
+        # COPY_SSH_OPTIONS: a session may carry image data (Session.finish)
+        self.process = subprocess.Popen(runner.ssh_argv(shlex.join(shell), runner.cfg.copy_ssh_options),
+                                        stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
         self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
         try:
@@ -395,14 +435,52 @@ class _RemoteChannel:
             raise failure(cmd, self.runner.host, rc, err)
         return out
 
-    def _exchange(self, program: str, line: str, timeout: float) -> tuple[int, str, str]:
-        script = f"{line}\nprintf '\\n%s %d\\n' {self.mark} \"$?\"\nprintf '%s\\n' {self.mark} >&2\n"
+    def finish(self, cmd: Command, stream: Stream, timeout: float) -> None:
+        """exec cmd in place of the shell, once it says `ready` send stream as
+        its stdin, and wait for its end. The shell has read nothing past the
+        exec line when cmd starts: what follows is cmd's alone."""
+        import threading
+
+        cfg = self.runner.cfg
         self.broken = True
+        self._write(f"exec {shlex.join(self.runner.resolve(cmd))}\n".encode())
+        if not self._read_until(lambda out, err: out.startswith(READY), cfg.timeout):
+            raise self._broken(cmd.program, cfg.timeout)
+        timed_out = threading.Event()
+        watchdog = threading.Timer(timeout, lambda: (timed_out.set(), self.process.kill()))
+        watchdog.start()
         try:
-            self.process.stdin.write(script.encode())
+            _send(self.process.stdin.fileno(), stream)
+        except BrokenPipeError:
+            pass  # cmd stopped reading: its exit status says why
+        except BaseException:  # the input ends, so cmd ends too, before a rollback touches what it wrote
+            watchdog.cancel()
+            self.close()
+            raise
+        self.process.stdin.close()
+        self._read_until(lambda out, err: False, timeout)  # to the end of its output: it has ended
+        watchdog.cancel()
+        rc = _wait(self.process, cfg.timeout)
+        if rc is None or timed_out.is_set():
+            self.kill()
+            raise CommandError(cmd.program, self.runner.host, None, f"no end within {timeout:g} s (COPY_TIMEOUT)")
+        if rc < 0:  # ssh here was killed
+            raise CommandError("ssh", self.runner.host, rc, f"killed by {signal.Signals(-rc).name}")
+        if rc != 0 and rc not in cmd.accept:
+            err = self.buffers[self.process.stderr].decode(errors="replace")
+            raise failure(cmd, self.runner.host, rc, err, hint=_ssh_hint(rc))
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.process.stdin.write(data)
             self.process.stdin.flush()
         except BrokenPipeError:
             pass  # the shell is gone: reading says why
+
+    def _exchange(self, program: str, line: str, timeout: float) -> tuple[int, str, str]:
+        script = f"{line}\nprintf '\\n%s %d\\n' {self.mark} \"$?\"\nprintf '%s\\n' {self.mark} >&2\n"
+        self.broken = True
+        self._write(script.encode())
         out_end = re.compile(rb"\n" + self.mark.encode() + rb" (\d+)\n$")
         err_end = (self.mark + "\n").encode()
         done = self._read_until(lambda out, err: out_end.search(out) and err.endswith(err_end), timeout)
@@ -423,7 +501,8 @@ class _RemoteChannel:
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             for stream in self.buffers:
-                selector.register(stream, selectors.EVENT_READ)
+                if not stream.closed:
+                    selector.register(stream, selectors.EVENT_READ)
             while not finished(*self.buffers.values()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not selector.get_map():
@@ -438,9 +517,8 @@ class _RemoteChannel:
 
     def _broken(self, program: str, timeout: float) -> OneIscsiError:
         """The shell ended or stopped answering: why."""
-        try:
-            rc = self.process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
+        rc = _wait(self.process, 0.5)
+        if rc is None:
             self.process.kill()
             self.process.wait()
             return CommandError(program, self.runner.host, None, f"no answer within {timeout:g} s (TIMEOUT)")
@@ -457,9 +535,7 @@ class _RemoteChannel:
             self.process.stdin.close()
         except BrokenPipeError:
             pass
-        try:
-            self.process.wait(timeout=self.runner.cfg.timeout)
-        except subprocess.TimeoutExpired:
+        if _wait(self.process, self.runner.cfg.timeout) is None:
             self.process.kill()
             self.process.wait()
         self.process.stdout.close()
@@ -504,6 +580,41 @@ def _kill(process: subprocess.Popen, timed_out: bool = False) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+
+
+def _send(fd: int, stream: Stream) -> None:
+    """Write stream to fd: bytes as they are, FileRanges by the kernel."""
+    for item in stream:
+        if isinstance(item, FileRange):
+            offset, end = item.offset, item.offset + item.length
+            while offset < end:
+                sent = os.sendfile(fd, item.fd, offset, end - offset)
+                if not sent:
+                    raise OneIscsiError(f"the image file ended at byte {offset}, before its end was sent")
+                offset += sent
+        else:
+            view = memoryview(item)
+            while view:
+                view = view[os.write(fd, view):]
+
+
+def _wait(process: subprocess.Popen, timeout: float) -> Optional[int]:
+    """The exit status of process, None if it has not ended within timeout;
+    woken by the end itself (a pidfd), not by polling."""
+    if process.returncode is not None:
+        return process.returncode
+    import select
+
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:  # already reaped by someone else's wait
+        return process.wait()
+    try:
+        if not select.select([pidfd], [], [], max(timeout, 0))[0]:
+            return None
+    finally:
+        os.close(pidfd)
+    return process.wait()
 
 
 def _ssh_hint(rc: Optional[int]) -> str:

@@ -10,14 +10,17 @@ import os
 import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional, TypeVar
 
+from . import imagewriter
 from .command import command
 from .errors import InvalidInput, OneIscsiError
 from .run import Runner
-from .units import MIB, whole_mib
+from .units import whole_mib
 
-CHUNK = MIB  # the zero-detection block of imagewriter.py
+CHUNK = imagewriter.BLOCK  # the zero-detection block
+READ_AHEAD = 512  # blocks of an image file scanned ahead of the copy
+T = TypeVar("T")
 QCOW2_MAGIC = b"QFI\xfb"
 
 
@@ -166,6 +169,53 @@ def file_chunks(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
+def file_blocks(fd: int, digests: Optional["Digests"] = None) -> Iterator[imagewriter.Block]:
+    """The blocks of the open file fd from its start, its data as Spans to
+    be read again when sent, with its checksums taken on the way."""
+    buffer = bytearray(CHUNK)  # one buffer, read into again and again
+    offset = 0
+    while count := os.preadv(fd, [buffer], offset):
+        block = buffer if count == CHUNK else bytes(buffer[:count])
+        if digests is not None:
+            digests.update(block)
+        yield offset, count, None if imagewriter.is_zero(block) else imagewriter.Span(offset, count)
+        offset += count
+
+
+def read_ahead(items: Iterator[T], depth: int = READ_AHEAD) -> Iterator[T]:
+    """items, made by a thread of their own up to depth ahead of their use
+    (the scan of an image overlaps its copy); the thread's error is raised here."""
+    import queue
+    import threading
+
+    made: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            for item in items:
+                made.put((True, item))
+                if stop.is_set():
+                    return
+            made.put((False, None))
+        except Exception as err:  # raised where the items are used
+            made.put((False, err))
+
+    threading.Thread(target=make, daemon=True).start()
+    try:
+        while True:
+            more, item = made.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while not made.empty():  # a maker waiting for room sees stop once it has it
+            made.get_nowait()
+
+
 class Digests:
     """Checksums of the bytes that pass through, for the algorithms asked for."""
 
@@ -175,9 +225,12 @@ class Digests:
 
     def through(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
-            for digest in self.hashes.values():
-                digest.update(chunk)
+            self.update(chunk)
             yield chunk
+
+    def update(self, data) -> None:
+        for digest in self.hashes.values():
+            digest.update(data)
 
     def check(self, path: str) -> None:
         for name, digest in self.hashes.items():

@@ -7,6 +7,16 @@ file checked by the rules of values.py before anything runs, and taken back
 in tgtd if the file cannot be written. A target one-iscsi did not make is
 changed only when forced, and then in tgtd alone: its owner keeps its
 configuration.
+
+Finding one of them takes no listing of every target (320 ms in tgtd alone
+at 4000 targets): its saved file records its TID, and tgtd's mark on that
+TID (tgt.MARK) says whether the target there is the one one-iscsi made under
+that name. A target without such a file or mark (another's, one saved by an
+earlier version, or made anew by tgt's start-up) is looked up in the full
+listing, by its exact name, and marked again when its file records its TID.
+A new target takes the next TID tgtd has free from where the last one
+allocated left off (a hint file beside LOCK_FILE), tgtd refusing a TID or
+name it has: no listing there either.
 """
 from __future__ import annotations
 
@@ -15,12 +25,13 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence, Union
 
 from . import names, tgt, tgtconf, values
-from .command import Command
+from .command import Command, command
 from .errors import AlreadyExists, CommandError, InvalidInput, NotFound, OneIscsiError
 from .run import Session
 from .undo import Undo
 
 NEW_TARGET_ATTEMPTS = 10
+SAVED_BATCH = 500  # saved files read by one cat
 # a change in tgtd, and the command that takes it back (None: nothing can)
 Change = tuple[Command, Optional[Command]]
 
@@ -45,11 +56,56 @@ class TargetServer:
     def list(self) -> list[tgt.Target]:
         return tgt.parse_show(self.session.run(tgt.show_targets()))
 
-    def find(self, iqn: str) -> Optional[tgt.Target]:
-        return tgt.find(self.list(), names.validate(iqn))
+    def find(self, iqn: str, sessions: bool = False) -> Optional[tgt.Target]:
+        """The target named exactly iqn, or None. One of one-iscsi's, marked
+        (see the module's docstring), comes without listing every target: its
+        TID and name, its LUNs as its saved file has them (size 0: unknown,
+        no ACL or accounts: ask resolve() for those) and, with sessions, its
+        sessions. Any other comes from the full listing, whole."""
+        return self._find(names.validate(iqn), self._saved_text(iqn), sessions)
 
-    def get(self, iqn: str) -> tgt.Target:
-        target = self.find(iqn)
+    def _find(self, iqn: str, text: Optional[str], sessions: bool = False) -> Optional[tgt.Target]:
+        """find(), given the text of the target's saved file (None: none)."""
+        spec = self._readable(iqn, text)
+        if spec is not None and spec.tid and self._mark_of(spec.tid) == iqn:
+            return self._marked(spec, sessions)
+        found = tgt.find(self.list(), iqn)
+        if found is not None and spec is not None and found.tid == spec.tid:
+            self._mark(found.tid, iqn)
+        return found
+
+    def _readable(self, iqn: str, text: Optional[str]) -> Optional[tgtconf.TargetSpec]:
+        """The spec in a saved file's text; None without a file, or when it
+        is not in the form one-iscsi writes (the listing will tell)."""
+        if text is None:
+            return None
+        try:
+            return tgtconf.parse(text, tgtconf.path(self.cfg.conf_dir, iqn))
+        except InvalidInput:
+            return None
+
+    def _mark_of(self, tid: int) -> Optional[str]:
+        """The name TID is marked with ('' if none); None if tgtd has no such TID."""
+        try:
+            return tgt.parse_mark(self.session.run(tgt.show_target(tid)))
+        except NotFound:
+            return None
+
+    def _mark(self, tid: int, iqn: str) -> None:
+        """Mark a target that the listing showed is iqn at the TID its file records."""
+        if not self.session.runner.dry_run:  # the mark changes nothing one sees: not a change to print
+            self.session.run(tgt.mark_target(tid, iqn))
+
+    def _marked(self, spec: tgtconf.TargetSpec, sessions: bool) -> tgt.Target:
+        luns = tuple(tgt.Lun(number, store, 0, "disk") for number, store in spec.luns)
+        return tgt.Target(spec.tid, spec.iqn, luns, sessions=self.sessions(spec.tid) if sessions else ())
+
+    def sessions(self, tid: int) -> tuple[tgt.Nexus, ...]:
+        """The initiators logged in to a target, from its connections alone."""
+        return tgt.parse_connections(self.session.run(tgt.show_connections(tid)))
+
+    def get(self, iqn: str, sessions: bool = False) -> tgt.Target:
+        target = self.find(iqn, sessions)
         if target is None:
             raise NotFound(f"no target named {iqn} on {self.host}")
         return target
@@ -58,26 +114,52 @@ class TargetServer:
         return self.get(iqn).tid
 
     def new(self, iqn: str, tid: Optional[int] = None) -> tuple[int, bool]:
-        """Create a target; without a TID, the lowest free one >= BASE_TID.
-        Returns (TID, created): an existing target of that name is kept. A TID
-        taken meanwhile by someone else is tried again with another one."""
+        """Create a target (marked); without a TID, the next one tgtd has free
+        from the hint left by the last one allocated (no hint: one more than
+        the highest in use, at least BASE_TID). Returns (TID, created): an
+        existing target of that name is kept."""
         names.validate(iqn)
+        start = tid or self._hint()
         for _attempt in range(NEW_TARGET_ATTEMPTS):
-            targets = self.list()
-            existing = tgt.find(targets, iqn)
+            if start is None:
+                start = tgt.next_free_tid(self.list(), self.cfg.base_tid)
+            outcome, at = self._make(iqn, start, automatic=tid is None)
+            if outcome == "new":
+                return at, True
+            if outcome == "taken" and tid is None:  # a run of TIDs in use: start after the highest
+                start = None
+                continue
+            existing = self.find(iqn)
             if existing is not None:
                 if tid is not None and existing.tid != tid:
                     raise OneIscsiError(f"target {iqn} already exists on {self.host} with TID {existing.tid}")
                 return existing.tid, False
-            if tid is not None and any(target.tid == tid for target in targets):
+            if outcome == "taken":
                 raise OneIscsiError(f"TID {tid} is already used on {self.host}")
-            chosen = tid or tgt.lowest_free_tid(targets, self.cfg.base_tid)
-            try:
-                self.session.run(tgt.new_target(chosen, iqn))
-                return chosen, True
-            except AlreadyExists:
-                continue
+            # the name was there a moment ago and is gone: try again
         raise OneIscsiError(f"no free TID for {iqn} on {self.host} after {NEW_TARGET_ATTEMPTS} attempts")
+
+    def _make(self, iqn: str, start: int, automatic: bool) -> tuple[str, int]:
+        """Run tgt.NEW_TARGET from start (automatic: trying the TIDs after it,
+        and leaving the hint); its outcome."""
+        tgtadm = self.session.runner.resolve(command("tgtadm", privileged=True))
+        out = self.session.run(tgt.new_target_from(start, self.cfg.base_tid, iqn, tgtadm,
+                                                   tries=tgt.NEW_TARGET_TRIES if automatic else 1,
+                                                   hint=self._hint_file() if automatic else ""))
+        if not out and self.session.runner.dry_run:
+            return "new", start
+        return tgt.parse_new(out)
+
+    def _hint_file(self) -> str:
+        """Where NEW_TARGET leaves the next TID to try: beside LOCK_FILE, which
+        every allocation holds (gone at boot: then one listing starts it again)."""
+        return f"{self.cfg.lock_file}.next-tid"
+
+    def _hint(self) -> Optional[int]:
+        try:
+            return tgt.parse_hint(self.session.run(tgt.read_hint(self._hint_file())), self.cfg.base_tid)
+        except NotFound:
+            return None
 
     def allow(self, tid: int, spec: tgtconf.TargetSpec) -> None:
         """Bind the spec's initiator addresses and names, and its CHAP user."""
@@ -102,14 +184,33 @@ class TargetServer:
 
     def delete_and_forget(self, tid_or_iqn: str, force: bool = False) -> None:
         """Delete a target given by TID or exact IQN, and its saved file. force:
-        even with sessions, even a target one-iscsi did not make."""
-        target = self.resolve(tid_or_iqn)
-        managed = self._saved_text(target.iqn) is not None
-        if not managed and not force:
+        even with sessions, even a target one-iscsi did not make. One of
+        one-iscsi's is found as find() finds it, by its TID or name."""
+        wanted = parse_target(tid_or_iqn)
+        if isinstance(wanted, int):
+            target, text = self._with_tid(wanted)
+        else:
+            text = self._saved_text(wanted)
+            target = self._find(wanted, text)
+            if target is None:
+                raise NotFound(f"no target named {wanted} on {self.host}")
+        if text is None and not force:
             raise self._not_owned(target, "delete")
         self.delete(target.tid, force)
-        if managed:
+        if text is not None:
             self.forget(target.iqn)
+
+    def _with_tid(self, tid: int) -> tuple[tgt.Target, Optional[str]]:
+        """The target with that TID, and the text of its saved file (None: none)."""
+        mark = self._mark_of(tid)
+        if mark is None:
+            raise NotFound(f"no target with TID {tid} on {self.host}")
+        text = self._saved_text(mark) if mark else None
+        spec = self._readable(mark, text)
+        if spec is not None and spec.tid == tid:
+            return self._marked(spec, sessions=False), text
+        target = self.resolve(str(tid))
+        return target, text if target.iqn == mark else self._saved_text(target.iqn)
 
     def resolve(self, tid_or_iqn: str, targets: Optional[list[tgt.Target]] = None) -> tgt.Target:
         """The target given by TID or exact IQN (refused before anything runs
@@ -137,18 +238,24 @@ class TargetServer:
         return [Listed(target, target.iqn in saved) for target in targets]
 
     def create(self, iqn: str, tid: Optional[int] = None) -> tuple[int, bool]:
-        """new(), and a target made here is saved as one-iscsi's, with no LUN
-        and no initiator allowed yet. A target saved but missing from tgtd (a
-        restart) is refused: `target restore` brings it back whole."""
+        """new(), and a target made here is saved as one-iscsi's, with its TID,
+        no LUN and no initiator allowed yet. A target saved but missing from
+        tgtd (a restart) is refused: `target restore` brings it back whole."""
         spec = tgtconf.check(tgtconf.TargetSpec(names.validate(iqn), (), ()), f"target {iqn!r}")
-        if self.saved_spec(iqn) is not None and self.find(iqn) is None:
-            raise OneIscsiError(f"target {iqn} is saved on {self.host} but not in tgtd: bring it back with "
-                                f"`one-iscsi -H {self.host} target restore`")
+        text = self._saved_text(iqn)
+        if text is not None:
+            found = self._find(iqn, text)
+            if found is None:
+                raise OneIscsiError(f"target {iqn} is saved on {self.host} but not in tgtd: bring it back with "
+                                    f"`one-iscsi -H {self.host} target restore`")
+            if tid is not None and found.tid != tid:
+                raise OneIscsiError(f"target {iqn} already exists on {self.host} with TID {found.tid}")
+            return found.tid, False
         tid, created = self.new(iqn, tid)
         if created:
             undo = Undo(self.host)
             undo.push(f"deleting target {iqn}", lambda: self.delete(tid, force=True))
-            undo.step("writing the target's config file", lambda: self.save(spec))
+            undo.step("writing the target's config file", lambda: self.save(spec.with_tid(tid)))
         return tid, created
 
     def add_lun(self, tid_or_iqn: str, device: str, lun: int = 1, force: bool = False) -> list[str]:
@@ -317,8 +424,8 @@ class TargetServer:
         """Make changes in tgtd, then save changed when the target is
         one-iscsi's (spec: its file as it was); changed is checked before
         anything runs, and a failure takes back what was done."""
-        if spec is not None:
-            tgtconf.check(changed, f"target {target.iqn!r}")
+        if spec is not None:  # the file records the TID the target has (an earlier version's did not)
+            changed = tgtconf.check(changed.with_tid(target.tid), f"target {target.iqn!r}")
         undo = Undo(self.host)
         for cmd, back in changes:
             undo.step(None, lambda cmd=cmd: self.session.run(cmd))
@@ -365,29 +472,53 @@ class TargetServer:
             raise OneIscsiError(f"{err} (not in the form one-iscsi writes: mend or remove it)") from None
 
     def _saved_text(self, iqn: str) -> Optional[str]:
-        try:
-            return self.session.run(tgtconf.read(tgtconf.path(self.cfg.conf_dir, iqn)))
-        except NotFound:
-            return None
+        return self._text_of(tgtconf.path(self.cfg.conf_dir, iqn))
 
     def saved_iqns(self) -> frozenset[str]:
         """The names of the targets CONF_DIR holds a file of."""
-        return frozenset(name.removesuffix(".conf") for name in self._saved_files())
+        return frozenset(name.removesuffix(".conf") for name, _size in self._saved_files())
 
-    def _saved_files(self) -> list[str]:
+    def _saved_files(self) -> list[tuple[str, int]]:
+        """(name, size) of each saved file, by name."""
         try:
-            return sorted(self.session.run(tgtconf.list_files(self.cfg.conf_dir)).splitlines())
+            return tgtconf.parse_files(self.session.run(tgtconf.list_files(self.cfg.conf_dir)))
         except NotFound:
             return []
+
+    def read_saved(self) -> list[tuple[str, str, Optional[str]]]:
+        """(IQN, file, text) of every saved file, by name: SAVED_BATCH files
+        read by one cat and cut by their sizes; text None for a file gone
+        meanwhile. A batch whose files changed meanwhile is read again file
+        by file."""
+        found = []
+        files = self._saved_files()
+        for first in range(0, len(files), SAVED_BATCH):
+            batch = files[first:first + SAVED_BATCH]
+            paths = [posixpath.join(self.cfg.conf_dir, name) for name, _size in batch]
+            try:
+                texts = tgtconf.split(self.session.run(tgtconf.read(*paths)), [size for _name, size in batch])
+            except NotFound:
+                texts = None
+            if texts is None:
+                texts = [self._text_of(path) for path in paths]
+            found += [(name.removesuffix(".conf"), path, text)
+                      for (name, _size), path, text in zip(batch, paths, texts)]
+        return found
+
+    def _text_of(self, file: str) -> Optional[str]:
+        try:
+            return self.session.run(tgtconf.read(file))
+        except NotFound:
+            return None
 
     def forget(self, iqn: str) -> None:
         self.session.run(tgtconf.remove(tgtconf.path(self.cfg.conf_dir, iqn)))
 
-    def export(self, spec: tgtconf.TargetSpec) -> tuple[int, bool]:
-        """Create the target of spec with its LUNs and access rules; an
-        existing target with the same backing stores is kept as it is. A
-        target made here whose rules or LUNs fail is deleted again."""
-        tid, created = self.new(spec.iqn)
+    def export(self, spec: tgtconf.TargetSpec, tid: Optional[int] = None) -> tuple[int, bool]:
+        """Create the target of spec (at tid, if given) with its LUNs and
+        access rules; an existing target with the same backing stores is kept
+        as it is. A target made here whose rules or LUNs fail is deleted again."""
+        tid, created = self.new(spec.iqn, tid)
         if not created:
             self.check_same(spec)
             return tid, False
@@ -405,41 +536,63 @@ class TargetServer:
         """Delete a target of that name with no LUN and no session: what
         tgt's start-up leaves of a saved target whose backing store it could
         not open. True if there was one."""
-        found = self.get(iqn)
+        found = self.get(iqn, sessions=True)
         if found.luns or found.sessions:
             return False
         self.delete(found.tid)
         return True
 
-    def check_same(self, spec: tgtconf.TargetSpec) -> None:
-        """An existing target of spec's name must have spec's LUNs."""
-        luns = sorted((lun.lun, lun.backing_store) for lun in self.get(spec.iqn).luns)
+    def check_same(self, spec: tgtconf.TargetSpec, found: Optional[tgt.Target] = None) -> None:
+        """An existing target of spec's name (found, or looked up) must have spec's LUNs."""
+        luns = sorted((lun.lun, lun.backing_store) for lun in (found or self.get(spec.iqn)).luns)
         if luns != sorted(spec.luns):
             raise OneIscsiError(f"target {spec.iqn} already exists on {self.host} with other LUNs")
 
     def restore(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-        """Create again every target saved in CONF_DIR that tgtd does not have.
-        A target that cannot be made is deleted again and the others still
-        come back. Returns the IQNs restored, the IQNs already present, and
-        the failures: (file or IQN, a one-line message naming it)."""
-        restored, present, failed = [], [], []
-        for name in self._saved_files():
-            file = posixpath.join(self.cfg.conf_dir, name)
+        """Create again every target saved in CONF_DIR that tgtd does not have,
+        at the TID its file records when tgtd has it free; the files are read
+        in a few cats and tgtd listed once. A target that cannot be made is
+        deleted again and the others still come back. Each file then records
+        the TID its target has, and the target is marked. Returns the IQNs
+        restored, the IQNs already present, and the failures: (file or IQN, a
+        one-line message naming it)."""
+        restored, present, failed = [], [], {}  # failed: by the place of the file
+        specs = []
+        for place, (_iqn, file, text) in enumerate(self.read_saved()):
+            if text is None:  # removed meanwhile
+                continue
             try:
-                spec = tgtconf.parse(self.session.run(tgtconf.read(file)), file)
+                spec = tgtconf.parse(text, file)
                 if tgtconf.path(self.cfg.conf_dir, spec.iqn) != file:
                     raise InvalidInput(f"{file} holds target {spec.iqn}, not the one of its name")
             except OneIscsiError as err:
-                failed.append((file, _one_line(err)))
+                failed[place] = (file, _one_line(err))
                 continue
+            specs.append((place, spec))
+        listed = {target.iqn: target for target in (self.list() if specs else ())}
+        taken = {target.tid for target in listed.values()}
+        for place, spec in specs:
             try:
-                _, created = self.export(spec)
+                tid, created = self._restore(spec, listed.get(spec.iqn), taken)
             except OneIscsiError as err:
                 reason = _one_line(err)
-                failed.append((spec.iqn, reason if spec.iqn in reason else f"{spec.iqn}: {reason}"))
+                failed[place] = (spec.iqn, reason if spec.iqn in reason else f"{spec.iqn}: {reason}")
                 continue
+            taken.add(tid)
             (restored if created else present).append(spec.iqn)
-        return restored, present, failed
+        return restored, present, [failed[place] for place in sorted(failed)]
+
+    def _restore(self, spec: tgtconf.TargetSpec, found: Optional[tgt.Target], taken: set[int]) -> tuple[int, bool]:
+        """One saved target, found: what the listing has of that name."""
+        if found is None:
+            tid, created = self.export(spec, spec.tid if spec.tid and spec.tid not in taken else None)
+        else:
+            self.check_same(spec, found)
+            tid, created = found.tid, False
+            self._mark(tid, spec.iqn)
+        if tid != spec.tid:
+            self.save(spec.with_tid(tid))
+        return tid, created
 
 
 def _one_line(err: OneIscsiError) -> str:

@@ -13,11 +13,11 @@ from typing import Callable, Optional
 from .command import Command, command
 from .errors import AlreadyExists, CommandError, NotFound, OneIscsiError
 from .units import MIB
+from .values import MAX_TID
 
 NOT_RUNNING = "Transport endpoint is not connected"
 STILL_ACTIVE = "this target is still active"
 NO_SUCH_TARGET = "can't find the target"
-ALREADY_EXISTS = "this target already exists"
 ACCOUNT_EXISTS = "this account already exists"
 NO_SUCH_ACCOUNT = "can't find the account"
 INVALID_REQUEST = "invalid request"
@@ -54,13 +54,6 @@ def _tgtadm(*args: str, tid: Optional[int] = None, own: Optional[Explain] = None
 
 def _when(text: str, error: Callable[[CommandError], Exception]) -> Explain:
     return lambda err: error(err) if text in err.stderr else None
-
-
-def new_target(tid: int, iqn: str) -> Command:
-    """Fails with AlreadyExists when the TID or the name is taken."""
-    return _tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "--targetname", iqn, tid=tid,
-                   own=_when(ALREADY_EXISTS, lambda err: AlreadyExists(f"target {iqn} or TID {tid} "
-                                                                       f"already exists on {err.host}")))
 
 
 def bind_address(tid: int, address: str) -> Command:
@@ -179,6 +172,124 @@ def _explain_readd(err: CommandError, tid: int, device: str) -> Exception:
     return OneIscsiError(f"TID {tid} on {err.host} has no LUN 1 now: adding {device} again failed "
                          f"({err.stderr.strip() or 'no error output'}); add it with "
                          f"`one-iscsi -H {err.host} lun bind {tid} {device}`")
+
+
+# Makes target IQN at the first TID from START that tgtd has free, in one go
+# on the target server: tgtd makes a target only if neither its TID nor its
+# name exists ("this target already exists"), so a TID is never taken twice;
+# on that answer `show --tid` tells a taken TID (the next one is tried, TRIES
+# in all, after MAX comes BASE) from a taken name. The target made is marked
+# (MARK) and, with a HINT file, the next TID to try is written there.
+# Arguments: START, BASE, MAX, TRIES, IQN, HINT file ('': none), tgtadm as
+# a command line made by shlex.join. Prints `new TID` (made), `name TID`
+# (TID is free: the name exists) or `taken TID` (the last TID tried was
+# taken too); tgtadm's other failures go to stderr, with its exit status.
+NEW_TARGET = r'''
+tid=$1 base=$2 max=$3 tries=$4 iqn=$5 hint=$6 tgtadm=$7
+while :; do
+  if out=$(eval "$tgtadm"' --lld iscsi --op new --mode target --tid "$tid" --targetname "$iqn"' 2>&1); then
+    eval "$tgtadm"' --lld iscsi --op update --mode target --tid "$tid" --name RedirectAddress --value "$iqn"' \
+      >/dev/null 2>&1
+    if [ -n "$hint" ]; then
+      next=$base; [ "$tid" -ge "$max" ] || next=$((tid + 1))
+      printf '%s\n' "$next" 2>/dev/null >"$hint" || :
+    fi
+    echo "new $tid"; exit 0
+  else
+    rc=$?
+  fi
+  case $out in *"already exists"*) ;; *) printf '%s\n' "$out" >&2; exit "$rc" ;; esac
+  if out=$(eval "$tgtadm"' --lld iscsi --op show --mode target --tid "$tid"' 2>&1); then :; else
+    rc=$?
+    case $out in *"can't find the target"*) echo "name $tid"; exit 0 ;; esac
+    printf '%s\n' "$out" >&2; exit "$rc"
+  fi
+  tries=$((tries - 1))
+  if [ "$tries" -le 0 ]; then echo "taken $tid"; exit 0; fi
+  if [ "$tid" -ge "$max" ]; then tid=$base; else tid=$((tid + 1)); fi
+done
+'''
+NEW_TARGET_TRIES = 64  # TIDs one run of NEW_TARGET tries from its start
+
+
+def new_target_from(start: int, base: int, iqn: str, tgtadm: list[str], tries: int = NEW_TARGET_TRIES,
+                    hint: str = "") -> Command:
+    """NEW_TARGET, given tgtadm as it runs on the target server."""
+    return command("sh", "-c", NEW_TARGET, "new-target", str(start), str(base), str(MAX_TID), str(tries), iqn, hint,
+                   shlex.join(tgtadm), explain=_as_tgtadm)
+
+
+def _as_tgtadm(err: CommandError) -> Exception:
+    """A failure of NEW_TARGET is tgtadm's, which it passes on."""
+    failed = CommandError("tgtadm", err.host, err.rc, err.stderr)
+    return _explainer()(failed) or failed
+
+
+def parse_new(text: str) -> tuple[str, int]:
+    """What NEW_TARGET printed: ("new" | "name" | "taken", TID)."""
+    outcome, _, tid = text.strip().partition(" ")
+    if outcome not in ("new", "name", "taken") or not tid.isdigit():
+        raise OneIscsiError(f"unexpected answer of the target maker: {text.strip()[:200]!r}")
+    return outcome, int(tid)
+
+
+def read_hint(file: str) -> Command:
+    """Prints the next TID to try (NEW_TARGET writes it); NotFound without the file."""
+    return command("cat", "--", file, query=True,
+                   explain=lambda err: NotFound(f"no {file} on {err.host}") if "No such file" in err.stderr
+                   else None)
+
+
+def parse_hint(text: str, base: int) -> Optional[int]:
+    """The TID a hint file holds, if it is one from base on."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and base <= int(text) <= MAX_TID else None
+
+
+# tgtd keeps for each target a redirect address, which it uses only together
+# with a redirect reason (one-iscsi never sets one) and which `--op show
+# --mode target --tid N` prints instead of the parameters. NEW_TARGET writes
+# the target's own name there: the mark. A target marked with its IQN is the
+# one one-iscsi made under that name in this tgtd's life (a target made anew,
+# by tgt's start-up or by hand, has no mark), found by its TID without
+# listing every target.
+MARK = "RedirectAddress"
+
+
+def show_target(tid: int) -> Command:
+    """Prints the target's mark (parse_mark) or parameters; NotFound without such a TID."""
+    return _tgtadm("--op", "show", "--mode", "target", "--tid", str(tid), tid=tid, query=True)
+
+
+def parse_mark(text: str) -> str:
+    """The name a target is marked with ('' if none), from show_target."""
+    return next((line[len(MARK) + 1:] for line in text.splitlines() if line.startswith(f"{MARK}=")), "")
+
+
+def mark_target(tid: int, iqn: str) -> Command:
+    return _tgtadm("--op", "update", "--mode", "target", "--tid", str(tid), "--name", MARK, "--value", iqn,
+                   tid=tid)
+
+
+def show_connections(tid: int) -> Command:
+    """Prints the connections of one target (parse_connections); NotFound without such a TID."""
+    return _tgtadm("--op", "show", "--mode", "conn", "--tid", str(tid), tid=tid, query=True)
+
+
+def parse_connections(text: str) -> tuple["Nexus", ...]:
+    """The sessions of `tgtadm --op show --mode conn --tid N` (Session:,
+    Connection:, Initiator:, IP Address: lines), one Nexus each."""
+    sessions: dict[str, dict] = {}
+    current: Optional[dict] = None
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(": ")
+        if key == "Session":
+            current = sessions.setdefault(value, {"initiator": "", "addresses": []})
+        elif current is not None and key == "Initiator":
+            current["initiator"] = value
+        elif current is not None and key == "IP Address":
+            current["addresses"].append(value)
+    return tuple(Nexus(found["initiator"], tuple(found["addresses"])) for found in sessions.values())
 
 
 def delete_target(tid: int, force: bool = False) -> Command:
@@ -351,8 +462,13 @@ def users_of(target: Target) -> tuple[str, ...]:
     return tuple(account for account in target.accounts if not account.endswith(" (outgoing)"))
 
 
-def lowest_free_tid(targets: list[Target], base_tid: int) -> int:
+def next_free_tid(targets: list[Target], base_tid: int) -> int:
+    """One more than the highest TID in use (at least base_tid); the lowest
+    free one when that is MAX_TID."""
     used = {target.tid for target in targets}
+    highest = max(used, default=0)
+    if highest < MAX_TID:
+        return max(highest + 1, base_tid)
     tid = base_tid
     while tid in used:
         tid += 1

@@ -3,13 +3,17 @@
 The files are in the format of tgt's targets.conf, in a directory of their own
 (CONF_DIR) that tgt's configuration includes, so tgt's own start-up brings
 the targets back; `one-iscsi target restore` reads them back into a running
-tgtd. Written atomically (temporary file, fsync, rename), mode 0600, in a
+tgtd. A file records the TID its target was made with (`controller_tid`, which
+tgt-admin honours: the target gets that TID at tgt's start instead of the
+next one), so that one-iscsi finds its target by that TID without listing
+every target. Written atomically (temporary file, fsync, rename), mode 0600, in a
 0700 directory: they hold CHAP passwords. Pure: the file I/O is Commands.
 """
 from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field, replace
+from typing import Optional
 
 from . import values
 from .command import Command, command
@@ -22,7 +26,8 @@ INITIATOR_NAME_PREFIXES = ("iqn.", "eui.", "naa.")
 NO_ADDRESS = "0.0.0.0/32"
 # what render() writes inside <target>, with its number of values (and <backing-store PATH> blocks
 # holding `lun N`)
-DIRECTIVES = {"backing-store": 1, "initiator-address": 1, "initiator-name": 1, "incominguser": 2}
+DIRECTIVES = {"controller_tid": 1, "backing-store": 1, "initiator-address": 1, "initiator-name": 1,
+              "incominguser": 2}
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class TargetSpec:
     chap_user: str = ""
     chap_password: str = field(default="", repr=False)
     lun_numbers: tuple[int, ...] = ()       # of the backing stores; empty: 1, 2, ... in order
+    tid: int = 0                            # the TID it was made with; 0: not recorded (older files)
 
     def __post_init__(self):
         if not self.lun_numbers:  # frozen: set once, so that equal targets compare equal
@@ -64,6 +70,9 @@ class TargetSpec:
     def with_chap(self, user: str = "", password: str = "") -> "TargetSpec":
         return replace(self, chap_user=user, chap_password=password)
 
+    def with_tid(self, tid: int) -> "TargetSpec":
+        return replace(self, tid=tid)
+
 
 def check(spec: TargetSpec, origin: str) -> TargetSpec:
     """spec if every field passes the rules of values.py, else InvalidInput
@@ -91,6 +100,8 @@ def check(spec: TargetSpec, origin: str) -> TargetSpec:
             raise InvalidInput(f"{origin}: {kind} {twice[0]} given twice")
     if bool(spec.chap_user) != bool(spec.chap_password):
         raise InvalidInput(f"{origin}: CHAP user and password go together")
+    if type(spec.tid) is not int or not 0 <= spec.tid <= values.MAX_TID:
+        raise InvalidInput(f"{origin}: TID must be an integer from 1 to {values.MAX_TID} (0: not recorded)")
     return spec
 
 
@@ -100,6 +111,8 @@ def render(spec: TargetSpec) -> str:
     # tgt-admin binds ALL to a target without initiator-address
     addresses = spec.addresses or (NO_ADDRESS,)
     lines = [HEADER.rstrip("\n"), f"<target {spec.iqn}>"]
+    if spec.tid:
+        lines.append(f"    controller_tid {spec.tid}")
     if spec.lun_numbers in ((), (1,)):
         lines += [f"    backing-store {store}" for store in spec.backing_stores]
     else:  # tgt-admin numbers plain backing-store lines in the order of their paths, skipping missing ones
@@ -116,7 +129,7 @@ def render(spec: TargetSpec) -> str:
 def parse(text: str, origin: str = "target file") -> TargetSpec:
     """Read back a file written by render(); InvalidInput naming origin for
     anything render() does not write."""
-    iqn, plain, blocks, initiators, chap, state = "", [], [], [], ("", ""), "before"
+    iqn, plain, blocks, initiators, chap, tid, state = "", [], [], [], ("", ""), 0, "before"
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words or words[0].startswith("#"):
@@ -149,6 +162,10 @@ def parse(text: str, origin: str = "target file") -> TargetSpec:
             if chap[0]:
                 raise InvalidInput(f"{where}: a second incominguser")
             chap = (words[1], words[2])
+        elif words[0] == "controller_tid":
+            if tid:
+                raise InvalidInput(f"{where}: a second controller_tid")
+            tid = _tid(words[1], where)
         else:
             initiators.append(words[1])
     if state == "before":
@@ -158,10 +175,17 @@ def parse(text: str, origin: str = "target file") -> TargetSpec:
     if plain and blocks:
         raise InvalidInput(f"{origin}: both backing-store lines and <backing-store> blocks")
     luns = [(lun, store) for store, lun in blocks] or list(enumerate(plain, 1))
-    spec = TargetSpec(iqn, (), tuple(initiators) or ("ALL",), *chap).with_luns(luns)
+    spec = TargetSpec(iqn, (), tuple(initiators) or ("ALL",), *chap, tid=tid).with_luns(luns)
     if spec.addresses == (NO_ADDRESS,):  # what render() writes for initiator names alone, or nobody
         spec = replace(spec, initiators=spec.initiator_names)
     return check(spec, origin)
+
+
+def _tid(text: str, where: str) -> int:
+    try:
+        return values.number(text, 1, values.MAX_TID)
+    except ValueError as err:
+        raise InvalidInput(f"{where}: controller_tid {err}, got {text[:40]!r}") from None
 
 
 def _block_line(words: list[str], block: list, where: str) -> str:
@@ -214,15 +238,40 @@ def remove(file: str) -> Command:
 
 
 def list_files(conf_dir: str) -> Command:
-    """Prints the names of the target files, one a line; NotFound without conf_dir."""
-    return command("find", conf_dir, "-maxdepth", "1", "-name", "*.conf", "-printf", "%f\\n",
-                   privileged=True, query=True,
-                   explain=lambda err: NotFound(f"no {conf_dir} on {err.host}") if "No such file" in err.stderr
-                   else None)
+    """Prints the size in bytes and the name of each target file, a line
+    each (parse_files); NotFound without conf_dir."""
+    return command("find", conf_dir, "-maxdepth", "1", "-name", "*.conf", "-printf", "%s %f\\n",
+                   privileged=True, query=True, explain=_not_found(conf_dir))
 
 
-def read(file: str) -> Command:
-    """Prints the file; NotFound when there is none."""
-    return command("cat", "--", file, privileged=True, query=True,
-                   explain=lambda err: NotFound(f"no {file} on {err.host}") if "No such file" in err.stderr
-                   else None)
+def parse_files(text: str) -> list[tuple[str, int]]:
+    """(name, size) of each file list_files prints, by name."""
+    files = []
+    for line in text.splitlines():
+        size, _, name = line.partition(" ")
+        if name and size.isdigit():
+            files.append((name, int(size)))
+    return sorted(files)
+
+
+def read(*files: str) -> Command:
+    """Prints the files, one after the other; NotFound when one is missing."""
+    return command("cat", "--", *files, privileged=True, query=True, explain=_not_found(" ".join(files)))
+
+
+def split(text: str, sizes: list[int]) -> Optional[list[str]]:
+    """The texts of the files read() printed one after the other, cut by
+    their sizes in bytes (as list_files gave them); None when the sizes do
+    not add up (a file changed meanwhile, or was not valid UTF-8)."""
+    data = text.encode()
+    if len(data) != sum(sizes):
+        return None
+    texts, start = [], 0
+    for size in sizes:
+        texts.append(data[start:start + size].decode(errors="replace"))
+        start += size
+    return texts
+
+
+def _not_found(what: str):
+    return lambda err: NotFound(f"no {what} on {err.host}") if "No such file" in err.stderr else None

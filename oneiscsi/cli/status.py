@@ -32,6 +32,8 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
         info("`one-iscsi gc` shows what it would remove")
     if any(entry.ours and inventory.NOT_IN_TGTD in entry.flags for entry in entries):
         info("`one-iscsi target restore` brings back the saved targets tgtd lacks")
+    if any(inventory.STALE_TID in entry.flags or inventory.NO_TID in entry.flags for entry in entries):
+        info("`one-iscsi target restore` records in the saved files the TIDs their targets have")
 
 
 def _row(entry) -> list:

@@ -46,10 +46,11 @@ def mib(size: int) -> str:
 @app.command("new")
 def new(ctx: typer.Context, iqn: IqnArgument,
         tid: Annotated[Optional[int], typer.Option(
-            "--tid", min=1, help="Target ID to use (default: the lowest free one >= BASE_TID).")] = None) -> None:
+            "--tid", min=1, help="Target ID to use (default: the next one tgtd has free after the last one "
+                                 "allocated, >= BASE_TID).")] = None) -> None:
     """Create a target and print its TID (tgtadm_target_new), saved in
-    CONF_DIR with no LUN and no initiator allowed yet; an existing target of
-    that name is kept and its TID printed."""
+    CONF_DIR with that TID, no LUN and no initiator allowed yet; an existing
+    target of that name is kept and its TID printed."""
     with server_of(ctx, lock=True) as server:
         tid, created = server.create(iqn, tid)
     if not created:

@@ -287,8 +287,8 @@ class TestOverSsh:
     def test_ssh_dropped_during_the_copy(self, remote_ds, tgtd, tmp_path, monkeypatch, sshd):
         dropper = tmp_path / "dropping-ssh"
         dropper.write_text(
-            "#!/bin/sh\n# passes 1 MiB of a copy, then the connection drops\n"
-            'case "$*" in *image-writer*) head -c 1048576 | ' + sshd.ssh + ' "$@"; exit 255 ;; esac\n'
+            "#!/bin/sh\n# passes 1 MiB of what a session sends (only a copy's is that long), then the connection drops\n"
+            'case "$*" in *"LC_ALL=C sh"*) stdbuf -o0 head -c 1048576 | ' + sshd.ssh + ' "$@"; exit 255 ;; esac\n'
             f'exec {sshd.ssh} "$@"\n')
         dropper.chmod(0o755)
         monkeypatch.setenv("ONE_ISCSI_SSH", str(dropper))

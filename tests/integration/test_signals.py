@@ -93,10 +93,10 @@ def test_a_connection_lost_mid_copy_undoes_everything_over_a_new_one(datastore, 
         cp = start_remote("datastore", "cp", action_xml({"PATH": server.url()}, {}, datastore("tgtserver")),
                    str(image_id))
         try:
-            wait_for(lambda: server.stalled and processes(f"ssh .*image-writer {device}"),
+            wait_for(lambda: server.stalled and processes(f"image-writer {device}"),
                      timeout=30, what="the copy to be under way")
-            for line in processes(f"ssh .*image-writer {device}"):
-                os.kill(int(line.split()[0]), signal.SIGKILL)  # the connection carrying the data dies
+            for pid in ssh_children(cp.pid):
+                os.kill(pid, signal.SIGKILL)  # the connection carrying the data (the session's own) dies
             server.release.set()
             out, err = cp.communicate(timeout=60)
         finally:
@@ -104,6 +104,20 @@ def test_a_connection_lost_mid_copy_undoes_everything_over_a_new_one(datastore, 
     assert cp.returncode == 1, err
     assert error_block(err).startswith(f"copying {server.url()} to {device} failed on tgtserver: ssh failed on tgtserver (exit -9): killed by SIGKILL")
     nothing_left(tgtd, datastore, device)
+
+
+def ssh_children(parent: int) -> list[int]:
+    """The ssh processes started by the process parent."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except (OSError, ValueError):
+            continue
+        name, ppid = stat[stat.index("(") + 1:stat.rindex(")")], int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == parent and name == "ssh":
+            found.append(int(entry))
+    return found
 
 
 @pytest.fixture

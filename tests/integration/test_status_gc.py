@@ -2,7 +2,7 @@
 
 The orphans are made as they come about. A `cp` (or `mkfs`) SIGKILLed the
 moment it asks tgtd for its target leaves its volume alone: TGTADM is a
-wrapper that kills its caller, the one-iscsi process, then. A volume
+wrapper that kills the one-iscsi process then. A volume
 removed by hand leaves its target; a target deleted by hand, its saved file
 (and, with the volume, an image to restore). A target in use holds a real
 iSCSI session: qemu-io (libiscsi) keeps one open for as long as its stdin is.
@@ -41,10 +41,14 @@ QEMU = "iqn.2008-11.org.linux-kvm"  # the initiator name of qemu's libiscsi
 
 TGTADM_WRAPPER = """#!/bin/sh
 # tgtadm, except for the target of two images: the one-iscsi asking for the
-# first is killed (SIGKILL) there; the one asking for the second waits there
-# until the file go exists (polled, at most 60 s).
+# first is killed (SIGKILL) there (the first of the callers that is not a
+# shell: tgtadm runs in tgt.NEW_TARGET); the one asking for the second waits
+# there until the file go exists (polled, at most 60 s).
 case " $* " in
-  *" --op new --mode target "*".lv-one-{killed} "*) kill -KILL "$PPID"; exit 1 ;;
+  *" --op new --mode target "*".lv-one-{killed} "*)
+    caller=$PPID
+    while [ "$(cat /proc/$caller/comm)" = sh ]; do caller=$(cut -d " " -f 4 /proc/$caller/stat); done
+    kill -KILL "$caller"; exit 1 ;;
   *" --op new --mode target "*".lv-one-{held} "*)
     touch {folder}/waiting
     tries=1200
@@ -288,3 +292,28 @@ def test_over_ssh_status_takes_one_connection_and_gc_one_more_per_removal(cli, c
         assert gc_of(capsys, "-H", "tgtserver") == {"lv-one-34": "skipped"}
     assert sorted(path.name for path in pool.iterdir()) == ["lv-one-31", "lv-one-34"]
     assert sorted(targets_of(tgtd)) == [f"{BASE}:tgtserver.vg-one.lv-one-31"]
+
+
+def test_status_flags_a_saved_file_whose_tid_is_stale_and_restore_records_the_tids_tgtd_has(cli, capsys, pool, tgtd):
+    iqn = f"{BASE}:localhost.vg-one.lv-one-{{}}".format
+    for image_id in (21, 22):
+        mkfs(cli, image_id)  # TIDs 1 and 2, recorded in their files
+    delete_by_hand(tgtd, iqn(21))  # made again by hand at another TID
+    for args in (["--op", "new", "--mode", "target", "--tid", "7", "-T", iqn(21)],
+                 ["--op", "new", "--mode", "logicalunit", "--tid", "7", "--lun", "1", "-b", str(pool / "lv-one-21")],
+                 ["--op", "bind", "--mode", "target", "--tid", "7", "-I", "ALL"]):
+        assert tgtd.tgtadm("--lld", "iscsi", *args).returncode == 0
+    delete_by_hand(tgtd, iqn(22))  # and another took its TID
+    assert tgtd.tgtadm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "2", "-T", FOREIGN).returncode == 0
+    assert status_of(capsys) == {
+        "lv-one-21": ("incomplete", ["stale-tid"], 0),
+        "lv-one-22": ("incomplete", ["no-target", "not-in-tgtd", "stale-tid"], 0),
+        FOREIGN: ("foreign", ["no-lun"], 0),
+    }
+    said = one_iscsi(capsys, "status").err
+    assert "`one-iscsi target restore` records in the saved files the TIDs their targets have" in said
+    restored = cli("target", "restore")
+    assert (restored.rc, restored.err.splitlines()[-1]) == (0, "1 restored, 1 already present")
+    assert status_of(capsys) == {"lv-one-21": ("ok", [], 0), "lv-one-22": ("ok", [], 0),
+                                 FOREIGN: ("foreign", ["no-lun"], 0)}
+    assert {name: target.tid for name, target in targets_of(tgtd).items()} == {iqn(21): 7, FOREIGN: 2, iqn(22): 3}

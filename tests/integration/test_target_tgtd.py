@@ -1,7 +1,11 @@
 """`target` and `lun` subcommands against a real tgtd, data reached with libiscsi."""
 import json
+import os
 import subprocess
 
+import pytest
+
+from oneiscsi import tgtconf
 from support.commands import quiet
 from support.daemons import session_on
 from support.driver import action_xml, random_image, remote
@@ -34,14 +38,22 @@ def test_full_flow_new_bind_lun_list_inquire_delete(tgtd, cli, tmp_path):
     assert json.loads(cli("target", "list", "--json").out) == []
 
 
-def test_lowest_free_tid_from_base_tid(tgtd, cli, monkeypatch):
+def test_each_new_tid_is_the_next_free_one_after_the_last_allocated_from_base_tid(tgtd, cli, monkeypatch, tmp_path):
     monkeypatch.setenv("ONE_ISCSI_BASE_TID", "5")
     assert cli("target", "new", f"{BASE}.lv-one-1").out == "5\n"
     assert cli("target", "new", "--tid", "6", f"{BASE}.lv-one-2").out == "6\n"
-    assert cli("target", "new", f"{BASE}.lv-one-3").out == "7\n"
+    assert cli("target", "new", f"{BASE}.lv-one-3").out == "7\n"  # 6, where the last left off, is taken
     assert cli("target", "delete", "6").rc == 0
-    assert cli("target", "new", f"{BASE}.lv-one-4").out == "6\n"
-    assert sorted(tgtd.target_ids()) == [5, 6, 7]
+    assert cli("target", "new", f"{BASE}.lv-one-4").out == "8\n"  # a TID just freed is not given again at once
+    assert tgtd.tgtadm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "9", "-T",
+                       "iqn.2001-04.com.example:by-hand").returncode == 0
+    assert cli("target", "new", f"{BASE}.lv-one-5").out == "10\n"  # past a TID taken by hand
+    (tmp_path / "one-iscsi.lock.next-tid").unlink()  # the lock directory is emptied at boot
+    assert cli("target", "new", f"{BASE}.lv-one-6").out == "11\n"  # one more than the highest in use
+    assert sorted(tgtd.target_ids()) == [5, 7, 8, 9, 10, 11]
+    files = {name: tgtconf.parse((tmp_path / "tgt-conf.d" / "one-iscsi" / name).read_text()).tid
+             for name in os.listdir(tmp_path / "tgt-conf.d" / "one-iscsi")}
+    assert files == {f"{BASE}.lv-one-{n}.conf": tid for n, tid in ((1, 5), (3, 7), (4, 8), (5, 10), (6, 11))}
 
 
 def test_tid_lookup_is_exact(tgtd, cli):
@@ -99,11 +111,12 @@ def test_existing_iqn_is_kept_and_a_taken_tid_refused(tgtd, cli):
     assert tgtd.target_ids() == [1]
 
 
-def test_dry_run_changes_nothing(tgtd, cli):
+def test_dry_run_changes_nothing(tgtd, cli, tmp_path):
     result = cli("--dry-run", "target", "new", f"{BASE}.lv-one-1")
     assert result.rc == 0
-    assert result.out.splitlines()[0] == (f"tgtadm -C {tgtd.control} --lld iscsi --op new --mode target --tid 1 "
-                                          f"--targetname {BASE}.lv-one-1")
+    assert result.out.startswith("sh -c '") and (  # tgt.NEW_TARGET, from TID 1
+        f"' new-target 1 1 2147483647 64 {BASE}.lv-one-1 {tmp_path}/one-iscsi.lock.next-tid "
+        f"'tgtadm -C {tgtd.control}'\n") in result.out
     assert "dd of=" in result.out  # and the saved file it would write
     assert tgtd.target_ids() == []
 
@@ -248,3 +261,67 @@ def test_lun_unbind_with_a_session_needs_force(tgtd, cli, tmp_path):
         assert len(json.loads(cli("lun", "list", "--json").out)) == 1
         assert cli("lun", "unbind", iqn, "--force").rc == 0
         assert json.loads(cli("lun", "list", "--json").out) == []
+
+
+LOGGED_TGTADM = """#!/bin/sh
+echo "$*" >> {log}
+exec tgtadm -C {control} "$@"
+"""
+LISTING = "--lld iscsi --op show --mode target"  # every target: what the lookups of one-iscsi's targets avoid
+
+
+@pytest.fixture
+def tgtadm_log(tgtd, tmp_path, monkeypatch):
+    """tgtadm logs its arguments, a line each: returns the lines logged since the last call."""
+    log, wrapper = tmp_path / "tgtadm.log", tmp_path / "tgtadm"
+    wrapper.write_text(LOGGED_TGTADM.format(log=log, control=tgtd.control))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("ONE_ISCSI_TGTADM", str(wrapper))
+
+    def since() -> list[str]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.write_text("")
+        return lines
+    return since
+
+
+def test_targets_of_one_iscsi_are_made_found_and_deleted_without_listing_every_target(
+        tgtd, cli, tgtadm_log, tmp_path):
+    iqn, image = f"{BASE}.lv-one-3", random_image(tmp_path / "img.raw", 1024 * 1024)
+    assert cli("target", "new", iqn).out == "1\n"  # no hint yet: one listing, then none
+    assert tgtadm_log().count(LISTING) == 1
+    assert cli("target", "new", f"{BASE}.lv-one-4").out == "2\n"
+    assert cli("target", "tid", iqn).out == "1\n"
+    assert cli("target", "new", iqn).out == "1\n"  # kept
+    assert cli("target", "delete", iqn).rc == 0
+    ds = {"BACKEND": "file", "POOL_DIR": str(tmp_path / "pool"), "HOST": "localhost"}
+    for action, call in (("cp", {"PATH": str(image)}), ("rm", {"SOURCE": f"{BASE}.lv-one-5"})):
+        done = remote("datastore", action, action_xml(call, {}, ds), "5")
+        assert done.returncode == 0, done.stderr
+    logged = tgtadm_log()
+    assert LISTING not in logged
+    assert "--lld iscsi --op show --mode target --tid 1" in logged  # target tid, new, delete: by the mark
+    assert "--lld iscsi --op delete --mode target --tid 3" in logged  # image rm of the target cp made
+    assert tgtd.target_ids() == [2]
+
+
+def test_a_target_without_a_recorded_tid_or_mark_is_found_in_the_listing_and_marked_again(tgtd, cli, tgtadm_log,
+                                                                                        tmp_path):
+    """Another's target, a file of an earlier version, a target tgt's start-up made anew: exact names all the same."""
+    foreign, old, again = "iqn.2001-04.com.example:storage.disk1", f"{BASE}.lv-one-5", f"{BASE}.lv-one-50"
+    assert tgtd.tgtadm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "9", "-T", foreign).returncode == 0
+    assert cli("target", "new", "--tid", "4", old).rc == 0
+    assert cli("target", "new", "--tid", "5", again).rc == 0
+    saved = tmp_path / "tgt-conf.d" / "one-iscsi" / f"{old}.conf"
+    saved.write_text(tgtconf.render(tgtconf.parse(saved.read_text()).with_tid(0)))  # as an earlier version wrote it
+    for args in (["--op", "delete", "--mode", "target", "--tid", "5"],
+                 ["--op", "new", "--mode", "target", "--tid", "5", "-T", again]):  # as tgt's start-up makes it
+        assert tgtd.tgtadm("--lld", "iscsi", *args).returncode == 0
+    tgtadm_log()
+    assert [cli("target", "tid", name).out for name in (foreign, old, again)] == ["9\n", "4\n", "5\n"]
+    assert tgtadm_log().count(LISTING) == 3
+    assert cli("target", "tid", again).out == "5\n"  # marked again by the lookup: no listing now
+    assert tgtadm_log() == ["--lld iscsi --op show --mode target --tid 5"]
+    assert cli("target", "new", foreign).out == "9\n"  # the name tgtd has, whatever TID the maker tried
+    assert cli("target", "delete", old).rc == 0 and cli("target", "delete", "5").rc == 0
+    assert tgtd.target_ids() == [9]

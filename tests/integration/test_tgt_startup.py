@@ -303,6 +303,71 @@ def test_tgt_start_goes_on_past_a_failing_tgtadm_and_so_does_restore(tgt_install
     assert tgt_install.luns()[refused.iqn] == (str(tmp_path / "other-pool" / "vg-one" / "lv-one-2"),)
     assert remote("datastore", "rm", action_xml({"SOURCE": refused.iqn}, {}, ds), "2").returncode == 0
 
+def test_tgt_start_gives_each_target_the_tid_its_file_records(tgt_install, cli, tmp_path):
+    """controller_tid: tgt-admin makes the target at that TID (not at the next one, in IQN order), so a
+    saved file stays true across a restart; the targets come back unmarked, and a lookup marks each again."""
+    made = {IQN.format(3): ("--tid", "7"), IQN.format(1): (), IQN.format(2): ("--tid", "3")}
+    for iqn, tid in made.items():
+        assert cli("target", "new", *tid, iqn).rc == 0
+        assert cli("lun", "bind", iqn, tgt_install.store(int(iqn[-1]))).rc == 0
+    tids = {IQN.format(3): 7, IQN.format(1): 8, IQN.format(2): 3}
+    assert {iqn: target.tid for iqn, target in tgt_install.targets().items()} == tids
+    assert {iqn: tgtconf.parse(tgt_install.file(iqn).read_text()).tid for iqn in tids} == tids
+    assert "controller_tid 8\n" in tgt_install.file(IQN.format(1)).read_text()
+
+    empty_tgtd(tgt_install)
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert {iqn: target.tid for iqn, target in tgt_install.targets().items()} == tids
+    assert tgt_install.luns() == {iqn: (tgt_install.store(int(iqn[-1])),) for iqn in tids}
+    assert marks(tgt_install, tids) == {iqn: "" for iqn in tids}  # made anew: no mark
+    assert cli("target", "tid", IQN.format(1)).out == "8\n"  # through the listing, then marked
+    assert marks(tgt_install, tids)[IQN.format(1)] == IQN.format(1)
+    restored = cli("target", "restore")  # marks every target present
+    assert (restored.rc, restored.err.splitlines()[-1]) == (0, "0 restored, 3 already present")
+    assert marks(tgt_install, tids) == {iqn: iqn for iqn in tids}
+
+    empty_tgtd(tgt_install)
+    assert cli("target", "restore").err.splitlines()[-1] == "3 restored, 0 already present"
+    assert {iqn: target.tid for iqn, target in tgt_install.targets().items()} == tids  # the recorded TIDs
+    assert marks(tgt_install, tids) == {iqn: iqn for iqn in tids}
+
+
+def marks(installed: Tgt, tids: dict) -> dict:
+    """{IQN: the name its TID is marked with}."""
+    return {iqn: tgt.parse_mark(installed.daemon.tgtadm("--lld", "iscsi", "--op", "show", "--mode", "target",
+                                                        "--tid", str(tid)).stdout) for iqn, tid in tids.items()}
+
+
+def test_restore_makes_a_target_whose_recorded_tid_another_took_at_another_and_records_it(tgt_install, cli):
+    for n in (1, 2):
+        assert cli("target", "new", IQN.format(n)).rc == 0
+        assert cli("lun", "bind", IQN.format(n), tgt_install.store(n)).rc == 0
+    empty_tgtd(tgt_install)
+    assert tgt_install.daemon.tgtadm("--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "1", "-T",
+                                     FOREIGN).returncode == 0  # made before one-iscsi's came back
+    restored = cli("target", "restore")
+    assert (restored.rc, restored.err.splitlines()[-1]) == (0, "2 restored, 0 already present")
+    tids = {iqn: target.tid for iqn, target in tgt_install.targets().items()}
+    assert tids == {FOREIGN: 1, IQN.format(1): 3, IQN.format(2): 2}  # 3: where the last allocation left off
+    assert tgtconf.parse(tgt_install.file(IQN.format(1)).read_text()).tid == 3
+    assert cli("target", "tid", IQN.format(1)).out == "3\n"
+    empty_tgtd(tgt_install)
+    assert tgt_install.start().returncode == 0
+    assert {iqn: target.tid for iqn, target in tgt_install.targets().items()} == {IQN.format(1): 3, IQN.format(2): 2}
+
+
+def test_a_file_of_an_earlier_version_without_tid_comes_back_and_restore_records_its_tid(tgt_install, cli):
+    old = TargetSpec(IQN.format(1), (tgt_install.store(1),))
+    tgt_install.save(old)
+    assert "controller_tid" not in tgt_install.file(old.iqn).read_text()
+    assert tgt_install.start().returncode == 0
+    assert cli("target", "tid", old.iqn).out == "1\n"  # through the listing
+    assert cli("target", "restore").err.splitlines()[-1] == "0 restored, 1 already present"
+    assert tgtconf.parse(tgt_install.file(old.iqn).read_text()) == old.with_tid(1)
+    assert marks(tgt_install, {old.iqn: 1}) == {old.iqn: old.iqn}
+
+
 HAND = "iqn.2001-04.com.example:storage.by-hand"  # any name: the saved file is what makes a target one-iscsi's
 
 
@@ -333,7 +398,7 @@ def test_a_target_made_by_hand_comes_back_with_its_acl_and_chap(tgt_install, tmp
     done = cli("target", "chap", "set", HAND, "--user", "hand", "--password-file", str(password_file))
     assert (done.rc, done.out, done.err) == (0, "", "")
     assert tgtconf.parse(tgt_install.file(HAND).read_text()) == TargetSpec(HAND, (store,), ("10.9.9.9", NODE1),
-                                                                         "hand", PASSWORD)
+                                                                         "hand", PASSWORD, tid=1)
     assert_hand_made_access(tgt_install, store)
 
     empty_tgtd(tgt_install, "hand")

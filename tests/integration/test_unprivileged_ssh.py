@@ -34,8 +34,9 @@ def as_user(sshd, tgtd, monkeypatch, tmp_path):
         yield {"BACKEND": "file", "POOL_DIR": str(tmp_path / "pool"), "HOST": "tgtserver"}
     finally:
         os.unlink(SUDOERS)
-        if os.path.exists(f"/run/lock/one-iscsi-test-{os.getpid()}.lock"):
-            os.unlink(f"/run/lock/one-iscsi-test-{os.getpid()}.lock")
+        for left in ("", ".next-tid"):  # the lock, and where the last TID allocation left off
+            if os.path.exists(f"/run/lock/one-iscsi-test-{os.getpid()}.lock{left}"):
+                os.unlink(f"/run/lock/one-iscsi-test-{os.getpid()}.lock{left}")
         if created:
             quiet(["userdel", USER])
 

@@ -1,7 +1,8 @@
 """The commands the actions are expected to run on a target server, as argv
 lists, and tgtadm listings to answer with: shared by the unit tests of
 targets.py and datastore.py."""
-from oneiscsi import tgt
+from oneiscsi import tgt, tgtconf
+from oneiscsi.values import MAX_TID
 
 from .paths import DATA
 
@@ -14,6 +15,7 @@ CONF_DIR = "/etc/tgt/conf.d/one-iscsi"
 INCLUDE = "/etc/tgt/conf.d/one-iscsi.conf"
 ALLOWED = ("10.0.0.0/24", "iqn.1993-08.org.debian:01:abc")
 CHAP = ("one", "secret-pass-12")
+HINT = "/run/lock/one-iscsi.lock.next-tid"  # beside the default LOCK_FILE
 
 
 def tgtadm(*args: str) -> list[str]:
@@ -25,6 +27,48 @@ SHOW = tgtadm("--op", "show", "--mode", "target")
 
 def new_target(tid: int, iqn: str = IQN) -> list[str]:
     return tgtadm("--op", "new", "--mode", "target", "--tid", str(tid), "--targetname", iqn)
+
+
+def make_target(start: int, iqn: str = IQN, automatic: bool = True, base: int = 1) -> list[str]:
+    """tgt.NEW_TARGET from TID start (automatic: trying the TIDs after it, leaving the hint)."""
+    return ["sh", "-c", tgt.NEW_TARGET, "new-target", str(start), str(base), str(MAX_TID),
+            str(tgt.NEW_TARGET_TRIES if automatic else 1), iqn, HINT if automatic else "", "tgtadm"]
+
+
+READ_HINT = ["cat", "--", HINT]
+
+
+def show_tid(tid: int) -> list[str]:
+    return tgtadm("--op", "show", "--mode", "target", "--tid", str(tid))
+
+
+def show_conn(tid: int) -> list[str]:
+    return tgtadm("--op", "show", "--mode", "conn", "--tid", str(tid))
+
+
+def mark(tid: int, iqn: str = IQN) -> list[str]:
+    return tgtadm("--op", "update", "--mode", "target", "--tid", str(tid), "--name", "RedirectAddress", "--value", iqn)
+
+
+def marked(iqn: str = IQN) -> str:
+    """What `show --tid` prints of a target marked with iqn."""
+    return f"RedirectAddress={iqn}\nRedirectPort=\nRedirectReason=Unknown\n"
+
+
+PARAMETERS = "nop_interval=0\nnop_count=0\nMaxRecvDataSegmentLength=8192\n"  # `show --tid` of an unmarked target
+
+
+def cat(iqn: str = IQN) -> list[str]:
+    return ["cat", "--", conf(iqn)]
+
+
+def on_file(recorder, spec) -> None:
+    """CONF_DIR holds the saved file of spec, read with cat."""
+    recorder.answer(*cat(spec.iqn), out=tgtconf.render(spec))
+
+
+def no_file(recorder, iqn: str = IQN) -> None:
+    recorder.fail(*cat(iqn), stderr=f"cat: {conf(iqn)}: No such file or directory")
 
 
 def delete_target(tid: int, *force: str) -> list[str]:
@@ -98,3 +142,18 @@ def _shown(tid: int, iqn: str, stores: tuple = (), initiators: tuple = (), acl: 
     lines += ["    Account information:", *[f"        {user}" for user in accounts], "    ACL information:",
               *[f"        {initiator}" for initiator in acl]]
     return "\n".join(lines) + "\n"
+
+
+def exported(recorder, tid: int, iqn: str = IQN, stores: tuple = (), initiators: tuple = (), host=None) -> None:
+    """one-iscsi's target iqn has TID tid, as its saved file (with backing
+    stores) and its mark in tgtd say, and sessions of these initiators."""
+    recorder.answer(*cat(iqn), out=tgtconf.render(tgtconf.TargetSpec(iqn, stores, tid=tid)), host=host)
+    recorder.answer(*show_tid(tid), out=marked(iqn), host=host)
+    recorder.answer(*show_conn(tid), out="".join(f"Session: {n}\n    Connection: 0\n        Initiator: {initiator}\n"
+                                                 "        IP Address: 10.0.0.5\n"
+                                                 for n, initiator in enumerate(initiators, 1)), host=host)
+
+
+def found(tid: int, iqn: str = IQN, sessions: bool = False) -> list[list[str]]:
+    """Finding one-iscsi's target iqn of TID tid: its saved file, its mark (and its sessions), no listing."""
+    return [cat(iqn), show_tid(tid), *([show_conn(tid)] if sessions else [])]

@@ -10,13 +10,14 @@ started: no process, no ssh.
 from __future__ import annotations
 
 import io
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 from oneiscsi import config
 from oneiscsi.command import Command
-from oneiscsi.run import check_host, failure
+from oneiscsi.run import FileRange, check_host, failure
 
 
 def make_config(**values: str):
@@ -110,14 +111,20 @@ class FakeRunner:
         with self.session() as session:
             return "".join(session.run(cmd) for cmd in commands)
 
-    def feed(self, cmd: Command, chunks: Iterable[bytes]) -> None:
-        data = b"".join(chunks)  # consumed first, as the real command reads all its stdin
+    def feed(self, cmd: Command, stream: Iterable) -> None:
+        data = b"".join(_bytes(item) for item in stream)  # consumed first, as the real command reads all its stdin
         self.recorder._run(self.host, cmd)
         self.recorder.fed[self.host] = self.recorder.fed.get(self.host, b"") + data
 
     @contextmanager
     def output_stream(self, cmd: Command):
         yield io.BytesIO(self.recorder._run(self.host, cmd).encode())
+
+
+def _bytes(item) -> bytes:
+    if isinstance(item, FileRange):
+        return os.pread(item.fd, item.length, item.offset)
+    return bytes(item)
 
 
 class FakeSession:
@@ -131,6 +138,10 @@ class FakeSession:
 
     def release_lock(self) -> None:
         self.runner.recorder.locks.append(("release", self.host, self.cfg.lock_file))
+
+    def finish(self, cmd: Command, stream, timeout: Optional[float] = None) -> None:
+        """As Session.finish: cmd is fed stream (FileRanges read from their files)."""
+        self.runner.feed(cmd, stream)
 
     def close(self) -> None:
         pass

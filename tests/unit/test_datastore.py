@@ -8,10 +8,11 @@ import os
 from contextlib import contextmanager
 
 import pytest
-from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, SHOW, allowed, bind, conf, delete_target,
-                          forget, listing, new_lun, new_target, readd_lun, saved, tgtadm)
+from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, READ_HINT, SHOW, allowed, bind, cat, conf,
+                          delete_target, exported, forget, found, listing, make_target, new_lun, no_file, readd_lun,
+                          saved, tgtadm)
 
-from oneiscsi import config, datastore, imagewriter, names, source, tgtconf
+from oneiscsi import config, datastore, imagewriter, names, source, tgt, tgtconf
 from oneiscsi.datastore import Registered, Usage
 from oneiscsi.config import ConfigError
 from oneiscsi.errors import InvalidInput, NotFound, OneIscsiError, StepFailed
@@ -40,14 +41,17 @@ def lv_volume(size: str = "2M") -> list[list[str]]:
 BACKENDS = {"file": (FILE, file_volume, RM_FILE), "lvm": (LV, lv_volume, LVREMOVE)}
 
 
-def target(device: str) -> list[list[str]]:
-    """A new target of TID 1 on an empty tgtd: open to all, device as LUN 1."""
-    return [SHOW, new_target(1), bind(1, "address", "ALL"), new_lun(1, device)]
+def target(device: str, iqn: str = IQN) -> list[list[str]]:
+    """A new target of TID 1 (the hint's), no listing: open to all, device as LUN 1."""
+    return [READ_HINT, make_target(1, iqn), bind(1, "address", "ALL"), new_lun(1, device)]
 
 
-def writer(device: str) -> list[str]:
-    tools = ["dd", "blkdiscard -z", "fallocate --punch-hole"]
-    return ["sh", "-c", imagewriter.WRITER, "image-writer", device, *tools, *tools]
+def writer(device: str, tid: int = 1) -> list[str]:
+    """The image writer of a cp (tid: the target that must be there after
+    the flush) or of an image copy (tid 0: no check)."""
+    tools = ["dd", "blkdiscard -z", "fallocate --punch-hole", "blockdev"]
+    check = f"tgtadm --lld iscsi --op show --mode target --tid {tid}" if tid else ""
+    return ["sh", "-c", imagewriter.WRITER, "image-writer", device, "", check, *tools, *tools]
 
 
 FILE_CP = [*file_volume(), *target(FILE), *saved(), writer(FILE)]
@@ -58,9 +62,10 @@ def server(backend: str = "file", dry_run: bool = False, **keys: str) -> Recorde
     """Records as the target server tgt1 of a backend (file: in /srv/pool)."""
     keys = {"HOST": "tgt1", "BACKEND": backend, "POOL_DIR": "/srv/pool", "CONF_DIR": CONF_DIR, **keys}
     recorder = Recorder(make_config(**keys), dry_run=dry_run)
-    # tgtd lists no target until cp has made its own
     recorder.answer(*SHOW, out=listing((1, IQN, (BACKENDS[backend][0],))))
-    recorder.answer(*SHOW, out="", times=1)
+    # a new target takes TID 1, where the hint says
+    recorder.answer(*READ_HINT, out="1\n")
+    recorder.answer("sh", "-c", tgt.NEW_TARGET, "new-target", "1", out="new 1\n")
     return recorder
 
 
@@ -78,8 +83,12 @@ def image(tmp_path) -> str:
 
 
 def records(path: str, zero_device: bool) -> bytes:
+    """The record stream of a cp of the raw file at path over ssh."""
     with open(path, "rb") as data:
-        return b"".join(imagewriter.records(source.read_chunks(data), os.path.getsize(path), zero_device))
+        stream = imagewriter.records(source.file_blocks(data.fileno()), os.path.getsize(path), zero_device,
+                                     imagewriter.FILE_WINDOW)
+        return b"".join(os.pread(data.fileno(), item.length, item.offset) if isinstance(item, imagewriter.Span)
+                        else item for item in stream)
 
 
 def cp(recorder: Recorder, path: str, tgt1=None, **options) -> Registered:
@@ -124,7 +133,7 @@ def test_cp_makes_volume_target_config_file_then_writes_the_image(image, backend
     device, volume, _ = BACKENDS[backend]
     assert cp(recorder, image) == Registered(IQN, 2, ())
     # at the end, SHOW: the target is still there with its LUN
-    assert recorder.argvs("tgt1") == [*volume("2M"), *target(device), *saved(), writer(device), SHOW]
+    assert recorder.argvs("tgt1") == [*volume("2M"), *target(device), *saved(), writer(device)]
     assert recorder.argvs("localhost") == []
     assert recorder.sessions == [("tgt1", True)]
     # the image's own lock for all of it, the target server's only while the target is made
@@ -133,8 +142,8 @@ def test_cp_makes_volume_target_config_file_then_writes_the_image(image, backend
     fed = recorder.fed["tgt1"]
     assert fed == records(image, zero_device)
     # a new sparse file reads as zeros already; a new LV is zeroed first
-    assert fed.startswith(b"W 0 0\nD 0 " if zero_device else b"D 0 ")
-    assert fed.endswith(f"E {IMAGE_SIZE} 0\n".encode())
+    assert fed.startswith(b"D 0 ")  # no zero run: nothing zeroed but what follows the image (E ... 1)
+    assert fed.endswith(f"E {IMAGE_SIZE} {int(zero_device)}\n".encode())
 
 
 def test_cp_reports_progress_and_accepts_right_checksums(pool, image):
@@ -153,7 +162,7 @@ FAILING_STEPS = [  # the command that fails, its exit status and stderr, the err
     pytest.param(FILE_CP[3], 1, f"truncate: failed to truncate '{FILE}': No space left on device",
                  f"creating volume failed on tgt1: truncate failed on tgt1 (exit 1): truncate: failed to truncate "
                  f"'{FILE}': No space left on device", [RM_FILE], id="sizing the volume"),
-    pytest.param(new_target(1), 107, "tgtadm: can't send the request to the tgt daemon, Transport endpoint is "
+    pytest.param(make_target(1), 107, "tgtadm: can't send the request to the tgt daemon, Transport endpoint is "
                  "not connected", "creating target failed on tgt1: tgtd is not running on tgt1: start it (systemctl "
                  "start tgt), then `one-iscsi -H tgt1 target restore`: tgtadm failed on tgt1 (exit 107): tgtadm: can't send the request to the tgt daemon, Transport endpoint is not "
                  "connected", [RM_FILE], id="creating the target"),
@@ -224,7 +233,7 @@ def test_a_relative_pool_dir_is_refused_before_any_command(image):
 def test_cp_binds_initiator_addresses_names_and_chap(image):
     recorder = server(INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
     assert cp(recorder, image).source == IQN
-    assert recorder.argvs()[4:11] == [SHOW, new_target(1), *allowed(1), new_lun(1, FILE)]
+    assert recorder.argvs()[4:11] == [READ_HINT, make_target(1), *allowed(1), new_lun(1, FILE)]
 
 
 @pytest.mark.parametrize("failing", allowed(1), ids=["address", "name", "account", "account binding"])
@@ -237,16 +246,20 @@ def test_cp_failing_to_allow_initiators_deletes_the_target_and_the_volume(image,
 
 
 def test_cp_keeps_an_existing_target_with_the_same_lun(pool, image):
-    pool.answer(*SHOW, out=listing((4, IQN, (FILE,))))
+    pool.answer(*make_target(1), out="name 1\n")
+    exported(pool, 4, stores=(FILE,))
     assert cp(pool, image) == Registered(IQN, 2, (f"target {IQN} already exists with TID 4: kept",))
-    assert pool.argvs() == [*file_volume(), SHOW, SHOW, SHOW, writer(FILE), SHOW]
+    assert pool.argvs() == [*file_volume(), READ_HINT, make_target(1), *found(4), *found(4, sessions=True),
+                            *found(4), writer(FILE, tid=4)]  # new, delete_if_empty, check_same
 
 
 def test_cp_onto_an_existing_target_with_other_luns_removes_the_volume_again(pool, image):
-    pool.answer(*SHOW, out=listing((4, IQN, ("/srv/pool/vg-one/lv-one-8",))))
+    pool.answer(*make_target(1), out="name 1\n")
+    exported(pool, 4, stores=("/srv/pool/vg-one/lv-one-8",))
     error = failure_of(cp, pool, image)
     assert str(error) == f"creating target failed on tgt1: target {IQN} already exists on tgt1 with other LUNs"
-    assert pool.argvs() == [*file_volume(), SHOW, SHOW, SHOW, RM_FILE]  # new, delete_if_empty, check_same
+    assert pool.argvs() == [*file_volume(), READ_HINT, make_target(1), *found(4), *found(4, sessions=True),
+                            *found(4), RM_FILE]
 
 
 def test_cp_undo_that_fails_travels_with_the_error_and_the_other_undos_still_run(pool, image):
@@ -264,7 +277,7 @@ def test_cp_dry_run_runs_only_queries(image):
     recorder = server(dry_run=True)
     assert cp(recorder, image, checksums={"md5": "0" * 32}) == Registered(IQN, 2)  # no checksum without data
     # the recording feed records the writer, which the real Runner prints under --dry-run
-    assert recorder.argvs() == [SHOW, ["test", "-e", INCLUDE], writer(FILE)]
+    assert recorder.argvs() == [READ_HINT, ["test", "-e", INCLUDE], writer(FILE)]
 
 
 # mkfs
@@ -279,6 +292,8 @@ def test_cp_dry_run_runs_only_queries(image):
     ("save_as", []),  # a VM's disk is copied into it later: no filesystem, but volume and target
 ])
 def test_mkfs_makes_volume_filesystem_and_target(recorder, fstype, made):
+    recorder.answer(*READ_HINT, out="1\n")
+    recorder.answer(*make_target(1), out="new 1\n")
     assert mkfs(recorder, fstype) == Registered(IQN, 8)
     assert recorder.argvs() == [*lv_volume("8M"), *made, *target(LV), *saved()]
     assert recorder.sessions == [("tgt1", True)]
@@ -317,16 +332,17 @@ def test_mkfs_that_fails_removes_the_volume_before_any_target(backend):
 def test_rm_deletes_target_config_file_and_volume(backend):
     recorder = server(backend)
     device, _, remove = BACKENDS[backend]
-    recorder.answer(*SHOW, out=listing((3, IQN, (device,))))
+    exported(recorder, 3, stores=(device,))
     assert rm(recorder) == []
-    assert recorder.argvs() == [SHOW, delete_target(3), forget(), remove]
+    assert recorder.argvs() == [*found(3, sessions=True), delete_target(3), forget(), remove]  # no listing
     assert recorder.sessions == [("tgt1", False)]
 
 
 def test_rm_of_what_is_gone_already_says_so(recorder):
     recorder.fail(*LVREMOVE, rc=5, stderr='  Failed to find logical volume "vg-one/lv-one-7"')
+    no_file(recorder)
     assert rm(recorder) == [f"no target {IQN} on tgt1: already deleted", f"no volume {LV} on tgt1: already removed"]
-    assert recorder.argvs() == [SHOW, forget(), LVREMOVE]
+    assert recorder.argvs() == [cat(), SHOW, forget(), LVREMOVE]
 
 
 def test_rm_of_a_volume_that_cannot_be_removed(recorder):
@@ -338,11 +354,11 @@ def test_rm_of_a_volume_that_cannot_be_removed(recorder):
 
 
 def test_rm_of_a_target_in_use_removes_nothing(recorder):
-    recorder.answer(*SHOW, out=listing((3, IQN, (LV,), ("iqn.2008-11.org.x:node1", "iqn.2008-11.org.x:node2"))))
+    exported(recorder, 3, stores=(LV,), initiators=("iqn.2008-11.org.x:node1", "iqn.2008-11.org.x:node2"))
     error = failure_of(rm, recorder)
     assert str(error) == f"target {IQN} on tgt1 is in use by iqn.2008-11.org.x:node1, iqn.2008-11.org.x:node2: " \
                          "nothing removed"
-    assert recorder.argvs() == [SHOW]
+    assert recorder.argvs() == found(3, sessions=True)
 
 
 @pytest.mark.parametrize("iqn, message", [
@@ -403,7 +419,7 @@ def test_cp_of_a_qcow2_image_streams_its_raw_data_and_checks_the_file_as_registe
     assert real.startswith(f"/proc/{os.getpid()}/fd/")
     assert pool.argvs("localhost") == [["qemu-img", "info", "--output=json", "-f", "qcow2", real],
                                        ["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "qcow2", real, "]", "-"]]
-    assert pool.fed["tgt1"] == b"D 0 3000\n" + b"\x01" * 3000 + b"E 3000 0\n"
+    assert pool.fed["tgt1"] == b"D 0 3000\n" + b"\x01" * 3000 + b"E 3000 0\n"  # a new sparse file: no zeroing
 
 
 def test_cp_dry_run_of_a_qcow2_image(tmp_path, monkeypatch):
@@ -508,7 +524,7 @@ def copy(recorder, image, room: int = IMAGE_SIZE, **options):
 def test_copy_writes_onto_an_existing_device_zeroed_first(recorder, image):
     reported = []
     assert copy(recorder, image, progress_for=lambda size: reported.append) == sum(reported) == IMAGE_SIZE
-    assert recorder.argvs() == [device_size("/dev/sdb"), writer("/dev/sdb")]
+    assert recorder.argvs() == [device_size("/dev/sdb"), writer("/dev/sdb", tid=0)]
     assert recorder.fed["tgt1"] == records(image, zero_device=True)
 
 
@@ -636,10 +652,12 @@ def test_stat_and_copy_close_the_image_they_open(recorder, image):
 # one image, one owner at a time (tests/integration/test_one_owner.py against the real tgtd)
 
 def test_cp_fails_and_takes_everything_back_when_the_target_is_gone_at_the_end(pool, image):
-    pool.answer(*SHOW, out="")  # tgtd restarted, or an rm came through, during the copy
+    # tgtd died or was restarted without it during the copy: the writer's check after the flush says so
+    pool.fail(*writer(FILE), rc=imagewriter.CHECK_FAILED_RC, stderr="tgtadm: can't find the target\n")
     error = failure_of(cp, pool, image)
-    assert str(error) == f"checking the target failed on tgt1: target {IQN} is no longer exported with LUN {FILE}"
-    assert pool.argvs() == [*FILE_CP, SHOW, *UNDO_ALL]
+    assert str(error) == (f"copying {image} to {FILE} failed on tgt1: target {IQN} (TID 1) is no longer exported "
+                          "on tgt1: tgtadm: can't find the target")
+    assert pool.argvs() == [*FILE_CP, *UNDO_ALL]
 
 
 def test_mkfs_and_rm_hold_the_image_lock(pool):
@@ -652,9 +670,12 @@ def test_mkfs_and_rm_hold_the_image_lock(pool):
 
 def test_cp_takes_over_a_target_left_without_its_lun(pool, image):
     """What tgt's start-up leaves of a saved target whose backing store it could not open."""
-    pool.answer(*SHOW, out=listing((4, IQN)), times=2)
+    pool.answer(*make_target(1), out="name 1\n", times=1)
+    no_file(pool)  # tgt's start-up made it anew, unmarked: found in the listing
+    pool.answer(*SHOW, out=listing((4, IQN)))
     assert cp(pool, image) == Registered(IQN, 2)
-    assert pool.argvs()[4:9] == [SHOW, SHOW, delete_target(4), SHOW, new_target(1)]
+    assert pool.argvs()[4:13] == [READ_HINT, make_target(1), cat(), SHOW, cat(), SHOW, delete_target(4), READ_HINT,
+                                  make_target(1)]
 
 
 # cp of a qcow2 image the VM reads as qcow2 (DRIVER=qcow2)
@@ -669,7 +690,7 @@ def test_cp_keeping_qcow2_copies_the_file_as_it_is_into_a_volume_of_its_full_all
     assert opened.startswith(f"/proc/{os.getpid()}/fd/")
     assert pool.argvs("localhost") == [["qemu-img", "info", "--output=json", "-f", "qcow2", opened],
                                        ["qemu-img", "measure", "--output=json", "-f", "qcow2", "-O", "qcow2", opened]]
-    assert pool.argvs("tgt1") == [*file_volume("4M"), *target(FILE), *saved(), writer(FILE), SHOW]
+    assert pool.argvs("tgt1") == [*file_volume("4M"), *target(FILE), *saved(), writer(FILE)]
     assert pool.fed["tgt1"] == records(path, zero_device=False)  # the file's own bytes, no nbdcopy
 
 
@@ -695,8 +716,7 @@ def copier(source_device: str, device: str, zero: str) -> list[str]:
 def clone_server(backend: str, **keys: str) -> Recorder:
     recorder = server(backend, **keys)
     device9 = {"file": FILE9, "lvm": LV9}[backend]
-    recorder.answer(*SHOW, out=listing((2, IQN9, (device9,))))
-    recorder.answer(*SHOW, out="", times=1)
+    exported(recorder, 1, IQN9, (device9,))  # once made
     recorder.answer("stat", "-c", out="8388608\n")
     recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
     return recorder
@@ -718,8 +738,8 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
     recorder = clone_server(backend)
     source_device, device = {"file": (FILE, FILE9), "lvm": (LV, LV9)}[backend]
     assert clone(recorder) == Registered(IQN9, 8, (), "raw")
-    assert recorder.argvs() == [measure, *volume, SHOW, new_target(1, IQN9), bind(1, "address", "ALL"),
-                                new_lun(1, device), *saved(IQN9), copier(source_device, device, zero), SHOW]
+    assert recorder.argvs() == [measure, *volume, *target(device, IQN9), *saved(IQN9),
+                                copier(source_device, device, zero), *found(1, IQN9)]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9"),
                               ("release", "tgt1", "/run/lock/one-iscsi.lock")]
     assert recorder.fed == {}  # nothing crosses from here
@@ -728,7 +748,7 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
 def test_clone_gives_the_new_image_this_datastores_access_rules():
     recorder = clone_server("file", INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
     clone(recorder)
-    assert recorder.argvs()[6:12] == [new_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
+    assert recorder.argvs()[6:12] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
 
 
 def test_clone_whose_copy_fails_takes_everything_back():
@@ -762,13 +782,12 @@ def test_private_copy_takes_the_access_rules_the_image_was_saved_with(pool):
     spec = tgtconf.TargetSpec(IQN, (FILE,), ALLOWED, *CHAP)
     pool.answer("cat", "--", conf(), out=tgtconf.render(spec))
     pool.answer("stat", "-c", out="8388608\n")
-    pool.answer(*SHOW, out=listing((1, private, ("/srv/pool/vg-one/lv-one-9-0",))))
-    pool.answer(*SHOW, out="", times=1)
+    exported(pool, 1, private, ("/srv/pool/vg-one/lv-one-9-0",))
     done = datastore.private_copy(names.parse(IQN), 9, 0, pool.cfg, pool.runner("tgt1"))
     assert done == Registered(private, 8, (), "raw")
     assert pool.argvs()[:1] == [["cat", "--", conf()]]
-    assert pool.argvs()[7:13] == [new_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
-    assert pool.argvs()[-2] == copier(FILE, "/srv/pool/vg-one/lv-one-9-0", "0")
+    assert pool.argvs()[7:13] == [make_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
+    assert pool.argvs()[-3] == copier(FILE, "/srv/pool/vg-one/lv-one-9-0", "0")
 
 
 # copy_into (save-as), grow, remove
@@ -777,10 +796,10 @@ IQN8 = f"{BASE}:tgt1.vg-one.lv-one-8"
 
 
 def test_copy_into_zeroes_the_image_written_even_of_the_file_backend(pool):
-    pool.answer(*SHOW, out=listing((2, IQN8, ("/srv/pool/vg-one/lv-one-8",))))
+    exported(pool, 2, IQN8, ("/srv/pool/vg-one/lv-one-8",))
     pool.answer("volume-copy", out="copied 8388608 bytes\n")
     assert datastore.copy_into(IQN, IQN8, pool.cfg, pool.runner("tgt1")) == "copied 8388608 bytes"
-    assert pool.argvs() == [SHOW, copier(FILE, "/srv/pool/vg-one/lv-one-8", "1")]
+    assert pool.argvs() == [*found(2, IQN8), copier(FILE, "/srv/pool/vg-one/lv-one-8", "1")]
     assert pool.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-8")]
 
 
@@ -789,11 +808,11 @@ def test_copy_into_zeroes_the_image_written_even_of_the_file_backend(pool):
 def test_grow_grows_the_volume_then_adds_lun_1_again(backend, grow):
     recorder = server(backend)
     device = BACKENDS[backend][0]
-    recorder.answer(*SHOW, out=listing((3, IQN, (device,))))
+    exported(recorder, 3, stores=(device,))
     recorder.answer("stat", "-c", out="8388608\n")
     recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
     assert datastore.grow(IQN, 16, recorder.cfg, recorder.runner("tgt1")) == f"grew {device} from 8 to 16 MiB"
-    assert recorder.argvs()[1:] == [SHOW, grow, readd_lun(3, device)]
+    assert recorder.argvs()[1:] == [*found(3), grow, readd_lun(3, device)]
 
 
 @pytest.mark.parametrize("size_mb", [8, 4])
@@ -805,16 +824,19 @@ def test_grow_never_shrinks(pool, size_mb):
 
 def test_grow_of_an_image_without_target_grows_nothing(pool):
     pool.answer("stat", "-c", out="8388608\n")
+    pool.answer(*SHOW, out="")
+    no_file(pool)
     with pytest.raises(NotFound, match=f"no target named {IQN} on tgt1"):
         datastore.grow(IQN, 16, pool.cfg, pool.runner("tgt1"))
-    assert pool.argvs() == [["stat", "-c", "%s", FILE], SHOW]
+    assert pool.argvs() == [["stat", "-c", "%s", FILE], cat(), SHOW]
 
 
 def test_remove_deletes_any_volume_it_is_named(recorder):
     private = f"{BASE}:tgt1.vg-one.lv-one-9-0"
-    recorder.answer(*SHOW, out=listing((6, private, ("/dev/vg-one/lv-one-9-0",))))
+    exported(recorder, 6, private, ("/dev/vg-one/lv-one-9-0",))
     assert datastore.remove(names.parse(private), recorder.cfg, recorder.runner("tgt1")) == []
-    assert recorder.argvs() == [SHOW, delete_target(6), forget(private), ["lvremove", "-f", "vg-one/lv-one-9-0"]]
+    assert recorder.argvs() == [*found(6, private, sessions=True), delete_target(6), forget(private),
+                                ["lvremove", "-f", "vg-one/lv-one-9-0"]]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9-0")]
 
 

@@ -49,19 +49,28 @@ TARGETS = ((1, iqn("lv-one-1"), (device("lv-one-1"),)), (2, iqn("lv-one-4"), (de
 SAVED = {iqn("lv-one-1"): (device("lv-one-1"),), iqn("lv-one-3"): (device("lv-one-3"),),
          iqn("lv-one-4"): (device("lv-one-4"),), iqn("lv-one-5"): (device("lv-one-5"),),
          iqn("lv-one-6"): (device("lv-one-6"),), OTHER_VG: ("/dev/vg-two/lv-one-7",)}
+TIDS = {iqn("lv-one-1"): 1, iqn("lv-one-4"): 2, iqn("lv-one-5"): 3, OTHER_VG: 5,  # recorded in the saved files
+        iqn("lv-one-3"): 6, iqn("lv-one-6"): 7}
 VOLUMES = {"lv-one-1": 8 * MIB, "lv-one-2": 5 * MIB + 1, "lv-one-6": MIB, "notes.txt": 10}
 EXISTING = (device("lv-one-1"), device("lv-one-6"))
 
 
-def scenario(targets=TARGETS, saved=SAVED, volumes=VOLUMES, existing=EXISTING, dry_run=False, **keys) -> Recorder:
+def scenario(targets=TARGETS, saved=SAVED, volumes=VOLUMES, existing=EXISTING, dry_run=False, tids=TIDS,
+             **keys) -> Recorder:
     """A recorder answering as a target server with these targets (as
-    listing() takes them), saved files ({IQN: backing stores}), pool files
-    ({name: bytes}) and existing paths."""
+    listing() takes them), saved files ({IQN: backing stores}, recording
+    the TIDs of tids {IQN: TID}, or a text), pool files ({name: bytes}) and
+    existing paths. The saved files are listed with their sizes and read
+    by one cat (or one by one)."""
     recorder = Recorder(make_config(**{**KEYS, **keys}), dry_run=dry_run)
     recorder.answer(*SHOW, out=listing(*targets))
-    recorder.answer("find", CONF_DIR, out="".join(f"{name}.conf\n" for name in saved))
-    for target, stores in saved.items():
-        recorder.answer("cat", "--", conf(target), out=tgtconf.render(tgtconf.TargetSpec(target, stores)))
+    texts = {target: stores if isinstance(stores, str) else
+             tgtconf.render(tgtconf.TargetSpec(target, stores, tid=tids.get(target, 0)))
+             for target, stores in sorted(saved.items())}
+    recorder.answer("find", CONF_DIR, out="".join(f"{len(text)} {name}.conf\n" for name, text in texts.items()))
+    for target, text in texts.items():
+        recorder.answer("cat", "--", conf(target), out=text)
+    recorder.answer("cat", "--", *map(conf, texts), out="".join(texts.values()))  # first: it holds the words above
     recorder.answer("find", "-H", POOL, out="".join(f"{size} {name}\n" for name, size in volumes.items()))
     recorder.answer("stat", "-L", out="".join(f"{path}\n" for path in existing), rc=1)
     return recorder
@@ -132,9 +141,8 @@ def test_status_reads_everything_in_one_session_without_a_lock():
     stores = sorted({*(store for target in TARGETS for store in target[2]), device("lv-one-3"), device("lv-one-6")})
     assert recorder.argvs("tgt1") == [
         SHOW,
-        ["find", CONF_DIR, "-maxdepth", "1", "-name", "*.conf", "-printf", "%f\\n"],
-        ["cat", "--", conf(iqn("lv-one-3"))],  # only the saved files whose target tgtd lacks are read
-        ["cat", "--", conf(iqn("lv-one-6"))],
+        ["find", CONF_DIR, "-maxdepth", "1", "-name", "*.conf", "-printf", "%s %f\\n"],
+        ["cat", "--", *sorted(map(conf, SAVED))],  # every saved file, in one cat
         ["find", "-H", POOL, "-maxdepth", "1", "-type", "f", "-printf", "%s %f\\n"],
         ["stat", "-L", "--printf", "%n\\n", "--", *stores],
     ]
@@ -146,7 +154,7 @@ def test_an_entry_as_json_has_one_stable_shape():
         "name": "lv-one-1", "iqn": iqn("lv-one-1"), "ours": True, "state": "ok", "flags": [],
         "volume": device("lv-one-1"), "size_mib": 8, "tid": 1, "backing_stores": [device("lv-one-1")],
         "missing_backing_stores": [], "exported_by": [iqn("lv-one-1")], "saved_file": conf(iqn("lv-one-1")),
-        "sessions": []}
+        "recorded_tid": 1, "sessions": []}
     assert entries["lv-one-5"].as_dict()["sessions"] == [{"initiator": NODE1, "addresses": ["10.0.0.5"]}]
     volume_only = entries["lv-one-2"].as_dict()
     assert (volume_only["size_mib"], volume_only["tid"], volume_only["saved_file"]) == (6, None, None)
@@ -184,6 +192,47 @@ def test_an_unreadable_saved_file_is_flagged_and_kept():
     assert (entry.state, entry.flags, entry.orphan) == ("incomplete", ("not-in-tgtd", "no-volume", "unreadable"),
                                                          None)
     assert entry.as_dict()["backing_stores"] == []
+
+
+def test_a_saved_file_recording_a_tid_tgtd_has_for_another_target_or_not_for_its_own_is_flagged():
+    """What a stale TID looks like: after a restart that gave the targets other TIDs, or by hand."""
+    recorder = scenario(tids={**TIDS, iqn("lv-one-4"): 5, iqn("lv-one-5"): 9, iqn("lv-one-3"): 1,
+                              iqn("lv-one-6"): 8})
+    entries = by_name(inventory.status(recorder.cfg, server(recorder)))
+    assert {name: (entry.recorded_tid, "stale-tid" in entry.flags) for name, entry in entries.items()
+            if entry.recorded_tid} == {
+        "lv-one-1": (1, False),  # its own TID
+        "lv-one-4": (5, True),   # its target has TID 2; 5 is another's
+        "lv-one-5": (9, True),   # its target has TID 3; 9 is nobody's
+        "lv-one-3": (1, True),   # no target; its TID is lv-one-1's: restore cannot make it there
+        "lv-one-6": (8, False),  # no target; its TID is free: restore makes it there
+        OTHER_VG: (5, False),
+    }
+    assert entries["lv-one-4"].as_dict()["recorded_tid"] == 5
+
+
+def test_a_saved_file_of_an_earlier_version_which_records_no_tid_is_flagged():
+    recorder = scenario(tids={**TIDS, iqn("lv-one-1"): 0, iqn("lv-one-6"): 0})
+    entries = by_name(inventory.status(recorder.cfg, server(recorder)))
+    assert entries["lv-one-1"].flags == ("no-tid",) and entries["lv-one-1"].as_dict()["recorded_tid"] is None
+    assert entries["lv-one-6"].flags == ("no-target", "not-in-tgtd", "no-tid")
+    assert entries["lv-one-6"].state == "incomplete" and entries["lv-one-1"].orphan is None
+
+
+def test_a_saved_file_of_a_target_tgtd_has_that_one_iscsi_cannot_read_is_flagged():
+    unreadable = f"<target {iqn('lv-one-1')}>\n    write-cache off\n</target>\n"
+    recorder = scenario(saved={**SAVED, iqn("lv-one-1"): unreadable})
+    entry = by_name(inventory.status(recorder.cfg, server(recorder)))["lv-one-1"]
+    assert (entry.state, entry.flags, entry.backing_stores) == ("incomplete", ("unreadable",), (device("lv-one-1"),))
+
+
+def test_saved_files_changed_between_their_listing_and_their_reading_are_read_one_by_one():
+    recorder = scenario()
+    recorder.answer("find", CONF_DIR, out="".join(f"1 {name}.conf\n" for name in sorted(SAVED)))
+    entries = inventory.status(recorder.cfg, server(recorder))
+    assert [entry.state for entry in entries] == [entry.state for entry in inventory.status(recorder.cfg,
+                                                                                            server(scenario()))]
+    assert recorder.argvs()[3:9] == [["cat", "--", conf(target)] for target in sorted(SAVED)]
 
 
 def test_a_target_without_lun_nor_volume_is_an_orphan_and_with_its_volume_is_not():

@@ -11,10 +11,14 @@ from oneiscsi import tgtconf
 from oneiscsi.errors import InvalidInput, NotFound, OneIscsiError
 from oneiscsi.targets import NEW_TARGET_ATTEMPTS, TargetServer
 from oneiscsi.tgtconf import TargetSpec
-from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, LISTED, LISTED_50, SHOW, SHOWN, allowed,
-                              bind, chap, conf, delete_target, forget, listing, new_lun, new_target, saved, tgtadm,
+from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, HINT, INCLUDE, IQN, LISTED, LISTED_50, PARAMETERS,
+                              READ_HINT, SHOW, SHOWN, allowed, bind, cat, chap, conf, delete_target, forget, listing,
+                              make_target, mark, marked, new_lun, no_file, on_file, saved, show_conn, show_tid, tgtadm,
                               writes)
 from support.recording import Recorder, make_config
+
+NO_SUCH_TARGET = "tgtadm: can't find the target"
+
 
 @pytest.fixture
 def targets(recorder):
@@ -22,11 +26,29 @@ def targets(recorder):
         yield TargetServer(session)
 
 
+def has_tids(recorder, *tids: int) -> None:
+    """tgtd has these TIDs, none of them marked: `show --tid` of another one fails."""
+    recorder.fail("--op", "show", "--mode", "target", "--tid", rc=22, stderr=NO_SUCH_TARGET)
+    for tid in tids:
+        recorder.answer(*show_tid(tid), out=PARAMETERS)
+
+
 @pytest.fixture
 def shown(recorder):
-    """tgtd lists the targets of SHOWN: TIDs 1, 3 and 4."""
+    """tgtd lists the targets of SHOWN: TIDs 1, 3 and 4, none marked."""
     recorder.answer(*SHOW, out=SHOWN)
+    has_tids(recorder, 1, 3, 4)
     return recorder
+
+
+def no_hint(recorder) -> None:
+    recorder.fail(*READ_HINT, stderr=f"cat: {HINT}: No such file or directory")
+
+
+def makes(recorder, start: int, answer: str, iqn: str = IQN, automatic: bool = True, base: int = 1,
+          **options) -> None:
+    """tgt.NEW_TARGET from start (for iqn) prints answer."""
+    recorder.answer(*make_target(start, iqn, automatic, base), out=f"{answer}\n", **options)
 
 
 def stdin_of(recorder, monkeypatch) -> list:
@@ -50,53 +72,107 @@ def test_listing_helper_parses_as_tgtadm_output(targets, recorder):
     assert (second.tid, second.luns, second.sessions) == (5, (), ())
 
 
-def test_new_takes_the_lowest_free_tid(targets, shown):
-    assert targets.new(IQN) == (2, True)
-    assert shown.argvs() == [SHOW, new_target(2)]
-    assert shown.sessions == [("tgt1", False)]
+def test_new_starts_at_the_hint_and_lists_nothing(targets, recorder):
+    recorder.answer(*READ_HINT, out="5\n")
+    makes(recorder, 5, "new 5")
+    assert targets.new(IQN) == (5, True)
+    assert recorder.argvs() == [READ_HINT, make_target(5)]
+    assert recorder.sessions == [("tgt1", False)]
 
 
-def test_new_on_an_empty_tgtd_starts_at_base_tid():
+def test_new_without_a_hint_starts_after_the_highest_tid_in_use(targets, shown):
+    no_hint(shown)
+    makes(shown, 5, "new 5")
+    assert targets.new(IQN) == (5, True)
+    assert shown.argvs() == [READ_HINT, SHOW, make_target(5)]
+
+
+@pytest.mark.parametrize("hint", ["3\n", "", "x\n", "2147483648\n"])
+def test_new_on_an_empty_tgtd_starts_at_base_tid_whatever_an_unusable_hint_says(hint):
     recorder = Recorder(make_config(HOST="tgt1", BASE_TID="10"))
+    recorder.answer(*READ_HINT, out=hint)
+    makes(recorder, 10, "new 10", base=10)
     with recorder.runner("tgt1").session() as session:
         assert TargetServer(session).new(IQN) == (10, True)
-    assert recorder.argvs() == [SHOW, new_target(10)]
+    assert recorder.argvs() == [READ_HINT, SHOW, make_target(10, base=10)]
 
 
-def test_a_tid_taken_meanwhile_is_tried_again_after_listing_anew(targets, recorder):
-    recorder.answer(*SHOW, out=SHOWN + listing((2, f"{BASE}:other.vg-one.lv-one-9")))
-    recorder.answer(*SHOW, out=SHOWN, times=1)  # the first listing: TID 2 still free
-    recorder.fail(*new_target(2), rc=22, stderr="tgtadm: this target already exists", times=1)
+def test_a_run_of_taken_tids_starts_again_after_the_highest(targets, shown):
+    """The hint was lost or others took TIDs: NEW_TARGET tried its TIDs, all taken."""
+    shown.answer(*READ_HINT, out="2\n")
+    makes(shown, 2, "taken 65")
+    makes(shown, 5, "new 5")
     assert targets.new(IQN) == (5, True)
-    assert recorder.argvs() == [SHOW, new_target(2), SHOW, new_target(5)]
+    assert shown.argvs() == [READ_HINT, make_target(2), SHOW, make_target(5)]
 
 
 def test_new_gives_up_after_its_attempts(targets, shown):
-    shown.fail("--targetname", IQN, rc=22, stderr="tgtadm: this target already exists")
+    shown.answer(*READ_HINT, out="2\n")
+    makes(shown, 2, "taken 65")
+    makes(shown, 5, "taken 68")
     with pytest.raises(OneIscsiError, match=f"no free TID for {IQN} on tgt1 after {NEW_TARGET_ATTEMPTS} attempts"):
         targets.new(IQN)
-    assert shown.argvs() == [SHOW, new_target(2)] * NEW_TARGET_ATTEMPTS
+    assert shown.argvs() == [READ_HINT, make_target(2)] + [SHOW, make_target(5)] * (NEW_TARGET_ATTEMPTS - 1)
 
 
 def test_new_of_an_existing_name_keeps_it(targets, shown):
+    """NEW_TARGET found the TID free but the name taken; another's target is looked up in the listing."""
+    no_file(shown, LISTED_50)
+    shown.answer(*READ_HINT, out="5\n")
+    makes(shown, 5, "name 5", LISTED_50)
     assert targets.new(LISTED_50) == (3, False)
-    assert targets.new(LISTED_50, tid=3) == (3, False)
-    assert shown.argvs() == [SHOW, SHOW]
+    assert shown.argvs() == [READ_HINT, make_target(5, LISTED_50), cat(LISTED_50), SHOW]
 
 
-@pytest.mark.parametrize("iqn, tid, message", [
-    (IQN, 3, "TID 3 is already used on tgt1"),
-    (LISTED, 2, f"target {LISTED} already exists on tgt1 with TID 1"),
+def test_new_of_an_existing_target_of_one_iscsi_finds_it_by_its_tid(targets, recorder):
+    recorder.answer(*READ_HINT, out="5\n")
+    makes(recorder, 5, "name 5")
+    on_file(recorder, TargetSpec(IQN, ("/dev/x",), tid=2))
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    assert targets.new(IQN) == (2, False)
+    assert recorder.argvs() == [READ_HINT, make_target(5), cat(IQN), show_tid(2)]
+
+
+def test_a_name_gone_between_tgtds_answers_is_tried_again(targets, shown):
+    no_file(shown)
+    shown.answer(*READ_HINT, out="5\n")
+    makes(shown, 5, "new 5")
+    makes(shown, 5, "name 5", times=1)
+    assert targets.new(IQN) == (5, True)
+    assert shown.argvs() == [READ_HINT, make_target(5), cat(IQN), SHOW, make_target(5)]
+
+
+@pytest.mark.parametrize("iqn, tid, answer, message", [
+    (IQN, 3, "taken 3", "TID 3 is already used on tgt1"),
+    (LISTED, 2, "name 2", f"target {LISTED} already exists on tgt1 with TID 1"),
+    (LISTED, 3, "taken 3", f"target {LISTED} already exists on tgt1 with TID 1"),
 ])
-def test_new_with_a_tid_that_conflicts(targets, shown, iqn, tid, message):
+def test_new_with_a_tid_that_conflicts(targets, shown, iqn, tid, answer, message):
+    no_file(shown, iqn)
+    makes(shown, tid, answer, iqn, automatic=False)
     with pytest.raises(OneIscsiError, match=message):
         targets.new(iqn, tid=tid)
-    assert shown.argvs() == [SHOW]
+    assert shown.argvs() == [make_target(tid, iqn, automatic=False), cat(iqn), SHOW]
 
 
-def test_new_with_a_free_tid_uses_it(targets, shown):
+def test_new_with_the_tid_the_name_has_keeps_it(targets, shown):
+    no_file(shown, LISTED_50)
+    makes(shown, 3, "taken 3", LISTED_50, automatic=False)
+    assert targets.new(LISTED_50, tid=3) == (3, False)
+
+
+def test_new_with_a_free_tid_uses_it_and_leaves_the_hint(targets, recorder):
+    makes(recorder, 9, "new 9", automatic=False)
     assert targets.new(IQN, tid=9) == (9, True)
-    assert shown.argvs() == [SHOW, new_target(9)]
+    assert recorder.argvs() == [make_target(9, automatic=False)]
+
+
+def test_new_under_dry_run_shows_the_target_maker_from_the_hint():
+    recorder = Recorder(make_config(HOST="tgt1"), dry_run=True)
+    recorder.answer(*READ_HINT, out="7\n")
+    with recorder.runner("tgt1").session() as session:
+        assert TargetServer(session).new(IQN) == (7, True)
+    assert recorder.argvs() == [READ_HINT]  # the maker itself is only printed
 
 
 def test_new_of_a_bad_name_runs_nothing(targets, recorder):
@@ -114,6 +190,75 @@ def test_get_and_tid_of(targets, shown):
     assert targets.find(LISTED[:-1]) is None  # exact names only
 
 
+SPEC = TargetSpec(IQN, ("/dev/vg-one/lv-one-7", "/dev/b"), ALLOWED, tid=2)  # one-iscsi's, of TID 2
+
+
+def test_find_of_a_target_of_one_iscsi_reads_its_file_and_its_mark_not_the_listing(targets, recorder):
+    on_file(recorder, SPEC)
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    found = targets.find(IQN)
+    assert (found.tid, found.iqn, found.sessions) == (2, IQN, ())
+    assert [(lun.lun, lun.backing_store) for lun in found.luns] == [(1, "/dev/vg-one/lv-one-7"), (2, "/dev/b")]
+    assert recorder.argvs() == [cat(IQN), show_tid(2)]
+
+
+def test_find_with_sessions_reads_the_connections_of_that_target_alone(targets, recorder):
+    on_file(recorder, SPEC)
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    recorder.answer(*show_conn(2), out="Session: 3\n    Connection: 0\n        Initiator: iqn.x:node1\n"
+                                       "        IP Address: 10.0.0.5\n")
+    assert targets.find(IQN, sessions=True).initiators == ["iqn.x:node1"]
+    assert targets.get(IQN, sessions=True).sessions[0].addresses == ("10.0.0.5",)
+    assert recorder.argvs() == [cat(IQN), show_tid(2), show_conn(2)] * 2
+
+
+@pytest.mark.parametrize("spec, answer", [
+    (TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1), PARAMETERS),  # made anew (tgt's start-up): not marked
+    (TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1), marked(LISTED_50)),  # TID 1 marked for another name
+])
+def test_find_of_a_target_not_marked_with_its_name_at_its_tid_looks_in_the_listing_and_marks_it(
+        targets, shown, spec, answer):
+    on_file(shown, spec)
+    shown.answer(*show_tid(1), out=answer)
+    assert targets.tid_of(LISTED) == 1
+    assert shown.argvs() == [cat(LISTED), show_tid(1), SHOW, mark(1, LISTED)]
+
+
+@pytest.mark.parametrize("spec", [
+    TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=9),  # a TID tgtd does not have (stale)
+    TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=3),  # the TID of another target (stale)
+])
+def test_find_of_a_target_whose_file_records_a_stale_tid_takes_the_listings_and_marks_nothing(
+        targets, shown, spec):
+    on_file(shown, spec)
+    assert targets.tid_of(LISTED) == 1
+    assert shown.argvs() == [cat(LISTED), show_tid(spec.tid), SHOW]
+
+
+@pytest.mark.parametrize("text", [
+    None,  # no file: another's target
+    tgtconf.render(TargetSpec(LISTED, ("/tmp/cap/a.img",))),  # a file of an earlier version: no TID
+    f"<target {LISTED}>\n    write-cache off\n</target>\n",  # not in the form one-iscsi writes
+])
+def test_find_of_a_target_without_a_usable_recorded_tid_takes_the_listings(targets, shown, text):
+    if text is None:
+        no_file(shown, LISTED)
+    else:
+        shown.answer(*cat(LISTED), out=text)
+    assert targets.tid_of(LISTED) == 1
+    assert shown.argvs() == [cat(LISTED), SHOW]
+
+
+def test_find_under_dry_run_marks_nothing():
+    recorder = Recorder(make_config(HOST="tgt1"), dry_run=True)
+    recorder.answer(*SHOW, out=SHOWN)
+    on_file(recorder, TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1))
+    recorder.answer(*show_tid(1), out=PARAMETERS)
+    with recorder.runner("tgt1").session() as session:
+        assert TargetServer(session).tid_of(LISTED) == 1
+    assert recorder.argvs() == [cat(LISTED), show_tid(1), SHOW]
+
+
 @pytest.fixture
 def unsaved(shown):
     """No target of SHOWN has a saved file."""
@@ -124,20 +269,44 @@ def unsaved(shown):
 def saved_as(recorder, *specs: TargetSpec) -> None:
     """The saved files of specs (read one by one)."""
     for spec in specs:
-        recorder.answer("cat", "--", conf(spec.iqn), out=tgtconf.render(spec))
+        on_file(recorder, spec)
 
 
-@pytest.mark.parametrize("given", ["3", LISTED_50])
-def test_delete_by_tid_or_exact_name_also_forgets_the_config_file(targets, unsaved, given):
+def test_delete_of_a_target_of_one_iscsi_by_name_takes_its_file_mark_and_tid(targets, recorder):
+    on_file(recorder, SPEC)
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    targets.delete_and_forget(IQN)
+    assert recorder.argvs() == [cat(IQN), show_tid(2), delete_target(2), forget(IQN)]
+
+
+def test_delete_of_a_target_of_one_iscsi_by_tid_takes_the_name_its_mark_gives(targets, recorder):
+    on_file(recorder, SPEC)
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    targets.delete_and_forget("2")
+    assert recorder.argvs() == [show_tid(2), cat(IQN), delete_target(2), forget(IQN)]
+
+
+@pytest.mark.parametrize("given, looked_up", [
+    ("3", [show_tid(3), SHOW, cat(LISTED_50)]),  # not marked
+    (LISTED_50, [cat(LISTED_50), SHOW]),  # a file of an earlier version: no TID
+])
+def test_delete_by_tid_or_exact_name_also_forgets_the_config_file(targets, unsaved, given, looked_up):
     saved_as(unsaved, TargetSpec(LISTED_50, ("/dev/x",)))
     targets.delete_and_forget(given)
-    assert unsaved.argvs() == [SHOW, cat(LISTED_50), delete_target(3), forget(LISTED_50)]
+    assert unsaved.argvs() == [*looked_up, delete_target(3), forget(LISTED_50)]
+
+
+def test_delete_of_a_tid_marked_for_a_name_whose_file_records_another_tid_takes_the_listing(targets, shown):
+    saved_as(shown, TargetSpec(LISTED_50, ("/dev/x",), tid=7))
+    shown.answer(*show_tid(3), out=marked(LISTED_50))
+    targets.delete_and_forget("3")
+    assert shown.argvs() == [show_tid(3), cat(LISTED_50), SHOW, delete_target(3), forget(LISTED_50)]
 
 
 def test_delete_with_force(targets, unsaved):
     saved_as(unsaved, TargetSpec(LISTED, ("/tmp/cap/a.img",)))
     targets.delete_and_forget(LISTED, force=True)
-    assert unsaved.argvs() == [SHOW, cat(LISTED), delete_target(1, "--force"), forget(LISTED)]
+    assert unsaved.argvs() == [cat(LISTED), SHOW, delete_target(1, "--force"), forget(LISTED)]
 
 
 def test_delete_of_a_target_one_iscsi_did_not_make_needs_force(targets, unsaved):
@@ -145,29 +314,30 @@ def test_delete_of_a_target_one_iscsi_did_not_make_needs_force(targets, unsaved)
         targets.delete_and_forget("3")
     assert str(refused.value) == (f"target {LISTED_50} (TID 3) on tgt1 was not made by one-iscsi "
                                   f"(no {conf(LISTED_50)}): use --force to delete it anyway")
-    assert unsaved.argvs() == [SHOW, cat(LISTED_50)]
-    targets.delete_and_forget("3", force=True)
-    assert unsaved.argvs()[2:] == [SHOW, cat(LISTED_50), delete_target(3, "--force")]  # no file to forget
+    assert unsaved.argvs() == [show_tid(3), SHOW, cat(LISTED_50)]
+    targets.delete_and_forget(LISTED_50, force=True)
+    assert unsaved.argvs()[3:] == [cat(LISTED_50), SHOW, delete_target(3, "--force")]  # no file to forget
 
 
 def test_delete_of_a_tid_tgtd_does_not_have(targets, shown):
     with pytest.raises(NotFound, match="no target with TID 9 on tgt1"):
         targets.delete_and_forget("9")
-    assert shown.argvs() == [SHOW]
+    assert shown.argvs() == [show_tid(9)]
 
 
-def test_delete_of_a_target_in_use_keeps_its_config_file(targets, shown):
-    saved_as(shown, TargetSpec(LISTED, ("/tmp/cap/a.img",)))
-    shown.fail(*delete_target(1), rc=22, stderr="tgtadm: this target is still active")
-    with pytest.raises(OneIscsiError, match="TID 1 on tgt1 still has sessions: log the initiators out first"):
-        targets.delete_and_forget(LISTED)
-    assert shown.argvs() == [SHOW, cat(LISTED), delete_target(1)]
+def test_delete_of_a_target_in_use_keeps_its_config_file(targets, recorder):
+    on_file(recorder, SPEC)
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    recorder.fail(*delete_target(2), rc=22, stderr="tgtadm: this target is still active")
+    with pytest.raises(OneIscsiError, match="TID 2 on tgt1 still has sessions: log the initiators out first"):
+        targets.delete_and_forget(IQN)
+    assert recorder.argvs() == [cat(IQN), show_tid(2), delete_target(2)]
 
 
-def test_delete_of_an_unknown_name(targets, shown):
+def test_delete_of_an_unknown_name(targets, unsaved):
     with pytest.raises(NotFound, match=f"no target named {IQN} on tgt1"):
         targets.delete_and_forget(IQN)
-    assert shown.argvs() == [SHOW]
+    assert unsaved.argvs() == [cat(IQN), SHOW]
 
 
 @pytest.mark.parametrize("given", ["0", "-1", "iqn.bad name", f"{IQN}$(touch x)", ""])
@@ -214,39 +384,61 @@ def test_save_writes_the_include_of_conf_dir_once(targets, recorder, monkeypatch
 
 
 def test_export_makes_target_access_rules_and_luns(targets, shown):
+    shown.answer(*READ_HINT, out="2\n")
+    makes(shown, 2, "new 2")
     spec = TargetSpec(IQN, ("/dev/a", "/dev/b"), ALLOWED, *CHAP)
     assert targets.export(spec) == (2, True)
-    assert shown.argvs() == [SHOW, new_target(2), *allowed(2), new_lun(2, "/dev/a"), new_lun(2, "/dev/b", 2)]
+    assert shown.argvs() == [READ_HINT, make_target(2), *allowed(2), new_lun(2, "/dev/a"), new_lun(2, "/dev/b", 2)]
 
 
-def test_export_keeps_a_target_with_the_same_luns_and_refuses_other_luns(targets, shown):
+def test_export_keeps_a_target_with_the_same_luns_and_refuses_other_luns(targets, unsaved):
+    unsaved.answer(*READ_HINT, out="5\n")
+    makes(unsaved, 5, "name 5", LISTED)
     assert targets.export(TargetSpec(LISTED, ("/tmp/cap/a.img",))) == (1, False)
     with pytest.raises(OneIscsiError, match=f"target {LISTED} already exists on tgt1 with other LUNs"):
         targets.export(TargetSpec(LISTED, ("/tmp/cap/b.img",)))
-    assert shown.argvs() == [SHOW, SHOW] * 2
+    assert unsaved.argvs() == [READ_HINT, make_target(5, LISTED), cat(LISTED), SHOW, cat(LISTED), SHOW] * 2
 
 
-FIND = ["find", CONF_DIR, "-maxdepth", "1", "-name", "*.conf", "-printf", "%f\\n"]
+FIND = ["find", CONF_DIR, "-maxdepth", "1", "-name", "*.conf", "-printf", "%s %f\\n"]
 
 
-def saved_files(recorder, *specs: TargetSpec) -> None:
-    """CONF_DIR holds the config files of specs."""
-    recorder.answer(*FIND, out="".join(f"{spec.iqn}.conf\n" for spec in reversed(specs)))
-    for spec in specs:
-        recorder.answer("cat", "--", conf(spec.iqn), out=tgtconf.render(spec))
+def saved_files(recorder, *files) -> None:
+    """CONF_DIR holds the files of specs, or (name, text) pairs: listed with their sizes, read by one cat."""
+    texts = sorted((f"{spec.iqn}.conf", tgtconf.render(spec)) if isinstance(spec, TargetSpec) else spec
+                   for spec in files)
+    recorder.answer(*FIND, out="".join(f"{len(text.encode())} {name}\n" for name, text in reversed(texts)))
+    recorder.answer("cat", "--", *[f"{CONF_DIR}/{name}" for name, _ in texts], out="".join(text for _, text in texts))
 
 
-def cat(iqn: str) -> list[str]:
-    return ["cat", "--", conf(iqn)]
+def read_all(*iqns: str) -> list[str]:
+    return ["cat", "--", *[conf(iqn) for iqn in iqns]]
 
 
-def test_restore_creates_the_missing_targets_and_skips_the_present_ones(targets, shown):
-    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), ALLOWED, *CHAP),
-                TargetSpec(LISTED, ("/tmp/cap/a.img",)))
+def test_restore_lists_tgtd_once_creates_the_missing_targets_at_their_tids_and_marks_the_present_ones(
+        targets, shown):
+    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), ALLOWED, *CHAP, tid=2),
+                TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1))
+    makes(shown, 2, "new 2", automatic=False)
     assert targets.restore() == ([IQN], [LISTED], [])
-    assert shown.argvs() == [FIND,
-                             cat(LISTED), SHOW, SHOW,  # sorted by name: localhost before tgt1
-                             cat(IQN), SHOW, new_target(2), *allowed(2), new_lun(2, "/dev/vg-one/lv-one-7")]
+    assert shown.argvs() == [FIND, read_all(LISTED, IQN), SHOW,  # sorted by name: localhost before tgt1
+                             mark(1, LISTED),
+                             make_target(2, automatic=False), *allowed(2), new_lun(2, "/dev/vg-one/lv-one-7")]
+
+
+def test_restore_records_the_tid_a_target_has_when_its_file_has_none_or_another(targets, shown, monkeypatch):
+    """Files of an earlier version, a recorded TID another target took: the targets come back at another TID."""
+    files = written(shown, monkeypatch)
+    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), tid=3), TargetSpec(LISTED, ("/tmp/cap/a.img",)))
+    shown.answer(*READ_HINT, out="5\n")
+    makes(shown, 5, "new 5")
+    assert targets.restore() == ([IQN], [LISTED], [])
+    assert shown.argvs() == [FIND, read_all(LISTED, IQN), SHOW,
+                             mark(1, LISTED), *saved(LISTED),
+                             READ_HINT, make_target(5), bind(5, "address", "ALL"), new_lun(5, "/dev/vg-one/lv-one-7"),
+                             *saved(IQN)]
+    assert files() == [TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1),
+                       TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), tid=5)]
 
 
 def test_restore_without_conf_dir_restores_nothing(targets, recorder):
@@ -255,17 +447,24 @@ def test_restore_without_conf_dir_restores_nothing(targets, recorder):
     assert recorder.argvs() == [FIND]
 
 
+def test_restore_reads_again_file_by_file_files_changed_meanwhile(targets, shown):
+    saved_files(shown, TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1))
+    shown.answer(*FIND, out=f"9999 {LISTED}.conf\n")
+    assert targets.restore() == ([], [LISTED], [])
+    assert shown.argvs() == [FIND, cat(LISTED), cat(LISTED), SHOW, mark(1, LISTED)]
+
+
 IQN_8 = f"{BASE}:tgt1.vg-one.lv-one-8"
 BROKEN = f"{CONF_DIR}/broken.conf"
 
 
 def test_restore_reports_a_file_without_target_and_goes_on(targets, shown):
-    saved_files(shown, TargetSpec(IQN_8, ("/dev/vg-one/lv-one-8",)))
-    shown.answer(*FIND, out=f"broken.conf\n{IQN_8}.conf\n")
-    shown.answer("cat", "--", BROKEN, out="# Written by one-iscsi\n\n")
+    saved_files(shown, ("broken.conf", "# Written by one-iscsi\n\n"),
+                TargetSpec(IQN_8, ("/dev/vg-one/lv-one-8",), tid=2))
+    makes(shown, 2, "new 2", IQN_8, automatic=False)
     assert targets.restore() == ([IQN_8], [], [(BROKEN, f"{BROKEN} has no <target IQN> section")])
-    assert shown.argvs() == [FIND, ["cat", "--", BROKEN],
-                             cat(IQN_8), SHOW, new_target(2, IQN_8), bind(2, "address", "ALL"),
+    assert shown.argvs() == [FIND, ["cat", "--", BROKEN, conf(IQN_8)], SHOW,
+                             make_target(2, IQN_8, automatic=False), bind(2, "address", "ALL"),
                              new_lun(2, "/dev/vg-one/lv-one-8")]
 
 
@@ -278,6 +477,9 @@ def test_restore_reports_a_file_without_target_and_goes_on(targets, shown):
      "initiator '</target>' must be ALL"),
     (f"<target {IQN}>\n    backing-store /dev/x\n    write-cache off\n</target>\n",
      "line 3: unknown directive 'write-cache'"),
+    (f"<target {IQN}>\n    controller_tid 0\n</target>\n", "line 2: controller_tid must be an integer from 1"),
+    (f"<target {IQN}>\n    controller_tid 2;reboot\n</target>\n", "line 2: controller_tid must be an integer from 1"),
+    (f"<target {IQN}>\n    controller_tid 2\n    controller_tid 3\n</target>\n", "line 3: a second controller_tid"),
     (f"<target {IQN}>\n    backing-store /dev/x\n", f"<target {IQN}> has no </target>"),
     (f"<target {IQN}>\n    backing-store /dev/x\n</target>\n<target {IQN_8}>\n</target>\n",
      "line 4: a second <target> section"),
@@ -285,8 +487,7 @@ def test_restore_reports_a_file_without_target_and_goes_on(targets, shown):
      f"holds target {IQN_8}, not the one of its name"),
 ])
 def test_restore_refuses_a_file_render_would_not_write_and_runs_nothing_for_it(targets, recorder, text, reason):
-    recorder.answer(*FIND, out=f"{IQN}.conf\n")
-    recorder.answer("cat", out=text)
+    saved_files(recorder, (f"{IQN}.conf", text))
     restored, present, [(what, message)] = targets.restore()
     assert (restored, present, what) == ([], [], conf(IQN))
     assert message.startswith(conf(IQN)) and reason in message and "\n" not in message
@@ -294,22 +495,25 @@ def test_restore_refuses_a_file_render_would_not_write_and_runs_nothing_for_it(t
 
 
 def test_restore_reports_a_present_target_with_other_luns_and_leaves_it(targets, shown):
-    saved_files(shown, TargetSpec(LISTED, ("/dev/elsewhere",)))
+    saved_files(shown, TargetSpec(LISTED, ("/dev/elsewhere",), tid=1))
     assert targets.restore() == ([], [], [(LISTED, f"target {LISTED} already exists on tgt1 with other LUNs")])
-    assert shown.argvs() == [FIND, cat(LISTED), SHOW, SHOW]
+    assert shown.argvs() == [FIND, cat(LISTED), SHOW]
 
 
 def test_restore_deletes_a_half_made_target_and_restores_the_next_one(targets, shown):
-    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",)), TargetSpec(IQN_8, ("/dev/vg-one/lv-one-8",)))
+    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), tid=2),
+                TargetSpec(IQN_8, ("/dev/vg-one/lv-one-8",), tid=5))
+    makes(shown, 2, "new 2", automatic=False)
+    makes(shown, 5, "new 5", IQN_8, automatic=False)
     shown.fail("--mode", "logicalunit", "/dev/vg-one/lv-one-7", rc=22, stderr="tgtadm: invalid request")
     restored, present, [(what, reason)] = targets.restore()
     assert (restored, present, what) == ([IQN_8], [], IQN)
     assert reason.startswith(f"{IQN}: cannot add /dev/vg-one/lv-one-7 as LUN 1 of TID 2")
-    assert shown.argvs() == [FIND,
-                             cat(IQN), SHOW, new_target(2), bind(2, "address", "ALL"),
+    assert shown.argvs() == [FIND, read_all(IQN, IQN_8), SHOW,
+                             make_target(2, automatic=False), bind(2, "address", "ALL"),
                              new_lun(2, "/dev/vg-one/lv-one-7"), delete_target(2, "--force"),
-                             cat(IQN_8), SHOW, new_target(2, IQN_8), bind(2, "address", "ALL"),
-                             new_lun(2, "/dev/vg-one/lv-one-8")]
+                             make_target(5, IQN_8, automatic=False), bind(5, "address", "ALL"),
+                             new_lun(5, "/dev/vg-one/lv-one-8")]
 
 
 def test_saved_reads_the_targets_persistence_file(targets, recorder):
@@ -370,7 +574,7 @@ def test_resolve_refuses_what_is_not_a_target(targets, shown, given, error, mess
 
 
 def test_overview_marks_the_targets_saved_in_conf_dir(targets, shown):
-    shown.answer(*FIND, out=f"{LISTED_50}.conf\n")
+    shown.answer(*FIND, out=f"153 {LISTED_50}.conf\n")
     listed = targets.overview()
     assert [(entry.target.tid, entry.managed) for entry in listed] == [(1, False), (3, True), (4, False)]
     assert list(listed[1].as_dict())[:3] == ["tid", "iqn", "managed"]
@@ -383,31 +587,47 @@ def test_overview_without_conf_dir_marks_none(targets, shown):
     assert [entry.managed for entry in targets.overview()] == [False, False, False]
 
 
-def test_create_saves_a_target_with_no_lun_and_no_initiator(targets, unsaved, monkeypatch):
+def test_create_saves_a_target_with_its_tid_no_lun_and_no_initiator(targets, unsaved, monkeypatch):
     files = written(unsaved, monkeypatch)
-    assert targets.create(IQN) == (2, True)
-    assert unsaved.argvs() == [cat(IQN), SHOW, new_target(2), *saved()]
-    assert files() == [TargetSpec(IQN, (), ())]
+    unsaved.answer(*READ_HINT, out="5\n")
+    makes(unsaved, 5, "new 5")
+    assert targets.create(IQN) == (5, True)
+    assert unsaved.argvs() == [cat(IQN), READ_HINT, make_target(5), *saved()]
+    assert files() == [TargetSpec(IQN, (), (), tid=5)]
 
 
 def test_create_of_a_target_tgtd_has_changes_nothing(targets, unsaved):
+    unsaved.answer(*READ_HINT, out="5\n")
+    makes(unsaved, 5, "name 5", LISTED_50)
     assert targets.create(LISTED_50) == (3, False)
-    assert unsaved.argvs() == [cat(LISTED_50), SHOW]
+    assert unsaved.argvs() == [cat(LISTED_50), READ_HINT, make_target(5, LISTED_50), cat(LISTED_50), SHOW]
 
 
-def test_create_of_a_target_saved_but_missing_from_tgtd_points_at_restore(targets, shown):
-    saved_as(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",)))
+def test_create_of_a_target_of_one_iscsi_finds_it_by_its_tid(targets, recorder):
+    on_file(recorder, TargetSpec(IQN, (), (), tid=2))
+    recorder.answer(*show_tid(2), out=marked(IQN))
+    assert targets.create(IQN) == (2, False)
+    with pytest.raises(OneIscsiError, match=f"target {IQN} already exists on tgt1 with TID 2"):
+        targets.create(IQN, tid=3)
+    assert recorder.argvs() == [cat(IQN), show_tid(2)] * 2
+
+
+@pytest.mark.parametrize("tid, looked_up", [(0, [SHOW]), (2, [show_tid(2), SHOW])])
+def test_create_of_a_target_saved_but_missing_from_tgtd_points_at_restore(targets, shown, tid, looked_up):
+    saved_as(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), tid=tid))
     with pytest.raises(OneIscsiError, match=f"target {IQN} is saved on tgt1 but not in tgtd: bring it back with "
                                             "`one-iscsi -H tgt1 target restore`"):
         targets.create(IQN)
-    assert shown.argvs() == [cat(IQN), SHOW]
+    assert shown.argvs() == [cat(IQN), *looked_up]
 
 
 def test_create_deletes_the_target_again_when_its_file_cannot_be_written(targets, unsaved):
+    unsaved.answer(*READ_HINT, out="5\n")
+    makes(unsaved, 5, "new 5")
     unsaved.fail("mv", "-f", stderr="mv: cannot move: Read-only file system")
     with pytest.raises(OneIscsiError, match="writing the target's config file failed on tgt1: mv failed"):
         targets.create(IQN)
-    assert unsaved.argvs() == [cat(IQN), SHOW, new_target(2), *saved()[:5], delete_target(2, "--force")]
+    assert unsaved.argvs() == [cat(IQN), READ_HINT, make_target(5), *saved()[:5], delete_target(5, "--force")]
 
 
 def test_add_lun_binds_it_and_saves_it(targets, unsaved, monkeypatch):
@@ -416,7 +636,8 @@ def test_add_lun_binds_it_and_saves_it(targets, unsaved, monkeypatch):
     assert targets.add_lun("4", "/dev/vg-one/lv-one-6", lun=2) == []
     assert unsaved.argvs() == [SHOW, cat(IQN_6), ["test", "-e", "/dev/vg-one/lv-one-6"],
                                new_lun(4, "/dev/vg-one/lv-one-6", 2), *saved(IQN_6)]
-    assert files() == [TargetSpec(IQN_6, ("/dev/vg-one/lv-one-6",), ("ALL",), lun_numbers=(2,))]
+    # the file records the TID the target has
+    assert files() == [TargetSpec(IQN_6, ("/dev/vg-one/lv-one-6",), ("ALL",), lun_numbers=(2,), tid=4)]
 
 
 @pytest.mark.parametrize("target, device, lun, message", [
@@ -459,7 +680,7 @@ def test_add_lun_forced_binds_a_store_of_another_target_and_saves_it(targets, un
     saved_as(unsaved, TargetSpec(IQN_6, ()))
     files = written(unsaved, monkeypatch)
     targets.add_lun(IQN_6, "/tmp/cap/a.img", force=True)
-    assert files() == [TargetSpec(IQN_6, ("/tmp/cap/a.img",))]
+    assert files() == [TargetSpec(IQN_6, ("/tmp/cap/a.img",), tid=4)]
 
 
 def test_add_lun_takes_the_lun_back_when_the_file_cannot_be_written(targets, unsaved):
@@ -489,7 +710,7 @@ def test_remove_lun_unbinds_it_and_saves_the_others(targets, recorder, monkeypat
     files = written(recorder, monkeypatch)
     targets.remove_lun(IQN, 1)
     assert recorder.argvs() == [SHOW, cat(IQN), delete_lun(2, 1), *saved()]
-    assert files() == [TargetSpec(IQN, ("/dev/b",), lun_numbers=(2,))]
+    assert files() == [TargetSpec(IQN, ("/dev/b",), lun_numbers=(2,), tid=2)]
 
 
 def test_remove_lun_with_sessions_needs_force(targets, recorder):
@@ -519,7 +740,7 @@ def test_remove_lun_only_saved_changes_the_file_only(targets, recorder, monkeypa
     files = written(recorder, monkeypatch)
     targets.remove_lun("2", 2)
     assert recorder.argvs() == [SHOW, cat(IQN), *saved()]
-    assert files() == [TargetSpec(IQN, ("/dev/a",))]
+    assert files() == [TargetSpec(IQN, ("/dev/a",), tid=2)]
 
 
 def test_remove_lun_adds_it_again_when_the_file_cannot_be_written(targets, recorder):
@@ -542,7 +763,7 @@ def test_allow_initiators_binds_addresses_and_names_and_saves_them(targets, reco
     assert targets.allow_initiators(IQN, ["10.0.0.0/24", NODE1]) == []
     assert recorder.argvs() == [SHOW, cat(IQN), bind(2, "address", "10.0.0.0/24"), bind(2, "name", NODE1),
                                 *saved()]
-    assert files() == [TargetSpec(IQN, (), ("10.0.0.0/24", NODE1))]
+    assert files() == [TargetSpec(IQN, (), ("10.0.0.0/24", NODE1), tid=2)]
 
 
 def test_allow_of_all_beside_other_entries_says_they_restrict_nothing(targets, recorder, monkeypatch):
@@ -553,7 +774,7 @@ def test_allow_of_all_beside_other_entries_says_they_restrict_nothing(targets, r
     assert notes == ["10.0.0.5 was allowed already",
                      f"{IQN} lets every initiator in (ALL): the other entries restrict nothing until ALL is removed"]
     assert recorder.argvs() == [SHOW, cat(IQN), bind(2, "address", "ALL"), *saved()]
-    assert files() == [TargetSpec(IQN, (), ("10.0.0.5", "ALL"))]
+    assert files() == [TargetSpec(IQN, (), ("10.0.0.5", "ALL"), tid=2)]
 
 
 @pytest.mark.parametrize("initiators, message", [
@@ -578,7 +799,7 @@ def test_deny_initiators_unbinds_them_and_saves_the_rest(targets, recorder, monk
     assert targets.deny_initiators("2", ["10.0.0.5"]) == [f"{IQN} now lets no initiator in"]
     assert recorder.argvs() == [SHOW, cat(IQN), unbind(2, "name", NODE1), *saved(),
                                 SHOW, cat(IQN), unbind(2, "address", "10.0.0.5"), *saved()]
-    assert files() == [TargetSpec(IQN, (), ("10.0.0.5",)), TargetSpec(IQN, (), ())]
+    assert files() == [TargetSpec(IQN, (), ("10.0.0.5",), tid=2), TargetSpec(IQN, (), (), tid=2)]
 
 
 def test_deny_of_an_initiator_not_allowed(targets, recorder):
@@ -612,7 +833,7 @@ def test_set_chap_makes_the_account_binds_it_and_saves_it(targets, recorder, mon
     assert targets.set_chap("2", "u1", PASSWORD) == []
     assert recorder.argvs() == [SHOW, cat(IQN), SHOW_ACCOUNTS, account("new", "--user", "u1", "--password", PASSWORD),
                                 account("bind", "--tid", "2", "--user", "u1"), *saved()]
-    assert files() == [TargetSpec(IQN, ("/dev/a",), ("ALL",), "u1", PASSWORD)]
+    assert files() == [TargetSpec(IQN, ("/dev/a",), ("ALL",), "u1", PASSWORD, tid=2)]
 
 
 def test_set_chap_binds_the_new_user_before_the_old_one_goes(targets, recorder):
@@ -699,7 +920,7 @@ def test_unset_chap_unbinds_the_accounts_and_saves(targets, recorder, monkeypatc
     files = written(recorder, monkeypatch)
     assert targets.unset_chap("2") == []
     assert recorder.argvs() == [SHOW, cat(IQN), account("unbind", "--tid", "2", "--user", "u1"), *saved()]
-    assert files() == [TargetSpec(IQN, (), ("ALL",))]
+    assert files() == [TargetSpec(IQN, (), ("ALL",), tid=2)]
 
 
 def test_unset_chap_of_a_target_without_chap_changes_nothing(targets, recorder):

@@ -3,17 +3,12 @@ import subprocess
 import pytest
 
 from oneiscsi import tgt
-from oneiscsi.errors import AlreadyExists, CommandError, NotFound
+from oneiscsi.errors import AlreadyExists, CommandError, NotFound, OneIscsiError
 from oneiscsi.units import MIB
+from oneiscsi.values import MAX_TID
 
 SHOW = (__import__("pathlib").Path(__file__).parents[1] / "data" / "tgtadm-show-target.txt").read_text()
 IQN = "iqn.2012-02.org.opennebula:localhost.vg-one.lv-one-"
-
-
-def test_new_target_argv():
-    assert list(tgt.new_target(7, IQN + "7").argv) == [
-        "tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "7",
-        "--targetname", IQN + "7"]
 
 
 def test_bind_address_argv():
@@ -42,7 +37,7 @@ def test_show_targets_argv():
 
 def test_show_is_a_query_and_changes_are_privileged():
     assert tgt.show_targets().query and tgt.show_targets().privileged
-    assert not tgt.new_target(1, IQN + "1").query
+    assert not tgt.delete_target(1).query
 
 
 def test_account_password_is_secret():
@@ -55,7 +50,6 @@ def failed(stderr, rc=22):
 
 
 @pytest.mark.parametrize("cmd, stderr, kind, message", [
-    (tgt.new_target(3, IQN + "3"), "tgtadm: this target already exists", AlreadyExists, "already exists on tgt1"),
     (tgt.new_account("u", "p" * 12), "tgtadm: this account already exists", AlreadyExists, "account u"),
     (tgt.delete_target(4), "tgtadm: can't find the target", NotFound, "no target with TID 4 on tgt1"),
     (tgt.delete_target(4), "tgtadm: this target is still active", Exception, "TID 4 on tgt1 still has sessions"),
@@ -79,7 +73,7 @@ def test_each_command_explains_its_own_failures(cmd, stderr, kind, message):
 
 
 def test_unknown_failures_stay_as_they_are():
-    assert tgt.new_target(3, IQN + "3").explain(failed("tgtadm: out of memory")) is None
+    assert tgt.delete_target(3).explain(failed("tgtadm: out of memory")) is None
 
 
 def test_parse_show_of_captured_output():
@@ -119,11 +113,149 @@ def test_find_is_exact_never_a_prefix():
     assert tgt.find(targets, IQN[:-1]) is None
 
 
-def test_lowest_free_tid():
+def test_next_free_tid_is_one_more_than_the_highest_in_use():
     targets = tgt.parse_show(SHOW)  # TIDs 1, 3, 4
-    assert tgt.lowest_free_tid(targets, 1) == 2
-    assert tgt.lowest_free_tid(targets, 3) == 5
-    assert tgt.lowest_free_tid([], 10) == 10
+    assert tgt.next_free_tid(targets, 1) == 5
+    assert tgt.next_free_tid(targets, 9) == 9
+    assert tgt.next_free_tid([], 10) == 10
+    assert tgt.next_free_tid([*targets, tgt.Target(MAX_TID, IQN + "max")], 1) == 2  # then the lowest free
+
+
+@pytest.mark.parametrize("text, tid", [("7\n", 7), ("1", 1), ("", None), ("0\n", None), ("x", None), ("٣", None),
+                                       (f"{MAX_TID + 1}", None), ("4\n", None)])
+def test_parse_hint_takes_a_tid_from_base_on(text, tid):
+    assert tgt.parse_hint(text, 5 if text == "4\n" else 1) == tid
+
+
+def test_read_hint_of_no_file_is_not_found():
+    cmd = tgt.read_hint("/run/lock/x.next-tid")
+    assert list(cmd.argv) == ["cat", "--", "/run/lock/x.next-tid"] and cmd.query and not cmd.privileged
+    assert isinstance(cmd.explain(CommandError("cat", "tgt1", 1, "cat: /run/lock/x.next-tid: No such file")),
+                      NotFound)
+
+
+def test_show_target_mark_and_connections_argv():
+    assert list(tgt.show_target(4).argv) == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target",
+                                             "--tid", "4"]
+    assert list(tgt.mark_target(4, IQN + "4").argv) == [
+        "tgtadm", "--lld", "iscsi", "--op", "update", "--mode", "target", "--tid", "4", "--name", "RedirectAddress",
+        "--value", IQN + "4"]
+    assert list(tgt.show_connections(4).argv) == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "conn",
+                                                  "--tid", "4"]
+    assert tgt.show_target(4).query and tgt.show_connections(4).query and not tgt.mark_target(4, "x").query
+    missing = CommandError("tgtadm", "tgt1", 22, "tgtadm: can't find the target\n")
+    assert str(tgt.show_target(4).explain(missing)) == "no target with TID 4 on tgt1"
+
+
+def test_parse_mark_of_captured_output():
+    """tgtd 1.0.85: the redirect address set, `show --tid` prints it instead of the parameters."""
+    assert tgt.parse_mark(f"RedirectAddress={IQN}4\nRedirectPort=\nRedirectReason=Unknown\n") == IQN + "4"
+    assert tgt.parse_mark("nop_interval=0\nnop_count=0\nMaxRecvDataSegmentLength=8192\n") == ""
+    assert tgt.parse_mark("RedirectCallback=/x\n") == ""
+
+
+def test_parse_connections_of_captured_output():
+    """tgtd 1.0.85, `--op show --mode conn --tid N`: a Session per I_T nexus, a Connection each."""
+    text = ("Session: 3\n    Connection: 0\n        Initiator: iqn.2008-11.org.linux-kvm\n"
+            "        IP Address: 127.0.0.1\nSession: 5\n    Connection: 0\n        Initiator: iqn.x:node2\n"
+            "        IP Address: 10.0.0.6\n    Connection: 1\n        Initiator: iqn.x:node2\n"
+            "        IP Address: 10.0.0.7\n")
+    assert tgt.parse_connections(text) == (tgt.Nexus("iqn.2008-11.org.linux-kvm", ("127.0.0.1",)),
+                                           tgt.Nexus("iqn.x:node2", ("10.0.0.6", "10.0.0.7")))
+    assert tgt.parse_connections("") == ()
+
+
+# NEW_TARGET, run by the local sh with a stand-in tgtadm that keeps targets in a file as tgtd would
+
+def run_new_target(tmp_path, start: int, taken: dict, tries: int = 5, hint: bool = True, max_tid: int = MAX_TID,
+                   answer: str = ""):
+    """NEW_TARGET for IQN+"new" from start, tgtd having the targets taken
+    ({TID: name}); returns (exit status, stdout, stderr, the targets after,
+    the hint file's content or None). answer: what tgtadm says instead, to everything."""
+    state = tmp_path / "targets"
+    state.write_text("".join(f"{tid} {name}\n" for tid, name in taken.items()))
+    stand_in = tmp_path / "tgtadm"
+    stand_in.write_text(f"""#!/bin/sh
+if [ -n "{answer}" ]; then echo "{answer}" >&2; exit 107; fi
+while [ $# -gt 0 ]; do
+  case $1 in --op) op=$2;; --tid) tid=$2;; --targetname) name=$2;; --value) value=$2;; esac; shift
+done
+case $op in
+  new) if grep -q -e "^$tid " -e " $name\\( \\|$\\)" {state}; then
+         echo "tgtadm: this target already exists" >&2; exit 22
+       fi
+       echo "$tid $name" >> {state} ;;
+  show) if ! grep -q "^$tid " {state}; then echo "tgtadm: can't find the target" >&2; exit 22; fi ;;
+  update) sed -i "s/^$tid \\(.*\\)/$tid \\1 $value/" {state} ;;
+esac
+""")
+    stand_in.chmod(0o755)
+    hint_file = tmp_path / "hint"
+    cmd = tgt.new_target_from(start, 1, IQN + "new", [str(stand_in)], tries, str(hint_file) if hint else "")
+    argv = [*cmd.argv[:6], str(max_tid), *cmd.argv[7:]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    after = dict(line.split(" ", 1) for line in state.read_text().splitlines())
+    return (done.returncode, done.stdout, done.stderr, {int(tid): name for tid, name in after.items()},
+            hint_file.read_text() if hint_file.exists() else None)
+
+
+def test_new_target_makes_and_marks_the_target_at_a_free_start_and_leaves_the_next_tid(tmp_path):
+    rc, out, err, after, hint = run_new_target(tmp_path, 5, {1: IQN + "1"})
+    assert (rc, out, err, hint) == (0, "new 5\n", "", "6\n")
+    assert after == {1: IQN + "1", 5: f"{IQN}new {IQN}new"}  # name, then the mark
+
+
+def test_new_target_tries_the_next_tids_past_taken_ones(tmp_path):
+    rc, out, _, after, hint = run_new_target(tmp_path, 5, {5: IQN + "5", 6: IQN + "6"})
+    assert (rc, out, hint) == (0, "new 7\n", "8\n")
+    assert after[7].startswith(IQN + "new")
+
+
+def test_new_target_tells_a_taken_name_from_a_taken_tid(tmp_path):
+    rc, out, _, after, hint = run_new_target(tmp_path, 5, {5: IQN + "5", 2: IQN + "new"})
+    assert (rc, out, hint) == (0, "name 6\n", None)
+    assert after == {5: IQN + "5", 2: IQN + "new"}
+
+
+def test_new_target_gives_up_after_its_tries(tmp_path):
+    rc, out, _, after, hint = run_new_target(tmp_path, 5, {tid: IQN + str(tid) for tid in range(5, 12)}, tries=3)
+    assert (rc, out, hint) == (0, "taken 7\n", None)
+
+
+def test_new_target_goes_on_from_base_after_max(tmp_path):
+    rc, out, _, _, hint = run_new_target(tmp_path, 9, {9: IQN + "9"}, max_tid=9)
+    assert (rc, out, hint) == (0, "new 1\n", "2\n")
+    rc, out, _, _, hint = run_new_target(tmp_path, 9, {}, max_tid=9)
+    assert (rc, out, hint) == (0, "new 9\n", "1\n")
+
+
+def test_new_target_with_a_tid_given_tries_only_it_and_leaves_no_hint(tmp_path):
+    assert run_new_target(tmp_path, 5, {5: IQN + "5"}, tries=1, hint=False)[:2] == (0, "taken 5\n")
+    rc, out, _, _, hint = run_new_target(tmp_path, 6, {5: IQN + "5"}, tries=1, hint=False)
+    assert (rc, out, hint) == (0, "new 6\n", None)
+
+
+def test_new_target_passes_on_other_failures_of_tgtadm(tmp_path):
+    down = "tgtadm: can't send the request to the tgt daemon, Transport endpoint is not connected"
+    rc, out, err, after, hint = run_new_target(tmp_path, 5, {}, answer=down)
+    assert (rc, out, err, after, hint) == (107, "", down + "\n", {}, None)
+    explained = tgt.new_target_from(5, 1, IQN + "new", ["tgtadm"]).explain(CommandError("sh", "tgt1", rc, err))
+    assert str(explained) == ("tgtd is not running on tgt1: start it (systemctl start tgt), then `one-iscsi -H tgt1 "
+                              f"target restore`: tgtadm failed on tgt1 (exit 107): {down}")
+    other = tgt.new_target_from(5, 1, IQN + "new", ["tgtadm"]).explain(CommandError("sh", "tgt1", 22, "tgtadm: x"))
+    assert str(other) == "tgtadm failed on tgt1 (exit 22): tgtadm: x"
+
+
+@pytest.mark.parametrize("text, parsed", [("new 5\n", ("new", 5)), ("name 6", ("name", 6)),
+                                          ("taken 70\n", ("taken", 70))])
+def test_parse_new(text, parsed):
+    assert tgt.parse_new(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["", "made 5", "new", "new x"])
+def test_parse_new_of_anything_else_is_an_error(text):
+    with pytest.raises(OneIscsiError, match="unexpected answer of the target maker"):
+        tgt.parse_new(text)
 
 
 def test_delete_lun_argv():

@@ -41,6 +41,15 @@ def test_luns_other_than_one_lun_1_are_written_with_their_numbers():
     assert tgtconf.parse(tgtconf.render(spec), ORIGIN) == spec
 
 
+def test_the_tid_a_target_was_made_with_is_recorded_for_tgt_admin():
+    """tgt-admin gives a target with controller_tid that TID at tgt's start (not the next one)."""
+    spec = TargetSpec(IQN, (STORE,), tid=12)
+    assert tgtconf.render(spec) == (f"{tgtconf.HEADER}<target {IQN}>\n    controller_tid 12\n"
+                                    f"    backing-store {STORE}\n    initiator-address ALL\n</target>\n")
+    assert spec.with_luns([(1, "/x")]).tid == 12 and spec.with_tid(3).tid == 3
+    assert tgtconf.parse(tgtconf.render(spec.with_tid(0)), ORIGIN).tid == 0  # not recorded (earlier versions)
+
+
 def test_lun_numbers_default_to_the_order_of_the_backing_stores():
     spec = TargetSpec(IQN, (STORE, "/srv/p/b.img"))
     assert spec.luns == ((1, STORE), (2, "/srv/p/b.img"))
@@ -79,6 +88,8 @@ def test_a_target_open_to_initiator_names_only_gets_an_address_no_initiator_has(
     TargetSpec(IQN, ()),
     TargetSpec(IQN, ("/srv/p/b.img", STORE), ("ALL",), lun_numbers=(2, 7)),
     TargetSpec(IQN, (STORE,), chap_user="a_b.c@d:e-f", chap_password="a~^b%c,d/e=f+g:"),
+    TargetSpec(IQN, (STORE,), tid=7),
+    TargetSpec(IQN, (), (), tid=2**31 - 1),
 ])
 def test_parse_reads_back_what_render_writes(spec):
     assert tgtconf.parse(tgtconf.render(spec), ORIGIN) == spec
@@ -125,6 +136,9 @@ LUN_NUMBERS = "LUN numbers must be integers from 1 to 16383, one per backing sto
     (TargetSpec(IQN, (STORE,), lun_numbers=(1, 2)), LUN_NUMBERS),
     (TargetSpec(IQN, (STORE,), ("ALL",), "one", ""), "CHAP user and password go together"),
     (TargetSpec(IQN, (STORE,), ("ALL",), "", PASSWORD), "CHAP user and password go together"),
+    (TargetSpec(IQN, (STORE,), tid=-1), r"TID must be an integer from 1 to 2147483647 \(0: not recorded\)"),
+    (TargetSpec(IQN, (STORE,), tid=2**31), r"TID must be an integer from 1 to 2147483647 \(0: not recorded\)"),
+    (TargetSpec(IQN, (STORE,), tid="7;id"), r"TID must be an integer from 1 to 2147483647 \(0: not recorded\)"),
 ])
 def test_render_refuses_an_incomplete_target(spec, problem):
     with pytest.raises(InvalidInput, match=f"^target '{IQN}': {problem}$"):
@@ -174,6 +188,14 @@ GOOD = f"<target {IQN}>\n    backing-store {STORE}\n</target>\n"
     (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE}>\n    lun 2"), ": line 4: expected `lun N`"),
     (f"<target {IQN}>\n    <backing-store {STORE}>\n    lun 2\n", f": <target {IQN}> has no </target>"),
     (GOOD.replace(f"backing-store {STORE}", f"<backing-store {STORE} x>"), ": line 2: expected <backing-store PATH>"),
+    (GOOD.replace("</target>", "    controller_tid 0\n</target>"),
+     ": line 3: controller_tid must be an integer from 1"),
+    (GOOD.replace("</target>", "    controller_tid 2147483648\n</target>"), ": line 3: controller_tid must be"),
+    (GOOD.replace("</target>", "    controller_tid 7;id\n</target>"), ": line 3: controller_tid must be"),
+    (GOOD.replace("</target>", "    controller_tid ٣\n</target>"), ": line 3: controller_tid must be"),
+    (GOOD.replace("</target>", "    controller_tid 7 8\n</target>"), ": line 3: controller_tid takes 1 value"),
+    (GOOD.replace("</target>", "    controller_tid 7\n    controller_tid 7\n</target>"),
+     ": line 4: a second controller_tid"),
 ])
 def test_parse_refuses_anything_render_does_not_write_in_one_line_naming_the_file(text, problem):
     with pytest.raises(InvalidInput) as refused:
@@ -190,7 +212,7 @@ def test_parse_keeps_comments_blank_lines_and_indentation_out():
 
 WORDS = ["<target", "</target>", *tgtconf.DIRECTIVES, "<backing-store", "</backing-store>", "lun", "include",
          "write-cache", "#"]
-VALUES = [STORE, "/srv/p/b.img", f"{STORE}>", "2", "one", PASSWORD, "ALL", "127.0.0.1", "fe80::/10", NO_ADDRESS,
+VALUES = [STORE, "/srv/p/b.img", f"{STORE}>", "2", "0", "one", PASSWORD, "ALL", "127.0.0.1", "fe80::/10", NO_ADDRESS,
           "iqn.2000-01.org.example:n1", f"{IQN}>", "</target>", ";", "$(id)", "`id`", "|", "&&", "#x", "\\",
           "<<EOF", "/tmp/x;y", "relative", "-o", "pass$(id)12345"]
 
@@ -219,3 +241,21 @@ def test_file_names_stay_inside_conf_dir_and_out_of_the_temporary_names():
     assert tgtconf.include_path("/etc/tgt/conf.d/one-iscsi/") == "/etc/tgt/conf.d/one-iscsi.conf"
     temporary = tgtconf.write(ORIGIN, "x")[1].argv[1]
     assert temporary == f"of=/etc/tgt/conf.d/one-iscsi/.{IQN}.conf.tmp"  # a dot file: no *.conf glob takes it
+
+
+def test_saved_files_are_listed_with_their_sizes_and_read_by_one_cat():
+    listing = tgtconf.list_files("/etc/tgt/conf.d/one-iscsi")
+    assert list(listing.argv) == ["find", "/etc/tgt/conf.d/one-iscsi", "-maxdepth", "1", "-name", "*.conf",
+                                  "-printf", "%s %f\\n"]
+    assert tgtconf.parse_files(f"12 b.conf\n7 {IQN}.conf\nnot a line\n") == [("b.conf", 12), (f"{IQN}.conf", 7)]
+    assert list(tgtconf.read("/a", "/b").argv) == ["cat", "--", "/a", "/b"]
+
+
+@pytest.mark.parametrize("text, sizes, texts", [
+    ("abcde", [2, 0, 3], ["ab", "", "cde"]),
+    ("é\nx", [3, 1], ["é\n", "x"]),  # sizes in bytes
+    ("abcde", [2, 2], None),  # a file changed meanwhile
+    ("ab\ufffd", [2, 1], None),  # not UTF-8: decoded with a replacement
+])
+def test_split_cuts_what_one_cat_read_into_its_files(text, sizes, texts):
+    assert tgtconf.split(text, sizes) == texts

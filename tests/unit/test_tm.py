@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from support.expected import (ALLOWED, CHAP, SHOW, allowed, conf, delete_target, forget, listing, new_lun,
-                              new_target, readd_lun, saved)
+from support.expected import (ALLOWED, CHAP, READ_HINT, SHOW, allowed, cat, conf, delete_target, exported, forget,
+                              found, listing, make_target, new_lun, no_file, readd_lun, saved)
 
 from oneiscsi import datastore, imagewriter, initiator, tgtconf, tm
 from oneiscsi.errors import SHOWN, InvalidInput, NotFound, OneIscsiError, StepFailed
@@ -166,12 +166,13 @@ def copier(source, device, zero="1"):
 
 def test_mvds_of_a_save_as_logs_out_then_copies_the_disk_into_the_new_image(recorder):
     recorder.answer("find", CARRIER, out=f"l {IQN}\n")
-    recorder.answer(*SHOW, out=listing((2, IQN2, ("/dev/vg-one/lv-one-8",))))
+    exported(recorder, 2, IQN2, ("/dev/vg-one/lv-one-8",))
     recorder.answer("volume-copy", out="copied 8388608 bytes\n")
     note = tm.mvds(HostPath("node1", DISK), IQN2, recorder.cfg, recorder.hosts)
     assert note == f"logged out of {IQN} on node1; saved {IQN} into {IQN2}: copied 8388608 bytes"
     assert recorder.calls == [("node1", describe(CARRIER)), ("node1", LOGOUT), ("node1", FORGET),
-                              ("tgt1", SHOW), ("tgt1", copier("/dev/vg-one/lv-one-7", "/dev/vg-one/lv-one-8"))]
+                              *[("tgt1", argv) for argv in found(2, IQN2)],
+                              ("tgt1", copier("/dev/vg-one/lv-one-7", "/dev/vg-one/lv-one-8"))]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-8")]  # the image written
 
 
@@ -191,10 +192,11 @@ def test_mvds_of_a_private_copy_saves_it_then_removes_it_with_its_target(recorde
 
 def test_mvds_of_a_save_as_into_an_image_that_is_gone_copies_nothing(recorder):
     recorder.answer("find", CARRIER, out=f"l {IQN}\n")
+    no_file(recorder, IQN2)
     with pytest.raises(NotFound) as caught:
         tm.mvds(HostPath("node1", DISK), IQN2, recorder.cfg, recorder.hosts)
     assert str(caught.value) == f"no target {IQN2} on tgt1: the image to save into does not exist"
-    assert recorder.argvs("tgt1") == [SHOW]
+    assert recorder.argvs("tgt1") == [cat(IQN2), SHOW]
 
 
 def test_mvds_of_a_save_as_into_another_target_servers_image_is_refused(recorder):
@@ -256,12 +258,13 @@ PRIVATE_LV = "/dev/vg-one/lv-one-9-0"
 def test_delete_of_a_vms_private_copy_removes_its_target_and_volume_on_the_target_server(recorder):
     recorder.answer("find", DISK, out=f"l /dev/disk/by-path/ip-10.0.0.1:3260-iscsi-{PRIVATE}-lun-1\n")
     recorder.answer("find", CARRIER, out=f"l {PRIVATE}\n")
-    recorder.answer(*SHOW, out=listing((5, PRIVATE, (PRIVATE_LV,))), host="tgt1")
+    exported(recorder, 5, PRIVATE, (PRIVATE_LV,), host="tgt1")
     note = tm.delete(HostPath("node1", DISK), recorder.cfg, recorder.hosts)
     node = ["iscsiadm", "-m", "node", "--targetname", PRIVATE]
     assert recorder.calls == [("node1", describe(DISK)), ("node1", describe(CARRIER)),
                               ("node1", [*node, "--logout"]), ("node1", [*node, "-o", "delete"]),
-                              ("tgt1", SHOW), ("tgt1", delete_target(5)), ("tgt1", forget(PRIVATE)),
+                              *[("tgt1", argv) for argv in found(5, PRIVATE, sessions=True)],
+                              ("tgt1", delete_target(5)), ("tgt1", forget(PRIVATE)),
                               ("tgt1", ["lvremove", "-f", "vg-one/lv-one-9-0"]),
                               ("node1", ["rm", "-f", DISK, CARRIER])]  # the link last: delete can run again
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9-0")]
@@ -582,8 +585,9 @@ def clone_server(recorder):
     spec = tgtconf.TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), ALLOWED, *CHAP)
     recorder.answer("cat", "--", conf(IQN), out=tgtconf.render(spec))
     recorder.answer("lvs", out="  8388608\n")
-    recorder.answer(*SHOW, out=listing((1, PRIVATE, (PRIVATE_LV,))), host="tgt1")
-    recorder.answer(*SHOW, out="", host="tgt1", times=1)
+    recorder.answer(*READ_HINT, out="1\n")
+    recorder.answer(*make_target(1, PRIVATE), out="new 1\n")
+    exported(recorder, 1, PRIVATE, (PRIVATE_LV,), host="tgt1")  # once made
 
 
 def test_clone_copies_the_image_on_the_target_server_with_its_access_rules_then_links_the_copy(recorder):
@@ -593,8 +597,8 @@ def test_clone_copies_the_image_on_the_target_server_with_its_access_rules_then_
         ["cat", "--", conf(IQN)],
         ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"],
         ["lvcreate", "--yes", "-W", "y", "-L", "8M", "-n", "lv-one-9-0", "vg-one"],
-        SHOW, new_target(1, PRIVATE), *allowed(1), new_lun(1, PRIVATE_LV), *saved(PRIVATE),
-        copier("/dev/vg-one/lv-one-7", PRIVATE_LV), SHOW]
+        READ_HINT, make_target(1, PRIVATE), *allowed(1), new_lun(1, PRIVATE_LV), *saved(PRIVATE),
+        copier("/dev/vg-one/lv-one-7", PRIVATE_LV), *found(1, PRIVATE)]
     assert recorder.argvs("node1") == private_ln_commands()
     assert ("release", "tgt1", "/run/lock/one-iscsi.lock") in recorder.locks  # not held while copying
     assert ("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9-0") in recorder.locks
@@ -608,7 +612,7 @@ def test_clone_whose_link_fails_removes_the_copy_again(recorder):
         tm.clone(IQN, HostPath("node1", DISK), recorder.cfg, recorder.hosts, allowed=True)
     node = ["iscsiadm", "-m", "node", "--targetname", PRIVATE]
     assert recorder.argvs("node1") == [*private_ln_commands()[:5], [*node, "-o", "delete"]]
-    assert recorder.argvs("tgt1")[-4:] == [SHOW, delete_target(1), forget(PRIVATE),
+    assert recorder.argvs("tgt1")[-6:] == [*found(1, PRIVATE, sessions=True), delete_target(1), forget(PRIVATE),
                                            ["lvremove", "-f", "vg-one/lv-one-9-0"]]
 
 
@@ -663,11 +667,11 @@ def test_disk_iqn(recorder, carrier, disk, iqn):
 
 def test_cpds_copies_the_disk_into_the_image_on_the_target_server(recorder):
     recorder.answer("find", CARRIER, out=f"l {IQN}\n")
-    recorder.answer(*SHOW, out=listing((2, IQN2, ("/dev/vg-one/lv-one-8",))))
+    exported(recorder, 2, IQN2, ("/dev/vg-one/lv-one-8",))
     recorder.answer("volume-copy", out="copied 8388608 bytes\n")
     note = tm.cpds(HostPath("node1", DISK), IQN2, "-1", recorder.cfg, recorder.hosts)
     assert note == f"saved {IQN} into {IQN2}: copied 8388608 bytes"
-    assert recorder.calls == [("node1", describe(CARRIER)), ("tgt1", SHOW),
+    assert recorder.calls == [("node1", describe(CARRIER)), ("tgt1", cat(IQN2)), ("tgt1", found(2, IQN2)[1]),
                               ("tgt1", copier("/dev/vg-one/lv-one-7", "/dev/vg-one/lv-one-8"))]  # no logout
 
 
@@ -697,13 +701,13 @@ def test_cpds_of_what_is_no_iscsi_disk_copies_nothing(recorder):
 # resize
 
 LVS_7 = ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"]
-GROWN = [LVS_7, SHOW, ["lvextend", "-L", "16M", "vg-one/lv-one-7"], readd_lun(3, "/dev/vg-one/lv-one-7")]
+GROWN = [LVS_7, *found(3), ["lvextend", "-L", "16M", "vg-one/lv-one-7"], readd_lun(3, "/dev/vg-one/lv-one-7")]
 
 
 def resize_server(recorder, size=8 * 1024 * 1024):
     recorder.answer("find", CARRIER, out=f"l {IQN}\n")
     recorder.answer("lvs", out=f"  {size}\n")
-    recorder.answer(*SHOW, out=listing((3, IQN, ("/dev/vg-one/lv-one-7",))))
+    exported(recorder, 3, IQN, ("/dev/vg-one/lv-one-7",))
 
 
 def test_resize_grows_the_volume_adds_the_lun_again_and_rescans_on_the_host(recorder):
