@@ -205,7 +205,7 @@ class TargetServer:
         mark = self._mark_of(tid)
         if mark is None:
             raise NotFound(f"no target with TID {tid} on {self.host}")
-        text = self._saved_text(mark) if mark else None
+        text = self._saved_text(mark) if _is_target_name(mark) else None  # a mark set by hand names no file
         spec = self._readable(mark, text)
         if spec is not None and spec.tid == tid:
             return self._marked(spec, sessions=False), text
@@ -593,6 +593,14 @@ class TargetServer:
         if tid != spec.tid:
             self.save(spec.with_tid(tid))
         return tid, created
+
+
+def _is_target_name(text: str) -> bool:
+    try:
+        names.validate(text)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _one_line(err: OneIscsiError) -> str:

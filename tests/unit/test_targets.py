@@ -296,6 +296,14 @@ def test_delete_by_tid_or_exact_name_also_forgets_the_config_file(targets, unsav
     assert unsaved.argvs() == [*looked_up, delete_target(3), forget(LISTED_50)]
 
 
+def test_delete_by_tid_of_a_target_marked_by_hand_with_no_name_reads_no_file_of_it(targets, shown):
+    """A mark is only a tgtd parameter: one set by hand to a path never names a file to read."""
+    saved_as(shown, TargetSpec(LISTED_50, ("/dev/x",)))
+    shown.answer(*show_tid(3), out=marked("../../../etc/shadow"))
+    targets.delete_and_forget("3")
+    assert shown.argvs() == [show_tid(3), SHOW, cat(LISTED_50), delete_target(3), forget(LISTED_50)]
+
+
 def test_delete_of_a_tid_marked_for_a_name_whose_file_records_another_tid_takes_the_listing(targets, shown):
     saved_as(shown, TargetSpec(LISTED_50, ("/dev/x",), tid=7))
     shown.answer(*show_tid(3), out=marked(LISTED_50))
