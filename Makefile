@@ -50,6 +50,8 @@ man: venv
 conf: venv
 	$(VENV)/bin/python -m oneiscsi.config remotes/datastore/iscsi/iscsi.conf
 
+# the benchmarks (bench/run.py): BENCH_ARGS=--quick for a smaller run, --only NAME for one benchmark;
+# a full run rewrites README.md's Performance table
 bench: deps
 	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 

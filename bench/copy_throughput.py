@@ -1,72 +1,66 @@
-"""copy: writing an image onto an existing device on the target server over
-ssh (the loopback sshd), with `one-iscsi --config /dev/null image copy SRC
-DEV --host tgtserver`.
+"""copy: `one-iscsi image copy IMG DEV` onto an existing device of the
+target server, over ssh (HOST=tgtserver, the loopback sshd) and locally
+(HOST=localhost). The device is a loop device on a file under /tmp, as big as
+the image.
 
-Baseline, interleaved with it: the original driver's pipeline
-`cat IMG | ssh tgtserver dd of=DEV bs=64k` (no flush to disk at the end).
-The device is a loop device backed by a file in a temporary directory under
-/tmp (a plain file if losetup is not available); the 90%-zero image is also
-copied onto a plain file (the file backend's kind of device).
+Baselines, interleaved with one-iscsi (A B A B ...), with one-iscsi's block
+size and cipher (the first cipher of its COPY_SSH_OPTIONS default):
+ * over ssh: `cat IMG | ssh -o Ciphers=C tgtserver dd of=DEV bs=4M conv=fsync`
+   (flushed, as one-iscsi flushes before it reports success);
+ * locally: `dd if=IMG of=DEV bs=4M conv=fsync`.
+Floor, interleaved too: `cat IMG | ssh -o Ciphers=C tgtserver 'cat >
+/dev/null'` (ssh alone, nothing written).
 
-Images (1 GiB; 256 MiB with --quick): random data; 90% zeros (random 1 MiB
-blocks at random places, 10% of them); the latter converted to qcow2 (the
-baseline then sends the equivalent raw image). Before each one-iscsi copy
-the device is filled with a non-zero pattern, and after it the device must
-be byte-identical to the image, zeros included (stale data would show).
-Every device is flushed (fsync) after every copy, untimed, so that no copy
-pays for the previous one's writeback. Peak memory of the one-iscsi process
-(and of the children it waits for) is `/usr/bin/time -f %M`.
+Images: random data, 2 GiB (--quick 256 MiB); 90% zeros (random 1 MiB
+blocks at random places, 10% of them), 1 GiB (--quick 256 MiB). Before each
+copy of the 90%-zero image (one-iscsi's and the pipe's) the device is filled
+with a non-zero pattern; after each one-iscsi copy the device must equal the
+image byte for byte (no stale data under the zeros). After every copy the
+device is fsynced, untimed: the time that takes is shown ("left to flush"),
+so that a copy that did not flush shows. Peak memory: `/usr/bin/time -f %M`
+around one-iscsi (the largest of one-iscsi and the children it waits for).
 
-Goals: random image >= 0.95x the baseline's throughput; 90%-zero image >= 3x
-faster than the baseline; qcow2 peak memory <= 64 MiB."""
+Goals: random data >= 0.95x the pipe's throughput, and >= 0.95x local dd's;
+the 90%-zero image >= 2x faster than the pipe, byte-exact every time; peak
+memory of the 2 GiB copy over ssh <= 64 MiB."""
 from __future__ import annotations
 
 import os
 import random
 import shlex
-import subprocess
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
-from common import (HOSTS, MIB, ONE_ISCSI, Goal, check, interleave, median, one_iscsi_env, quiet, report,
-                    scratch, sshd)
+from common import (HOSTS, MIB, ONE_ISCSI, Goal, Ratio, copy_cipher, fsync_path, goal_from_ratio, interleave,
+                    median, one_iscsi_env, quiet, rate, report, run_quietly, scratch, spread, ssh_options, sshd,
+                    unflushed, write_random)
 
 HOST = HOSTS[0]
 CHUNK = 4 * MIB
 PATTERN = bytes([0xA5]) * CHUNK
-OURS, BASELINE = "one-iscsi image copy", "cat | ssh dd bs=64k"
-
-
-def image_copy_available() -> bool:
-    return quiet([ONE_ISCSI, "image", "copy", "--help"]).returncode == 0
+OURS = "one-iscsi"
 
 
 @contextmanager
-def device(work: Path, size: int) -> Iterator[tuple[str, str]]:
-    """(path, kind) of a device of size bytes: a loop device on a file in work."""
-    backing = work / "device.img"
+def device(work: Path, name: str, size: int) -> Iterator[str]:
+    """A loop device of size bytes on a file in work (the file itself if losetup fails)."""
+    backing = work / f"{name}.dev"
     with open(backing, "wb") as file:
         file.truncate(size)
     done = quiet(["losetup", "-f", "--show", str(backing)])
     if done.returncode != 0:
-        yield str(backing), "plain file (losetup failed: " + done.stderr.strip() + ")"
+        print(f"note: losetup failed ({done.stderr.strip()}): copying onto the plain file {backing}")
+        yield str(backing)
         return
-    loop = done.stdout.strip()
     try:
-        yield loop, f"loop device {loop} on a file in /tmp"
+        fill(done.stdout.strip(), size)  # allocated from the start: the first copy pays no more than the others
+        yield done.stdout.strip()
     finally:
-        quiet(["losetup", "-d", loop])
+        quiet(["losetup", "-d", done.stdout.strip()])
 
 
-def write_random(path: Path, size: int) -> None:
-    with open(path, "wb") as file:
-        for _ in range(size // CHUNK):
-            file.write(os.urandom(CHUNK))
-
-
-def write_mostly_zeros(path: Path, size: int, seed: int = 6) -> None:
+def write_mostly_zeros(path: Path, size: int, seed: int = 6) -> Path:
     """10% of the 1 MiB blocks random, at random places; the rest zeros (a hole)."""
     blocks = size // MIB
     with open(path, "wb") as file:
@@ -74,10 +68,11 @@ def write_mostly_zeros(path: Path, size: int, seed: int = 6) -> None:
         for block in random.Random(seed).sample(range(blocks), blocks // 10):
             file.seek(block * MIB)
             file.write(os.urandom(MIB))
+    return path
 
 
 def fill(dev: str, size: int) -> None:
-    """Fill the device with a non-zero pattern, flushed."""
+    """The device filled with a non-zero pattern, flushed."""
     fd = os.open(dev, os.O_WRONLY)
     try:
         for offset in range(0, size, CHUNK):
@@ -87,117 +82,111 @@ def fill(dev: str, size: int) -> None:
         os.close(fd)
 
 
-def flush(dev: str) -> None:
-    fd = os.open(dev, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+class Group:
+    """Copiers of one image onto one device, run interleaved; the one-iscsi
+    runs are checked (device == image) and their peak memory read."""
 
+    def __init__(self, image: Path, dev: str, size: int, prefill: bool, memory: Path):
+        self.image, self.dev, self.size, self.prefill, self.memory = image, dev, size, prefill, memory
+        self.cases: dict[str, list] = {}
+        self.peaks_mib: list[float] = []
+        self.left_to_flush: dict[str, list[float]] = {}
+        self.checked = self.mismatches = 0
 
-@dataclass
-class Copier:
-    """One way of copying: a baseline pipeline, or one-iscsi (filled device
-    before, checked device and peak memory after)."""
-    label: str
-    argv: list
-    dev: str
-    ours: bool
-    expected: Optional[Path] = None  # what the device must hold afterwards
-    env: Optional[dict] = None
-    peaks_mib: list = field(default_factory=list)
-    mismatches: int = 0
+    def shell(self, name: str, pipeline: str) -> None:
+        self.cases[name] = ["sh", "-c", pipeline]
 
+    def one_iscsi(self, env: dict) -> None:
+        self.cases[OURS] = (["/usr/bin/time", "-f", "%M", "-o", str(self.memory), ONE_ISCSI, "--config", "/dev/null",
+                             "image", "copy", str(self.image), self.dev], env)
 
-def baseline(label: str, raw: Path, dev: str, ssh: str, flags: str = "") -> Copier:
-    pipeline = f"cat {shlex.quote(str(raw))} | {ssh} {HOST} dd of={shlex.quote(dev)} bs=64k{flags}"
-    return Copier(label, ["sh", "-c", pipeline], dev, ours=False)
+    def before(self, name: str) -> None:
+        if self.prefill and name != "floor":
+            fill(self.dev, self.size)
 
+    def after(self, name: str) -> None:
+        self.left_to_flush.setdefault(name, []).append(fsync_path(self.dev))
+        if name == OURS:
+            self.peaks_mib.append(int(self.memory.read_text().split()[-1]) / 1024)
+            self.checked += 1
+            self.mismatches += quiet(["cmp", "-s", str(self.image), self.dev], timeout=600).returncode != 0
 
-def one_iscsi(label: str, source: Path, raw: Path, dev: str, env: dict, memory: Path) -> Copier:
-    argv = ["/usr/bin/time", "-f", "%M", "-o", str(memory),
-            ONE_ISCSI, "--config", "/dev/null", "image", "copy", str(source), dev, "--host", HOST]
-    return Copier(label, argv, dev, ours=True, expected=raw, env=env)
+    def measure(self, runs: int) -> dict[str, list[float]]:
+        def case(name, spec):
+            argv, env = spec if isinstance(spec, tuple) else (spec, None)
+            return lambda: run_quietly(argv, name, timeout=1800, env=env)
 
-
-def measure(copiers: list[Copier], size: int, runs: int, memory: Path) -> dict:
-    """Interleaved runs of the copiers; {label: [seconds]}."""
-    by_label = {copier.label: copier for copier in copiers}
-
-    def before(label: str) -> None:
-        if by_label[label].ours:
-            fill(by_label[label].dev, size)
-
-    def after(label: str) -> None:
-        copier = by_label[label]
-        flush(copier.dev)
-        if copier.ours:
-            copier.peaks_mib.append(int(memory.read_text().split()[-1]) / 1024)
-            done = quiet(["cmp", "-s", str(copier.expected), copier.dev], timeout=300)
-            copier.mismatches += done.returncode != 0
-
-    return interleave({copier.label: (lambda copier=copier: check(subprocess.run(
-        copier.argv, capture_output=True, text=True, timeout=900, env=copier.env), copier.label))
-        for copier in copiers}, runs, before=before, after=after)
+        return interleave({name: case(name, spec) for name, spec in self.cases.items()}, runs,
+                          before=self.before, after=self.after)
 
 
 def run(quick: bool) -> dict:
-    size, runs = (256 if quick else 1024) * MIB, 5
-    ours = image_copy_available()
-    with scratch("copy") as work, sshd(work / "sshd") as server, device(work, size) as (dev, kind):
-        env, memory = one_iscsi_env(work, ssh=server.ssh), work / "peak-rss"
-        plain = str(work / "plain-device.img")  # the file backend's kind of device
-        with open(plain, "wb") as file:
-            file.truncate(size)
-        random_raw, zeros_raw, zeros_qcow2 = work / "random.raw", work / "zeros90.raw", work / "zeros90.qcow2"
-        write_random(random_raw, size)
-        write_mostly_zeros(zeros_raw, size)
-        check(quiet(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(zeros_raw), str(zeros_qcow2)],
-                    timeout=300), "qemu-img convert")
-        groups = {  # image: copiers run interleaved; the first is the baseline of the group
-            "random raw": [baseline("baseline", random_raw, dev, server.ssh),
-                           baseline("baseline + conv=fsync", random_raw, dev, server.ssh, " conv=fsync")],
-            "90% zeros": [baseline("baseline", zeros_raw, dev, server.ssh)],
-        }
-        if ours:
-            groups["random raw"].append(one_iscsi("one-iscsi raw", random_raw, random_raw, dev, env, memory))
-            groups["90% zeros"] += [one_iscsi("one-iscsi raw", zeros_raw, zeros_raw, dev, env, memory),
-                                    one_iscsi("one-iscsi qcow2", zeros_qcow2, zeros_raw, dev, env, memory),
-                                    one_iscsi("one-iscsi raw, plain file", zeros_raw, zeros_raw, plain, env,
-                                              memory)]
-        times = {image: measure(copiers, size, runs, memory) for image, copiers in groups.items()}
-    rows, medians = [], {}
-    for image, copiers in groups.items():
-        base = median(times[image]["baseline"])
-        for copier in copiers:
-            seconds = medians[image, copier.label] = median(times[image][copier.label])
-            checked = len(copier.peaks_mib)
-            rows.append([image, copier.label, seconds, size / MIB / seconds, base / seconds,
-                         max(copier.peaks_mib) if checked else None,
-                         f"{checked - copier.mismatches}/{checked}" if checked else "-"])
-    ratio_of = lambda image, label: medians[image, "baseline"] / medians[image, label]  # noqa: E731
-    peaks = {(image, copier.label): max(copier.peaks_mib) for image, copiers in groups.items()
-             for copier in copiers if copier.peaks_mib}
-    mismatches = sum(copier.mismatches for copiers in groups.values() for copier in copiers)
-    goals = [Goal("random raw image: one-iscsi throughput vs the baseline",
-                  ratio_of("random raw", "one-iscsi raw") if ours else None, 0.95, at_least=True),
-             Goal("90%-zero raw image: one-iscsi speed-up over the baseline",
-                  ratio_of("90% zeros", "one-iscsi raw") if ours else None, 3, at_least=True),
-             Goal("90%-zero qcow2 image: peak memory of one-iscsi",
-                  round(peaks["90% zeros", "one-iscsi qcow2"], 1) if ours else None, 64, unit=" MiB"),
-             Goal("one-iscsi copies after which the device differed from the image",
-                  mismatches if ours else None, 0, unit="")]
-    notes = [f"{size // MIB} MiB images, median of {runs} interleaved runs per image, device: {kind}",
-             "baseline: `cat IMG | ssh tgtserver dd of=DEV bs=64k` (no flush); `+ conv=fsync` flushes like "
-             "one-iscsi does (informational); the flush after each copy is untimed for all",
-             "the 90%-zero qcow2 image is compared with the baseline sending the equivalent raw image",
-             "plain file: the device is a regular file (as the file backend's), not the loop device; "
-             "same baseline (to the loop device)",
-             "identical: runs after which the device (pre-filled with 0xA5) equalled the image, zeros included"]
-    if not ours:
-        notes.append("`one-iscsi image copy` does not exist yet: only the baselines were measured")
-    figures = {"size_bytes": size, "runs": runs, "device": kind, "seconds": times,
-               "peak_rss_mib": {f"{image}/{label}": peak for (image, label), peak in peaks.items()}}
-    return report("copy", f"image copy to a device over ssh vs `cat IMG | ssh {HOST} dd of=DEV bs=64k`",
-                  ["image", "copier", "median s", "MiB/s", "x baseline speed", "peak RSS MiB", "identical"],
-                  rows, goals, figures, notes, quick=quick)
+    random_size, zeros_size = (256 * MIB, 256 * MIB) if quick else (2048 * MIB, 1024 * MIB)
+    runs = 3 if quick else 7
+    cipher = copy_cipher()
+    with scratch("copy") as work, ExitStack() as stack:
+        server = stack.enter_context(sshd(work / "sshd"))
+        big = stack.enter_context(device(work, "random", random_size))
+        small = stack.enter_context(device(work, "zeros", zeros_size))
+        memory = work / "peak-kib"
+        ssh = shlex.join([*shlex.split(server.ssh), *ssh_options(), "-o", f"Ciphers={cipher}", HOST])
+        random_raw = write_random(work / "random.raw", random_size)
+        zeros_raw = write_mostly_zeros(work / "zeros90.raw", zeros_size)
+        q = shlex.quote
+
+        over_ssh = Group(random_raw, big, random_size, False, memory)
+        over_ssh.shell("pipe", f"cat {q(str(random_raw))} | {ssh} {q(f'dd of={q(big)} bs=4M conv=fsync')}")
+        over_ssh.one_iscsi(one_iscsi_env(work, ssh=server.ssh, HOST=HOST))
+        over_ssh.shell("floor", f"cat {q(str(random_raw))} | {ssh} 'cat > /dev/null'")
+        local = Group(random_raw, big, random_size, False, memory)
+        local.shell("dd", f"dd if={q(str(random_raw))} of={q(big)} bs=4M conv=fsync status=none")
+        local.one_iscsi(one_iscsi_env(work, HOST="localhost"))
+        zeros = Group(zeros_raw, small, zeros_size, True, memory)
+        zeros.shell("pipe", f"cat {q(str(zeros_raw))} | {ssh} {q(f'dd of={q(small)} bs=4M conv=fsync')}")
+        zeros.one_iscsi(one_iscsi_env(work, ssh=server.ssh, HOST=HOST))
+        groups = {"random, over ssh": over_ssh, "random, local": local, "90% zeros, over ssh": zeros}
+        times = {title: group.measure(runs) for title, group in groups.items()}
+
+    mib, zeros_mib = f"{random_size // MIB} MiB", f"{zeros_size // MIB} MiB"
+    speed_goals = {  # group: its goal's text, limit and baseline
+        "random, over ssh": (f"random {mib} over ssh: throughput vs the pipe", 0.95, "pipe"),
+        "random, local": (f"random {mib} locally: throughput vs dd", 0.95, "dd"),
+        "90% zeros, over ssh": (f"{zeros_mib}, 90% zeros, over ssh: speed-up over the pipe", 2, "pipe")}
+    notes = [f"min / median / max of {runs} interleaved rounds; device: a loop device on a file in /tmp, as big "
+             "as the image",
+             f"pipe: `cat IMG | ssh -o Ciphers={cipher} {HOST} dd of=DEV bs=4M conv=fsync`; dd: `dd if=IMG of=DEV "
+             f"bs=4M conv=fsync`; floor: `cat IMG | ssh -o Ciphers={cipher} {HOST} 'cat > /dev/null'`",
+             "x baseline: the baseline's time / this one's (above 1: faster), ratio of medians and per-round range",
+             "left to flush: an untimed fsync of the device right after the copy (large: the copy did not flush)",
+             f"peak memory: /usr/bin/time -f %M; median over all one-iscsi runs: {median(over_ssh.peaks_mib):.0f} MiB "
+             "over ssh"]
+    rows, goals = [], []
+    floor = (f"ssh alone {rate(random_size, times['random, over ssh']['floor'])}; "
+             f"local dd {rate(random_size, times['random, local']['dd'])}")
+    for title, (text, limit, base) in speed_goals.items():
+        group, seconds = groups[title], times[title]
+        for name, values in seconds.items():
+            rows.append([title, name, rate(group.size, values), Ratio.of(seconds[base], values).text,
+                         spread(group.left_to_flush[name], 1000),
+                         spread(group.peaks_mib) if name == OURS else "-",
+                         f"{group.checked - group.mismatches}/{group.checked}" if name == OURS else "-"])
+        if unflushed(group.left_to_flush[OURS], group.left_to_flush[base]):
+            text += " (but it left data unflushed: see the notes)"
+            notes.append(f"{title}: one-iscsi left data unflushed (the fsync after it took "
+                         f"{spread(group.left_to_flush[OURS], 1000)} ms)")
+        goals.append(goal_from_ratio(text, Ratio.of(seconds[base], seconds[OURS]), limit, at_least=True,
+                                     ours=rate(group.size, seconds[OURS]),
+                                     baseline=f"{base} {rate(group.size, seconds[base])}",
+                                     floor=floor if title.endswith("over ssh") else ""))
+    goals += [Goal("one-iscsi copies after which the device differed from the image (pre-filled with 0xA5)",
+                   sum(group.mismatches for group in groups.values()), 0, unit="",
+                   ours=f"{sum(group.checked for group in groups.values())} copies compared byte for byte"),
+              Goal(f"peak memory of the {mib} copy over ssh (one-iscsi and its children)",
+                   round(max(over_ssh.peaks_mib), 1), 64, unit=" MiB", ours=spread(over_ssh.peaks_mib, unit="MiB"))]
+    return report("copy", f"`one-iscsi image copy` vs `cat IMG | ssh -o Ciphers={cipher} HOST dd bs=4M conv=fsync`",
+                  ["image", "copier", "MiB/s", "x baseline speed", "left to flush ms", "peak MiB", "identical"],
+                  rows, goals,
+                  figures={"runs": runs, "random_bytes": random_size, "zeros_bytes": zeros_size, "cipher": cipher,
+                           "seconds": times, "peak_mib": {t: g.peaks_mib for t, g in groups.items()},
+                           "left_to_flush_seconds": {t: g.left_to_flush for t, g in groups.items()}},
+                  notes=notes, quick=quick)
