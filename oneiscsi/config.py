@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shlex
-import socket
 from dataclasses import dataclass, field, make_dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
@@ -351,7 +350,7 @@ _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_
 
 
 def hostname() -> str:
-    return socket.gethostname()
+    return os.uname().nodename  # what socket.gethostname() gives, without loading socket
 
 
 def parse_shell_conf(text: str, origin: str, env: Mapping[str, str], lines: Optional[dict[str, int]] = None,

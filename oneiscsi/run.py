@@ -80,6 +80,25 @@ class Runner:
         self.dry_run = dry_run
         self.local = is_local(host)
         self.out = out
+        self._ahead: Optional[_RemoteChannel] = None  # started by connect_ahead(), not yet used
+
+    def connect_ahead(self) -> "Runner":
+        """Start connecting to the host now: ssh's handshake runs while this
+        process does the rest of its work, and the first session takes the
+        connection. close() ends it if no session did."""
+        if not self.local and not self.dry_run and self._ahead is None:
+            self._ahead = _RemoteChannel(self)
+        return self
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.kill()
+            self._ahead = None
+
+    def _connection(self) -> "_RemoteChannel":
+        """The connection started ahead, else a new one."""
+        channel, self._ahead = self._ahead or _RemoteChannel(self), None
+        return channel
 
     def resolve(self, cmd: Command) -> list[str]:
         """The argv as it runs on the host: configured command, sudo prefix."""
@@ -296,14 +315,14 @@ def _connect(runner: Runner, locks: Sequence[str]):
 
     def attempt() -> Optional[_RemoteChannel]:
         try:
-            return _RemoteChannel(runner, locks)
+            return runner._connection().open(locks)
         except CommandError as err:
             if err.program == "ssh" and any(text in err.stderr for text in _SSH_BUSY):
                 return None
             raise
 
     # once the time is up, a last try: its refusal is the error
-    return _poll(attempt, runner.cfg.timeout, first=0.1, longest=1.0) or _RemoteChannel(runner, locks)
+    return _poll(attempt, runner.cfg.timeout, first=0.1, longest=1.0) or runner._connection().open(locks)
 
 
 def _poll(attempt: Callable[[], Optional[T]], timeout: float, first: float, longest: float) -> Optional[T]:
@@ -380,14 +399,13 @@ def _lock_error(runner: Runner, path: str) -> OneIscsiError:
 
 class _RemoteChannel:
     """A shell on the host reading commands from our pipe. After each command
-    it prints a marker with the exit status to stdout and a marker to stderr."""
+    it prints a marker with the exit status to stdout and a marker to stderr.
+    Made, ssh starts connecting; open() waits for the shell's first answer."""
 
-    def __init__(self, runner: Runner, locks: Sequence[str]):
-        import secrets
-
+    def __init__(self, runner: Runner):
         self.runner = runner
         self.broken = False  # an exchange began and did not end: what the shell says next is not known
-        self.mark = f"one-iscsi-{secrets.token_hex(12)}"
+        self.mark = f"one-iscsi-{os.urandom(12).hex()}"
         self.lock_fds: dict[str, int] = {}
         shell = ["env", "LC_ALL=C", "sh"]  # messages in English, whatever the host's locale
         # COPY_SSH_OPTIONS: a session may carry image data (Session.finish)
@@ -395,14 +413,18 @@ class _RemoteChannel:
                                         stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
         self.buffers = {self.process.stdout: bytearray(), self.process.stderr: bytearray()}
+
+    def open(self, locks: Sequence[str]) -> "_RemoteChannel":
+        """The connection, once the shell answers, holding the lock files."""
         try:
             # ssh gives up connecting after TIMEOUT (ConnectTimeout) and says why; then the shell answers
-            self._exchange("ssh", ":", 2 * runner.cfg.timeout)
+            self._exchange("ssh", ":", 2 * self.runner.cfg.timeout)
             for path in locks:
                 self._take(path)
         except BaseException:
             self.kill()
             raise
+        return self
 
     def _take(self, path: str) -> None:
         """Open path on a descriptor of the shell and flock it: held until
@@ -548,28 +570,66 @@ def _execute(cmd: Command, argv: list[str], host: str, timeout: float) -> str:
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
     except FileNotFoundError:
         raise CommandError(cmd.program, host, 127, f"{argv[0]}: command not found") from None
+    deadline = time.monotonic() + timeout
     try:
-        out, err = process.communicate(cmd.input.encode() if cmd.input is not None else None, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _stop(process)
-        raise CommandError(cmd.program, host, None, f"no answer within {timeout:g} s (TIMEOUT)") from None
+        output = _communicate(process, cmd.input.encode() if cmd.input is not None else None, deadline)
+        rc = _wait(process, deadline - time.monotonic()) if output is not None else None
     except BaseException:
         _stop(process)
         raise
-    if process.returncode != 0 and process.returncode not in cmd.accept:
-        raise failure(cmd, host, process.returncode, err.decode(errors="replace"))
+    finally:
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    if rc is None:
+        _stop(process)
+        raise CommandError(cmd.program, host, None, f"no answer within {timeout:g} s (TIMEOUT)")
+    out, err = output
+    if rc != 0 and rc not in cmd.accept:
+        raise failure(cmd, host, rc, err.decode(errors="replace"))
     return out.decode(errors="replace")
+
+
+def _communicate(process: subprocess.Popen, data: Optional[bytes], deadline: float) -> Optional[tuple[bytes, bytes]]:
+    """process's stdout and stderr to their end, data written to its stdin;
+    None if the deadline came first. (Popen.communicate with a timeout then
+    waits for the exit with sleeps; _wait does not.)"""
+    import selectors
+
+    chunks: dict = {process.stdout: [], process.stderr: []}
+    with selectors.DefaultSelector() as selector:
+        for stream in chunks:
+            selector.register(stream, selectors.EVENT_READ)
+        pending = memoryview(data or b"")
+        if data is not None:
+            selector.register(process.stdin, selectors.EVENT_WRITE)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            for key, _ in selector.select(remaining):
+                if key.fileobj is process.stdin:
+                    try:
+                        pending = pending[os.write(key.fd, pending[:65536]):]
+                    except BrokenPipeError:
+                        pending = pending[:0]  # it stopped reading: its exit status says why
+                    if not pending:
+                        selector.unregister(process.stdin)
+                        process.stdin.close()
+                elif block := os.read(key.fd, 65536):
+                    chunks[key.fileobj].append(block)
+                else:
+                    selector.unregister(key.fileobj)
+    return b"".join(chunks[process.stdout]), b"".join(chunks[process.stderr])
 
 
 def _stop(process: subprocess.Popen, grace: float = 2) -> None:
     """Stop a command: SIGTERM first, which timeout(1) and sudo pass on to
     what they run; SIGKILL if it is still there after grace seconds."""
     process.terminate()
-    try:
-        process.communicate(timeout=grace)
-    except subprocess.TimeoutExpired:
+    if _wait(process, grace) is None:
         process.kill()
-        process.communicate()
+        process.wait()
 
 
 def _kill(process: subprocess.Popen, timed_out: bool = False) -> None:

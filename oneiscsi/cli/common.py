@@ -38,11 +38,19 @@ def load_config(ctx: typer.Context, template: Optional[dict] = None, **overrides
     return cfg
 
 
-def target_server(ctx: typer.Context, cfg=None):
+def target_server(ctx: typer.Context, cfg=None, ahead: bool = False):
     """A Runner for the target server, HOST of the configuration (--host),
-    honouring --dry-run."""
+    honouring --dry-run; with ahead, already connecting (a driver action
+    that surely needs it)."""
     cfg = cfg or load_config(ctx)
-    return runner_on(ctx, cfg.host, cfg)
+    runner = runner_on(ctx, cfg.host, cfg)
+    return _connecting(ctx, runner) if ahead else runner
+
+
+def _connecting(ctx: typer.Context, runner):
+    """runner, its connection started now and ended with the command if unused."""
+    ctx.call_on_close(runner.close)
+    return runner.connect_ahead()
 
 
 def runner_on(ctx: typer.Context, host: str, cfg=None):
@@ -59,9 +67,19 @@ def local_runner(cfg):
     return Runner("localhost", cfg)
 
 
-def hosts(ctx: typer.Context, cfg):
-    """Makes the Runner of a hypervisor host by name, for the transfer actions."""
-    return lambda host: runner_on(ctx, host, cfg)
+def hosts(ctx: typer.Context, cfg, ahead: Sequence[str] = ()):
+    """Makes the Runner of a hypervisor host by name, for the transfer
+    actions: one per host, those named in ahead already connecting."""
+    runners = {}
+
+    def runner(host: str):
+        if host not in runners:
+            runners[host] = runner_on(ctx, host, cfg)
+        return runners[host]
+
+    for host in dict.fromkeys(ahead):
+        _connecting(ctx, runner(host))
+    return runner
 
 
 def info(message: str) -> None:

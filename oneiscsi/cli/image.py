@@ -48,13 +48,16 @@ def _notes(action: str, registered) -> None:
 def cp(ctx: typer.Context, arguments: CallArguments) -> None:
     """Create a volume and target and copy the image into it; prints the
     image's SOURCE (and its size or format, as the OpenNebula version expects)."""
-    from .. import datastore, opennebula
+    from .. import opennebula
 
     call = _Call(ctx, arguments)
     version = call.version
     act, cfg = call.act, call.cfg
-    done = datastore.cp(act.path, act.image_id, cfg, target_server(ctx, cfg=cfg), local_runner(cfg),
-                        act.checksums, progress_for=Progress.for_terminal, keep_qcow2=act.keeps_qcow2)
+    server = target_server(ctx, cfg=cfg, ahead=True)
+    from .. import datastore  # while ssh connects
+
+    done = datastore.cp(act.path, act.image_id, cfg, server, local_runner(cfg), act.checksums,
+                        progress_for=Progress.for_terminal, keep_qcow2=act.keeps_qcow2)
     _notes("cp", done)
     print(opennebula.cp_reply(version, done.source, done.size_mb, done.format))
 
@@ -63,13 +66,16 @@ def cp(ctx: typer.Context, arguments: CallArguments) -> None:
 def mkfs(ctx: typer.Context, arguments: CallArguments) -> None:
     """Create a volume and target with an empty filesystem, or none for a
     save-as image; prints the image's SOURCE (3.x: and its size)."""
-    from .. import datastore, opennebula
+    from .. import opennebula
 
     call = _Call(ctx, arguments)
     version = call.version
     act, cfg = call.act, call.cfg
+    server = target_server(ctx, cfg=cfg, ahead=True)
+    from .. import datastore  # while ssh connects
+
     fstype = datastore.SAVE_AS if act.save_as else act.filesystem(version)
-    done = datastore.mkfs(act.image_id, act.size_mb, fstype, cfg, target_server(ctx, cfg=cfg))
+    done = datastore.mkfs(act.image_id, act.size_mb, fstype, cfg, server)
     _notes("mkfs", done)
     print(opennebula.mkfs_reply(version, done.source, done.size_mb))
 
@@ -91,10 +97,13 @@ def clone(ctx: typer.Context, arguments: CallArguments) -> None:
 @app.command("rm")
 def rm(ctx: typer.Context, arguments: CallArguments) -> None:
     """Delete the image's target and volume; already gone is fine."""
-    from .. import datastore, opennebula
+    from .. import opennebula
 
     call = _Call(ctx, arguments)
-    for note in datastore.rm(call.act.source, call.act.image_id, call.cfg, target_server(ctx, cfg=call.cfg)):
+    server = target_server(ctx, cfg=call.cfg, ahead=True)
+    from .. import datastore  # while ssh connects
+
+    for note in datastore.rm(call.act.source, call.act.image_id, call.cfg, server):
         opennebula.log_info("rm", note)
 
 
@@ -110,10 +119,13 @@ def stat(ctx: typer.Context, arguments: CallArguments) -> None:
 @app.command("monitor")
 def monitor(ctx: typer.Context, arguments: CallArguments) -> None:
     """Print USED_MB, TOTAL_MB and FREE_MB of the volume group or pool directory."""
-    from .. import datastore, opennebula
+    from .. import opennebula
 
     call = _Call(ctx, arguments)
-    usage = datastore.monitor(call.cfg, target_server(ctx, cfg=call.cfg))
+    server = target_server(ctx, cfg=call.cfg, ahead=True)
+    from .. import datastore  # while ssh connects
+
+    usage = datastore.monitor(call.cfg, server)
     print(opennebula.monitor_reply(usage.used_mb, usage.total_mb, usage.free_mb))
 
 

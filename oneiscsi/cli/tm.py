@@ -1,7 +1,7 @@
 """`one-iscsi tm ...`: the transfer actions, as OpenNebula calls them."""
 
 import sys
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Optional, Sequence
 
 import typer
 
@@ -17,12 +17,20 @@ IqnArgument = Annotated[str, typer.Argument(metavar="IQN", help="Target name (th
 HostArgument = Annotated[str, typer.Argument(metavar="HOST")]
 
 
-def _run(ctx: typer.Context, action: str, work) -> None:
-    """Run a transfer action with the configuration and a Runner per host; log its note."""
+def _run(ctx: typer.Context, action: str, work, ahead: Sequence[str] = ()) -> None:
+    """Run a transfer action with the configuration and a Runner per host,
+    connecting at once to the hosts in ahead; log its note."""
     from .. import opennebula
 
     cfg = load_config(ctx)
-    opennebula.log_info(action, work(cfg, hosts(ctx, cfg)))
+    opennebula.log_info(action, work(cfg, hosts(ctx, cfg, ahead)))
+
+
+def _host(where: str) -> str:
+    """The host of a HOST:PATH argument."""
+    from .. import opennebula
+
+    return opennebula.host_path(where).host
 
 
 @app.command("ln")
@@ -30,7 +38,7 @@ def ln(ctx: typer.Context, iqn: IqnArgument, dst: HostPathArgument, extra: Extra
     """Log the host in to the target and link the device as the VM's disk."""
     from .. import opennebula, tm
 
-    _run(ctx, "ln", lambda cfg, on: tm.ln(iqn, opennebula.host_path(dst), cfg, on))
+    _run(ctx, "ln", lambda cfg, on: tm.ln(iqn, opennebula.host_path(dst), cfg, on), ahead=[_host(dst)])
 
 
 @app.command("clone")
@@ -54,7 +62,7 @@ def mvds(ctx: typer.Context, src: HostPathArgument, iqn: IqnArgument, extra: Ext
     image), copy the disk's data into that image on the target server first."""
     from .. import opennebula, tm
 
-    _run(ctx, "mvds", lambda cfg, on: tm.mvds(opennebula.host_path(src), iqn, cfg, on))
+    _run(ctx, "mvds", lambda cfg, on: tm.mvds(opennebula.host_path(src), iqn, cfg, on), ahead=[_host(src)])
 
 
 @app.command("cpds")
@@ -64,7 +72,7 @@ def cpds(ctx: typer.Context, src: HostPathArgument, iqn: IqnArgument,
     """Copy the disk's data into the image IQN (save-as), on the target server."""
     from .. import opennebula, tm
 
-    _run(ctx, "cpds", lambda cfg, on: tm.cpds(opennebula.host_path(src), iqn, snapshot, cfg, on))
+    _run(ctx, "cpds", lambda cfg, on: tm.cpds(opennebula.host_path(src), iqn, snapshot, cfg, on), ahead=[_host(src)])
 
 
 @app.command("mv")
@@ -72,7 +80,8 @@ def mv(ctx: typer.Context, src: HostPathArgument, dst: HostPathArgument, extra: 
     """Move a disk (log in there, log out here) or a VM directory between hosts."""
     from .. import opennebula, tm
 
-    _run(ctx, "mv", lambda cfg, on: tm.mv(opennebula.host_path(src), opennebula.host_path(dst), cfg, on))
+    _run(ctx, "mv", lambda cfg, on: tm.mv(opennebula.host_path(src), opennebula.host_path(dst), cfg, on),
+         ahead=[_host(src), _host(dst)] if src != dst else [])  # both connections at once
 
 
 @app.command("delete")
@@ -81,7 +90,7 @@ def delete(ctx: typer.Context, dst: HostPathArgument, extra: Extra = None) -> No
     copy of a non-persistent image), or remove a VM directory."""
     from .. import opennebula, tm
 
-    _run(ctx, "delete", lambda cfg, on: tm.delete(opennebula.host_path(dst), cfg, on))
+    _run(ctx, "delete", lambda cfg, on: tm.delete(opennebula.host_path(dst), cfg, on), ahead=[_host(dst)])
 
 
 @app.command("resize")
@@ -91,7 +100,7 @@ def resize(ctx: typer.Context, dst: HostPathArgument,
     """Grow the disk's volume, make tgtd report the new size, rescan on the host."""
     from .. import opennebula, tm
 
-    _run(ctx, "resize", lambda cfg, on: tm.resize(opennebula.host_path(dst), size, cfg, on))
+    _run(ctx, "resize", lambda cfg, on: tm.resize(opennebula.host_path(dst), size, cfg, on), ahead=[_host(dst)])
 
 
 def _migration(ctx: typer.Context, step: str, src: str, dst: str, vm_dir: str) -> None:
@@ -101,7 +110,8 @@ def _migration(ctx: typer.Context, step: str, src: str, dst: str, vm_dir: str) -
     if sys.stdin.isatty():
         raise InvalidInput("no VM XML: it comes base64 on stdin")
     disks = opennebula.vm_disks(sys.stdin.read())
-    _run(ctx, f"{step}migrate", lambda cfg, on: tm.migrate(step, src, dst, vm_dir, disks, cfg, on))
+    _run(ctx, f"{step}migrate", lambda cfg, on: tm.migrate(step, src, dst, vm_dir, disks, cfg, on),
+         ahead=[src] if step == "post" or not disks else [src, dst])
 
 
 MigrationExtra = Annotated[Optional[List[str]], typer.Argument(

@@ -176,6 +176,27 @@ def test_mv_disk_between_hosts(hosts, tmp_path):
     assert (hosts.nodes("node1"), hosts.nodes("node2")) == ([], [IQN.format(11)])
 
 
+def test_mv_opens_both_hosts_connections_at_once(hosts, tmp_path, monkeypatch, sshd):
+    """node1's ssh waits (bounded, 20 s) until node2's has started: one
+    connection after the other would run into that bound and fail."""
+    _, backing = register(tmp_path, 16)
+    hosts.export(IQN.format(16), backing)
+    src, dst = hosts.directory / "disk.0", tmp_path / "other" / "7" / "disk.0"
+    assert remote("tm", "ln", IQN.format(16), f"node1:{src}").returncode == 0
+    started = shlex.quote(str(tmp_path / "node2-started"))
+    waiting = tmp_path / "waiting-ssh"
+    waiting.write_text(
+        f'#!/bin/sh\nfor arg; do [ "$arg" = node2 ] && touch {started}; done\n'
+        f'for arg; do if [ "$arg" = node1 ]; then\n'
+        f'  i=0; until [ -e {started} ]; do i=$((i + 1)); [ $i -le 200 ] || exit 99; sleep 0.1; done\n'
+        f'fi; done\nexec {sshd.ssh} "$@"\n')
+    waiting.chmod(0o755)
+    monkeypatch.setenv("ONE_ISCSI_SSH", str(waiting))
+    done = remote("tm", "mv", f"node1:{src}", f"node2:{dst}")
+    assert done.returncode == 0, done.stderr
+    assert (hosts.sessions("node1"), hosts.sessions("node2")) == ([], [IQN.format(16)])
+
+
 def test_mv_directory_between_hosts(hosts, tmp_path):
     src = tmp_path / "node1" / "0" / "7"
     (src / "sub").mkdir(parents=True)

@@ -169,3 +169,44 @@ def test_dry_run_masks_secret_words(capsys):
 def test_ssh_gives_up_connecting_after_connect_timeout_never_after_timeout(keys, connect):
     runner = Runner("tgt1", config.load(env={"ONE_ISCSI_SSH": "ssh", **keys}))
     assert runner.ssh_argv("true")[:5] == ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect}"]
+
+
+def test_large_input_and_output_pass_locally_without_a_deadlock():
+    text = "0123456789abcdef\n" * 65536  # 1 MiB each way: more than a pipe holds
+    assert Runner("localhost", cfg()).run(command("cat", input=text)) == text
+
+
+def test_a_command_that_reads_no_input_is_judged_by_its_exit_status():
+    ignored = command("sh", "-c", "exec 0<&-; echo done", input="x" * (1 << 20))
+    assert Runner("localhost", cfg()).run(ignored) == "done\n"
+
+
+def test_a_command_killed_by_its_timeout_leaves_no_process(tmp_path):
+    pid_file = tmp_path / "pid"
+    with pytest.raises(CommandError, match="timed out"):
+        Runner("localhost", cfg(TIMEOUT="0.3")).run(command("sh", "-c", f'echo $$ > {pid_file}; exec sleep 30'))
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_a_connection_started_ahead_is_the_first_sessions(fake_ssh):
+    script, log = fake_ssh
+    runner = Runner("tgtserver", cfg(SSH=str(script), SUDO="")).connect_ahead()
+    assert runner.run_all([command("echo", "one")]) == "one\n"
+    assert runner.run_all([command("echo", "two")]) == "two\n"
+    assert len(log.read_text().splitlines()) == 2  # the one started ahead, then one of its own
+
+
+def test_a_connection_started_ahead_and_never_used_ends_with_close(fake_ssh):
+    script, log = fake_ssh
+    runner = Runner("tgtserver", cfg(SSH=str(script), SUDO="")).connect_ahead()
+    process = runner._ahead.process
+    runner.close()
+    assert process.returncode is not None and runner._ahead is None
+
+
+def test_no_connection_ahead_locally_or_dry(fake_ssh):
+    script, log = fake_ssh
+    for runner in (Runner("localhost", cfg(SSH=str(script))), Runner("tgtserver", cfg(SSH=str(script)), dry_run=True)):
+        assert runner.connect_ahead()._ahead is None
+    assert not log.exists()
