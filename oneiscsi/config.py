@@ -117,6 +117,10 @@ def _backend(text: str) -> str:
     return check.choice(text, ("lvm", "file"))
 
 
+def _target(text: str) -> str:
+    return check.choice(text, ("tgt", "lio"))
+
+
 def _copy_via(text: str) -> str:
     return check.choice(text, ("ssh", "iscsi", "auto"))
 
@@ -154,6 +158,8 @@ KEYS = (
     Key("BASE_IQN", "iqn.2012-02.org.opennebula", check.base_iqn,
         "prefix of every target name: BASE_IQN:HOST.VG_NAME.lv-one-<IMAGE_ID>", template=True, active=True),
     Key("BASE_TID", "1", _tid, "lowest target ID one-iscsi allocates", template=True, active=True),
+    Key("TARGET", "tgt", _target, "the target server's iSCSI target: tgt (tgtd) or lio (the kernel's LIO, "
+        "through python3-rtslib-fb)", template=True),
     Key("NO_ISCSI", "$HOSTNAME", _words,
         "hosts (space separated) that use the volumes directly, without iSCSI "
         "(the target server, when it is also a hypervisor)",

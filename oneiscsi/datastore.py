@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from . import imagewriter, names, portalcopy, source, storage, tgt, tgtconf
+from . import imagewriter, lio, names, portalcopy, source, storage, tgt, tgtconf
 from .command import Command, command
 from .config import Config
 from .errors import Interrupted, InvalidInput, NotFound, OneIscsiError
@@ -116,15 +116,19 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
     undo. spec: the target's access rules (default: the configuration's).
     Returns the target's TID and notes."""
     cfg = server.cfg
+    spec = spec or tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user,
+                                      cfg.chap_password)
+    export_lio = lio.create(spec, _lio_kind(volume), cfg.portal_port, cfg.lock_timeout) \
+        if cfg.target == "lio" else None  # refused before anything is made, if LIO cannot have it
     for commands, remove in volume.create(size_mb):
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
         undo.push_commands(server, remove)
     if make_filesystem:
         undo.step("making the filesystem", lambda: [
             session.run(c, timeout=cfg.copy_timeout) for c in make_filesystem])
+    if export_lio is not None:
+        return 0, undo.step("creating target", lambda: _create_lio(session, server, undo, export_lio, spec, volume))
     targets = TargetServer(session)
-    spec = spec or tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user,
-                                      cfg.chap_password)
     tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
     if not created and undo.step("creating target", lambda: targets.delete_if_empty(target.iqn)):
         tid, created = undo.step("creating target", lambda: targets.new(target.iqn))
@@ -139,6 +143,29 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
     return tid, ()
 
 
+def _lio_kind(volume: storage.Volume) -> str:
+    return "fileio" if volume.backend == "file" else "block"
+
+
+def _create_lio(session: Session, server: Runner, undo: Undo, export: Command, spec: tgtconf.TargetSpec,
+                volume: storage.Volume) -> tuple[str, ...]:
+    """The LIO target of spec, made and saved in one command; its notes. A
+    target of that name already there is kept if it exports the volume."""
+    text = session.run(export)
+    if server.dry_run:
+        return ()
+    answer = lio.answer(text, server.host)
+    if answer.get("exists"):
+        found = lio.target(answer["target"])
+        if [lun.backing_store for lun in found.luns] != [volume.device]:
+            raise OneIscsiError(f"target {spec.iqn} already exists on {server.host} and exports "
+                                f"{', '.join(lun.backing_store for lun in found.luns) or 'nothing'}, "
+                                f"not {volume.device}: remove it first")
+        return (f"target {spec.iqn} already exists: kept",)
+    undo.push_commands(server, [lio.delete(spec.iqn, [volume.device], _lio_kind(volume), force=True)])
+    return ()
+
+
 def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
        checksums: Optional[Mapping[str, str]] = None, progress_for: ProgressFor = lambda size: None,
        keep_qcow2: bool = False) -> Registered:
@@ -146,6 +173,8 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
     checksums: expected hex digests by hashlib name (md5, sha1). keep_qcow2:
     a qcow2 file is copied as it is (the VM reads qcow2), else as raw data."""
     check_allowed(path, cfg)
+    if cfg.target == "lio" and cfg.copy_via == "iscsi":
+        raise InvalidInput("COPY_VIA=iscsi is not done on LIO target servers yet (TARGET=lio): use ssh or auto")
     target, volume = _names(image_id, cfg)
     undo = Undo(server.host)
     with _inspect(path, cfg, local, keep_qcow2) as image, _owning(server, undo, volume) as session:
@@ -155,12 +184,13 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
         # a new file of the file backend is sparse: it reads as zeros already; a
         # new LV may hold the data of old ones. Once flushed, the target must still be there.
         zero_device, progress = cfg.backend != "file", progress_for(image.size)
-        if copy_via(cfg, image, server) == "iscsi":
+        if cfg.target != "lio" and copy_via(cfg, image, server) == "iscsi":
             undo.step(f"copying {path} to {target.iqn} through its portal", lambda: write_through_portal(
                 image, session, local, tid, target.iqn, volume.device, digests, zero_device, progress))
         else:
+            check = _exported_lio(target.iqn) if cfg.target == "lio" else _exported(tid, target.iqn)
             undo.step(f"copying {path} to {volume.device}", lambda: write_image(
-                image, volume.device, session, local, digests, zero_device, progress, _exported(tid, target.iqn)))
+                image, volume.device, session, local, digests, zero_device, progress, check))
         if not server.dry_run:
             undo.step("checking the image checksum", lambda: digests.check(path))
     return Registered(target.iqn, image.size_mb, notes, image.data_format)
@@ -173,6 +203,12 @@ def _exported(tid: int, iqn: str) -> Command:
                    privileged=True, query=True,
                    explain=lambda err: OneIscsiError(f"target {iqn} (TID {tid}) is no longer exported on "
                                                      f"{err.host}: {err.stderr.strip() or 'tgtd is gone'}"))
+
+
+def _exported_lio(iqn: str) -> Command:
+    """Succeeds while LIO still has LUN 1 of the target (a look at configfs)."""
+    return command("test", "-d", f"{lio.CONFIGFS}/iscsi/{iqn}/tpgt_1/lun/lun_1", query=True,
+                   explain=lambda err: OneIscsiError(f"target {iqn} is no longer exported on {err.host}"))
 
 
 def _check_exported(session: Session, iqn: str, device: str) -> None:
@@ -286,7 +322,7 @@ def _secret_file(secret: str) -> Iterator[Optional[str]]:
 
 def _writer(server: Runner, device: str, image_file: str = "", check: Optional[Command] = None) -> Command:
     """The image writer of device, as it runs on server; its failure of check is check's own error."""
-    tools = imagewriter.tools()
+    tools = imagewriter.tools(shared_device=server.cfg.target == "lio")
     writer = imagewriter.writer(device, [server.resolve(tool) for tool in tools],
                                 [server.resolve(tool.but(privileged=False)) for tool in tools],
                                 image_file, server.resolve(check) if check else ())
@@ -431,7 +467,7 @@ def copy_volume(session: Session, from_device: str, volume: storage.Volume) -> N
 
 
 def _copier_tools(session: Session) -> list[list[str]]:
-    return [session.runner.resolve(tool) for tool in imagewriter.tools()]
+    return [session.runner.resolve(tool) for tool in imagewriter.tools(shared_device=session.cfg.target == "lio")]
 
 
 def mkfs_commands(fstype: str, device: str) -> list[Command]:
@@ -457,16 +493,10 @@ def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
-        targets = TargetServer(session)
-        found = targets.find(target.iqn, sessions=True)
-        if found is None:
-            notes.append(f"no target {target.iqn} on {server.host}: already deleted")
-        elif found.sessions:
-            raise OneIscsiError(f"target {target.iqn} on {server.host} is in use by "
-                                f"{', '.join(found.initiators)}: nothing removed")
+        if cfg.target == "lio":
+            notes += _remove_lio(session, target, volume)
         else:
-            targets.delete(found.tid)
-        targets.forget(target.iqn)
+            notes += _remove_tgt(session, target)
         try:
             for cmd in volume.remove():
                 session.run(cmd)
@@ -475,6 +505,31 @@ def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
         except OneIscsiError as err:
             raise OneIscsiError(f"removing {volume.device} failed on {server.host}: {err}") from None
     return notes
+
+
+def _remove_tgt(session: Session, target: names.TargetName) -> list[str]:
+    targets = TargetServer(session)
+    found = targets.find(target.iqn, sessions=True)
+    notes = []
+    if found is None:
+        notes.append(f"no target {target.iqn} on {session.host}: already deleted")
+    elif found.sessions:
+        raise OneIscsiError(f"target {target.iqn} on {session.host} is in use by "
+                            f"{', '.join(found.initiators)}: nothing removed")
+    else:
+        targets.delete(found.tid)
+    targets.forget(target.iqn)
+    return notes
+
+
+def _remove_lio(session: Session, target: names.TargetName, volume: storage.Volume) -> list[str]:
+    """The LIO target, its storage object and saved entries; refused (by
+    the program, which looks at the sessions) while an initiator is logged in."""
+    try:
+        answer = lio.answer(session.run(lio.delete(target.iqn, [volume.device], _lio_kind(volume))), session.host)
+    except OneIscsiError as err:
+        raise OneIscsiError(f"{err}: nothing removed") from None
+    return [] if answer.get("deleted") else [f"no target {target.iqn} on {session.host}: already deleted"]
 
 
 def stat(path: str, cfg: Config, local: Runner, keep_qcow2: bool = False) -> int:

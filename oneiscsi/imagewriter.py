@@ -67,7 +67,8 @@ SIZE_OF = r'''
 size_of() { if [ -b "$1" ]; then eval "$blockdev"' --getsize64 "$1"'; else stat -L -c %s "$1"; fi; }
 '''
 # Zeroes $2 bytes of $dev from offset $1; on a block device blkdiscard -z
-# takes the 4 KiB-aligned middle, dd the edges.
+# takes the 4 KiB-aligned middle, dd the edges (and the middle, where
+# blkdiscard cannot: an older one without -f, a device it may not open).
 ZERO_RANGE = r'''
 zero_dd() {
   [ "$2" -gt 0 ] || return 0
@@ -80,7 +81,9 @@ zero_range() {
     head=$(( (4096 - $1 % 4096) % 4096 )); [ "$head" -gt "$2" ] && head=$2
     from=$(( $1 + head )); body=$(( ($2 - head) / 4096 * 4096 ))
     zero_dd "$1" "$head" || return 1
-    if [ "$body" -gt 0 ]; then eval "$zero_block"' -o "$from" -l "$body" "$dev"' || return 1; fi
+    if [ "$body" -gt 0 ]; then
+      eval "$zero_block"' -o "$from" -l "$body" "$dev"' 2>/dev/null || zero_dd "$from" "$body" || return 1
+    fi
     zero_dd $(( from + body )) $(( $2 - head - body ))
   else
     eval "$zero_file"' -o "$1" -l "$2" "$dev"' 2>/dev/null || zero_dd "$1" "$2"
@@ -168,10 +171,13 @@ def device_size(device: str, blockdev: Sequence[str]) -> Command:
                    if "No such file" in err.stderr else None)
 
 
-def tools() -> list[Command]:
+def tools(shared_device: bool = False) -> list[Command]:
     """The writer's and the copier's commands, in their order: dd, zeroing a
-    block device, punching a hole in a file, blockdev."""
-    return [command("dd", privileged=True), command("blkdiscard", "-z", privileged=True),
+    block device, punching a hole in a file, blockdev. shared_device: the
+    device is held by the kernel's target (LIO), which blkdiscard's
+    exclusive open (util-linux 2.36 and later) would refuse without -f."""
+    zero = ("blkdiscard", "-f", "-z") if shared_device else ("blkdiscard", "-z")
+    return [command("dd", privileged=True), command(*zero, privileged=True),
             command("fallocate", "--punch-hole", privileged=True), command("blockdev", privileged=True)]
 
 

@@ -49,6 +49,10 @@ class Listed:
 
 class TargetServer:
     def __init__(self, session: Session):
+        if session.cfg.target != "tgt":  # not tgtadm's to talk to a LIO target server
+            raise OneIscsiError(f"this needs tgt on {session.host}, whose TARGET is {session.cfg.target}: on LIO, "
+                                "only the datastore actions cp, mkfs and rm are done so far (see LIO target servers "
+                                "in the README)")
         self.session = session
         self.host = session.host
         self.cfg = session.cfg

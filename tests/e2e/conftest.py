@@ -17,6 +17,17 @@ the guest `tgtserver` resolves to 127.0.0.1, where a relay
 one-iscsi uses PORTAL_PORT=PORT and records the node as `tgtserver:PORT`, so
 the guest's by-path links read `ip-tgtserver:PORT-iscsi-<IQN>-lun-1`.
 
+The guest can also be a target server itself, on the kernel's LIO target
+(guest_image.py), driven by one-iscsi as `guest` (oneadmin, sudo). Its storage
+is a second virtio disk, /dev/vdb, a sparse raw file of 2 GiB in the fixture's
+folder, which the fixture makes, after boot, the LVM volume group
+`Guest.lio_vg` (vg-lio). LIO listens on 0.0.0.0:3260 once a portal is made;
+the guest sees its own portal as `guest:3260` (/etc/hosts maps `guest` to
+127.0.1.1), and qemu forwards a free loopback port of this machine,
+`Guest.lio_portal_port`, to it, so this machine's initiators reach its LUNs at
+127.0.0.1:lio_portal_port. Not by discovery: SendTargets answers them with the
+guest's own address, 10.0.2.15:3260, which this machine cannot reach.
+
 qemu is killed by PID at the end of the session, also when tests fail.
 """
 from __future__ import annotations
@@ -34,8 +45,11 @@ from support.ports import free_port
 
 from . import guest_image
 
-BOOT_TIMEOUT = 240  # seconds; a boot takes about 45 s here
+BOOT_TIMEOUT = 240  # seconds; a boot takes about 20 s here, more on a busy machine
 MEMORY_MB = 1024
+LIO_PORT = 3260  # iSCSI, where LIO's portals listen in the guest
+LIO_VG = "vg-lio"
+LIO_DISK_SIZE = 2 * 1024 ** 3
 KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 quiet "
                "systemd.mask=e2scrub_reap.service systemd.mask=systemd-networkd-wait-online.service")
 VM_ROOT = "/var/lib/one/datastores"
@@ -46,6 +60,8 @@ class Guest:
     process: subprocess.Popen
     ssh_config: Path
     console: Path
+    lio_portal_port: int  # of this machine's loopback, forwarded to the guest's LIO_PORT
+    lio_vg: str = LIO_VG  # on /dev/vdb, for LIO's block backstores
 
     def root(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a shell script in the guest as root (over a shared ssh connection)."""
@@ -96,11 +112,18 @@ def ssh_blocks(port: int, key: Path, folder: Path) -> str:
 
 @pytest.fixture(scope="session")
 def guest(tmp_path_factory, tgtd_daemon, sshd):
-    """The booted guest, with the relay to the session's tgtd. Its ssh config
-    also holds the loopback sshd's aliases (`tgtserver`), so it serves as SSH."""
+    """The booted guest, with the relay to the session's tgtd and its own
+    volume group for LIO. Its ssh config also holds the loopback sshd's aliases
+    (`tgtserver`), so it serves as SSH."""
     image = guest_image.image()
     folder = tmp_path_factory.mktemp("guest")
     port = free_port()
+    lio_port = free_port()
+    while lio_port == port:  # nothing holds the first yet: the second pick may repeat it
+        lio_port = free_port()
+    lio_disk = folder / "lio-pv.img"
+    with open(lio_disk, "wb") as handle:
+        handle.truncate(LIO_DISK_SIZE)  # sparse
     config = folder / "ssh_config"
     config.write_text(ssh_blocks(port, image.key, folder) + sshd.config.read_text())
     qemu_log = folder / "qemu.log"
@@ -110,10 +133,12 @@ def guest(tmp_path_factory, tgtd_daemon, sshd):
          "-nodefaults", "-display", "none", "-no-reboot",
          "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_ARGS,
          "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # the image stays as built
-         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+         "-drive", f"file={lio_disk},format=raw,if=virtio",  # /dev/vdb
+         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22,"
+                    f"hostfwd=tcp:127.0.0.1:{lio_port}-:{LIO_PORT}",
          "-device", "virtio-net-pci,netdev=net0", "-serial", f"file:{folder / 'console.log'}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    machine = Guest(process, config, folder / "console.log")
+    machine = Guest(process, config, folder / "console.log", lio_port)
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT
         while not machine.reachable():
@@ -128,6 +153,8 @@ def guest(tmp_path_factory, tgtd_daemon, sshd):
             f"--socket-property=ListenStream=127.0.0.1:{tgtd_daemon.port}",
             "/lib/systemd/systemd-socket-proxyd", f"10.0.2.2:{tgtd_daemon.port}"]))
         assert relay.returncode == 0, relay.stderr
+        volume_group = machine.root(f"pvcreate -q /dev/vdb && vgcreate -q {LIO_VG} /dev/vdb")
+        assert volume_group.returncode == 0, volume_group.stderr
         yield machine
     finally:
         process.kill()

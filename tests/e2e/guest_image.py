@@ -1,12 +1,18 @@
 """Builds, once, the disk image of the end-to-end guest: a Debian bookworm that
-plays an OpenNebula hypervisor host.
+plays an OpenNebula hypervisor host, and can also play an iSCSI target server
+on the kernel's LIO target.
 
 Everything in it is Debian's own: debootstrap (minbase) from the Debian mirror,
-the stock kernel (linux-image-amd64) with the initramfs Debian generates for it,
-systemd, udev, open-iscsi, openssh-server and sudo. On top, only configuration:
-a static address on qemu's user network, a fixed initiator name, a throwaway
-ssh key for root and for `oneadmin`, who may run iscsiadm through sudo exactly
-as the README's sudoers line for hosts says, and owns /var/lib/one.
+the stock kernel (linux-image-amd64, which ships LIO's modules) with the
+initramfs Debian generates for it, systemd, udev, open-iscsi, openssh-server,
+sudo, and for the target server targetcli-fb, python3-rtslib-fb and lvm2, plus
+dbus, without which targetcli exits 255. On top, only configuration: a static
+address on qemu's user network, a fixed initiator name, a throwaway ssh key
+for root and for `oneadmin`, who owns /var/lib/one and may run through sudo
+iscsiadm, exactly as the README's sudoers line for hosts says, and the target
+server's commands (SUDO_COMMANDS). LIO's modules are loaded at boot
+(modules-load.d); systemd mounts configfs, and the package's
+rtslib-fb-targetctl restores /etc/rtslib-fb-target/saveconfig.json at boot.
 
 The result (kernel, initramfs, ext4 disk image, ssh key) is cached outside the
 checkout in CACHE/<hash of this file>/, so changing the recipe rebuilds it and
@@ -34,7 +40,17 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("E2E_GUEST_MIRROR", "http://deb.debian.org/debian")
 CACHE = Path(os.environ.get("E2E_GUEST_CACHE", "/var/cache/one-iscsi-e2e"))
 PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "kmod", "openssh-server",
-            "open-iscsi", "sudo", "iproute2"]
+            "open-iscsi", "sudo", "iproute2", "targetcli-fb", "python3-rtslib-fb", "dbus", "lvm2"]
+# What oneadmin may run as root: the host's iscsiadm; as target server, the
+# rtslib program one-iscsi pipes to `python3 -` (program and request on stdin,
+# nothing more on the command line: lio.py) and the storage tools of its
+# backends (paths of merged-/usr bookworm).
+SUDO_COMMANDS = ("/usr/sbin/iscsiadm", "/usr/bin/python3 -", "/usr/sbin/lvcreate", "/usr/sbin/lvremove",
+                 "/usr/sbin/lvs", "/usr/sbin/vgs", "/usr/sbin/lvextend", "/usr/sbin/blockdev", "/usr/bin/dd",
+                 "/usr/sbin/blkdiscard", "/usr/bin/fallocate", "/usr/sbin/mkfs", "/usr/bin/truncate",
+                 "/usr/bin/mkdir", "/usr/bin/chmod", "/usr/bin/rm", "/usr/bin/stat")
+# The kernel's LIO target: its core, the block and file backstores, iSCSI
+LIO_MODULES = ("target_core_mod", "target_core_iblock", "target_core_file", "iscsi_target_mod")
 INITIATOR = "iqn.1993-08.org.debian:01:one-iscsi-e2e"
 HOSTNAME = "guest"
 # qemu's user network: the guest is 10.0.2.15, the machine running qemu 10.0.2.2
@@ -141,8 +157,14 @@ def configure(root: Path, work: Path) -> None:
     write(root / "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
     write(root / "etc/systemd/network/10-qemu.network", NETWORK)
     write(root / "etc/iscsi/initiatorname.iscsi", f"InitiatorName={INITIATOR}\n", 0o600)
-    write(root / "etc/sudoers.d/one-iscsi", "oneadmin ALL=(root) NOPASSWD: /usr/sbin/iscsiadm\n", 0o440)
-    run(["chroot", root, "systemctl", "enable", "systemd-networkd"], timeout=60)
+    write(root / "etc/sudoers.d/one-iscsi", f"oneadmin ALL=(root) NOPASSWD: {', '.join(SUDO_COMMANDS)}\n", 0o440)
+    run(["chroot", root, "visudo", "-c", "-q", "-f", "/etc/sudoers.d/one-iscsi"], timeout=60)
+    # a sudoers path that is not in the image would silently never match
+    run(["chroot", root, "stat", "-L", "--format=%n", *(command.split()[0] for command in SUDO_COMMANDS)],
+        timeout=60)
+    write(root / "etc/modules-load.d/lio.conf", "".join(f"{module}\n" for module in LIO_MODULES))
+    # rtslib-fb-targetctl is enabled by its package already: named so it stays so
+    run(["chroot", root, "systemctl", "enable", "systemd-networkd", "rtslib-fb-targetctl"], timeout=60)
     run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", "oneadmin"], timeout=60)
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "one-iscsi-e2e", "-f", work / "id_ed25519"],
         timeout=60)

@@ -171,9 +171,9 @@ def test_replace_keeps_the_tools_in_step():
 
 
 def test_template_keys_are_those_of_the_original_driver_and_no_command():
-    assert config.TEMPLATE_KEYS == ("HOST", "VG_NAME", "BASE_IQN", "BASE_TID", "RESTRICTED_DIRS", "SAFE_DIRS",
-                                    "UMASK", "BACKEND", "POOL_DIR", "INITIATORS", "CHAP_USER", "CHAP_PASSWORD",
-                                    "COPY_VIA", "COPY_PORTAL")
+    assert config.TEMPLATE_KEYS == ("HOST", "VG_NAME", "BASE_IQN", "BASE_TID", "TARGET", "RESTRICTED_DIRS",
+                                    "SAFE_DIRS", "UMASK", "BACKEND", "POOL_DIR", "INITIATORS", "CHAP_USER",
+                                    "CHAP_PASSWORD", "COPY_VIA", "COPY_PORTAL")
 
 
 def test_template_attributes_other_than_template_keys_are_ignored():

@@ -1,0 +1,114 @@
+"""LIO, the kernel's own target (TARGET=lio): the requests one-iscsi sends
+to lioprogram.py, run on the target server as `sudo python3 -` with the
+program and the request on stdin (one command of the step's ssh session), and
+what its answers mean. Pure: builds commands, reads answers.
+
+On LIO a target has no TID: it is known by its name. Its storage object
+(the backstore) is named after the volume, VG.LV. Access is by initiator
+name only (LIO has no address rules): INITIATORS=ALL is LIO's
+generate_node_acls, a list of names one node ACL each, with LUN 1 mapped;
+an address or network in INITIATORS is refused before anything is made.
+CHAP is per ACL, or the TPG's own with ALL; authentication=1 then makes LIO
+ask for it.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .command import Command, command
+from .errors import InvalidInput, NotFound, OneIscsiError, shown
+from .tgt import Lun, Nexus, Target
+from .tgtconf import TargetSpec
+
+CONFIGFS = "/sys/kernel/config/target"
+SAVE_FILE = "/etc/rtslib-fb-target/saveconfig.json"  # what rtslib-fb-targetctl restores at boot
+LOCK_FILE = "/var/run/targetcli.lock"  # targetcli's own lock: an admin's targetcli waits too
+REFUSED_RC = 3  # lioprogram.py: refused or failed, the answer says why
+
+
+@lru_cache(maxsize=1)
+def program() -> str:
+    return Path(__file__).with_name("lioprogram.py").read_text()
+
+
+def _request(op: str, query: bool = False, **fields) -> Command:
+    """`python3 -` reading the program and, as its last line, the call with
+    this request: nothing of it on the command line (ps shows that)."""
+    text = json.dumps({"op": op, "save": SAVE_FILE, "lock": LOCK_FILE, **fields}, sort_keys=True)
+    return command("python3", "-", input=f"{program()}\nmain({text!r})\n", privileged=True, query=query,
+                   accept=[REFUSED_RC])
+
+
+def object_name(device: str) -> str:
+    """The storage object's name: the device's last two components (VG.LV,
+    or the file backend's VG.LV file)."""
+    parent, _, leaf = device.rstrip("/").rpartition("/")
+    return f"{parent.rpartition('/')[2]}.{leaf}"
+
+
+def create(spec: TargetSpec, kind: str, portal_port: int, lock_timeout: float) -> Command:
+    """Make the target of spec with its one LUN (spec.luns), kind block or
+    fileio, on portal 0.0.0.0:portal_port, and save it."""
+    addresses = [entry for entry in spec.addresses if entry != "ALL"]
+    if addresses:
+        raise InvalidInput(f"LIO admits initiators by name only: {shown(' '.join(addresses))} in INITIATORS "
+                           "is an address (use initiator names, or ALL)")
+    [(lun, device)] = spec.luns
+    initiators = "ALL" if "ALL" in spec.initiators else list(spec.initiator_names)
+    chap = [spec.chap_user, spec.chap_password] if spec.chap_user else None
+    return _request("create", iqn=spec.iqn, kind=kind, name=object_name(device), path=device, lun=lun,
+                    portal=["0.0.0.0", portal_port], initiators=initiators, chap=chap, lock_timeout=lock_timeout)
+
+
+def delete(iqn: str, devices: Sequence[str] = (), kind: str = "block", force: bool = False) -> Command:
+    """Delete the target and its storage objects (also those of devices,
+    left without a target), and their saved entries."""
+    return _request("delete", iqn=iqn, objects=[[kind, object_name(device)] for device in devices], force=force)
+
+
+def show(iqn: str) -> Command:
+    return _request("show", query=True, iqn=iqn)
+
+
+def listing() -> Command:
+    return _request("list", query=True)
+
+
+def restore(iqns: Sequence[str] = ()) -> Command:
+    return _request("restore", iqns=list(iqns))
+
+
+def answer(text: str, host: str) -> dict:
+    """The program's answer; its refusal as the error it stands for."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise OneIscsiError(f"unexpected answer of LIO on {host}: {shown(text.strip()[:200])!r}") from None
+    if not isinstance(data, dict):
+        raise OneIscsiError(f"unexpected answer of LIO on {host}: {shown(text.strip()[:200])!r}")
+    error = data.get("error")
+    if error is None:
+        return data
+    if data.get("kind") == "missing":
+        raise NotFound(f"{error} on {host}")
+    raise OneIscsiError(f"LIO on {host}: {error}")
+
+
+def target(data: dict) -> Target:
+    """A described target as tgt.Target, the shape every listing has (TID 0: LIO has none)."""
+    luns = tuple(Lun(int(lun["lun"]), str(lun["path"]), 0, str(lun.get("plugin", ""))) for lun in data["luns"])
+    sessions = tuple(Nexus(str(entry["initiator"]), tuple(entry.get("addresses", ())))
+                     for entry in data.get("sessions", ()))
+    chap = (data["chap_user"],) if data.get("chap_user") else ()
+    return Target(0, str(data["iqn"]), luns, tuple(data.get("acl", ())), chap, sessions)
+
+
+def found(text: str, host: str) -> Optional[Target]:
+    """The target a show() answered, None if there is none."""
+    try:
+        return target(answer(text, host)["target"])
+    except NotFound:
+        return None

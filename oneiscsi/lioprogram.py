@@ -1,0 +1,298 @@
+"""The program one-iscsi pipes to `python3 -` on a target server that runs
+LIO (TARGET=lio): one step on the kernel's target through rtslib-fb, the
+library targetcli is built on. It is never imported by one-iscsi; lio.py
+sends its text.
+
+    sudo python3 - < (this program, then a last line: main(REQUEST))
+
+lio.py adds that last line: REQUEST is the text of one JSON object with
+"op" and that op's fields, as a Python string (not an argument, which any
+user of the server could read in ps: it may hold a CHAP password). The
+answer is one JSON object on stdout. Exit 0: done; 3: refused or
+failed, {"error": TEXT, "kind": KIND}, KIND one of exists, missing, busy,
+locked, failed.
+
+The saved configuration (SAVE, the file rtslib-fb-targetctl restores at
+boot) is changed only in the entries of the target and storage object at
+hand, read and rewritten (temporary file, fsync, rename, mode 0600) under
+targetcli's own lock (LOCK), so that neither another one-iscsi nor an admin's
+targetcli loses an entry. Everything is checked by one-iscsi before it gets
+here; what reaches configfs is only what it validated.
+"""
+import fcntl
+import json
+import os
+import sys
+import time
+
+CONFIGFS = "/sys/kernel/config/target"
+STORAGE = {"block": ("BlockStorageObject", "iblock"), "fileio": ("FileIOStorageObject", "fileio")}
+FAILED = 3
+
+
+class Refused(Exception):
+    def __init__(self, kind, text):
+        super().__init__(text)
+        self.kind = kind
+
+
+def rtslib():
+    try:
+        import rtslib_fb
+    except ImportError:
+        raise Refused("failed", "python3-rtslib-fb is not installed (rtslib_fb cannot be imported)") from None
+    return rtslib_fb
+
+
+def target_dir(iqn):
+    return f"{CONFIGFS}/iscsi/{iqn}"
+
+
+def lookup(iqn):
+    """The target of iqn, or None: a look at its configfs directory, not a listing."""
+    if not os.path.isdir(target_dir(iqn)):
+        return None
+    lib = rtslib()
+    return lib.Target(lib.FabricModule("iscsi"), iqn, mode="lookup")
+
+
+def storage_object(kind, name):
+    """The storage object of that kind and name, or None."""
+    lib = rtslib()
+    class_name, plugin = STORAGE[kind]
+    core = f"{CONFIGFS}/core"
+    hbas = [entry for entry in os.listdir(core) if entry.startswith(plugin + "_")] if os.path.isdir(core) else []
+    if not any(os.path.isdir(f"{core}/{hba}/{name}") for hba in hbas):
+        return None
+    return getattr(lib, class_name)(name)
+
+
+def sessions(tpg):
+    """[{"initiator": NAME, "addresses": [...]}] of the TPG: explicit ACLs'
+    sessions and the dynamic ones (generate_node_acls)."""
+    found = []
+    for acl in tpg.node_acls:
+        session = acl.session
+        if session:
+            found.append({"initiator": acl.node_wwn,
+                          "addresses": sorted(c.get("address", "") for c in session.get("connections", []))})
+    dynamic = os.path.join(tpg.path, "dynamic_sessions")
+    if os.path.exists(dynamic):
+        with open(dynamic) as handle:
+            names = handle.read().replace("\0", "\n").split()
+        known = {entry["initiator"] for entry in found}
+        found.extend({"initiator": name, "addresses": []} for name in names if name not in known)
+    return found
+
+
+def describe(target):
+    """The target as one-iscsi reports it (lio.parse_target reads it)."""
+    luns, acl, chap, found = [], [], None, []
+    for tpg in target.tpgs:
+        for lun in tpg.luns:
+            so = lun.storage_object
+            luns.append({"lun": lun.lun, "path": so.udev_path, "name": so.name, "plugin": so.plugin})
+        if int(tpg.get_attribute("generate_node_acls")):
+            acl.append("ALL")
+            chap = tpg.chap_userid or chap
+        for node in tpg.node_acls:
+            acl.append(node.node_wwn)
+            chap = node.chap_userid or chap
+        found.extend(sessions(tpg))
+    return {"iqn": target.wwn, "luns": sorted(luns, key=lambda lun: lun["lun"]), "acl": acl,
+            "chap_user": chap or "", "sessions": found}
+
+
+class Saved:
+    """The saved configuration, read and rewritten under LOCK."""
+
+    def __init__(self, request):
+        self.path, self.lock, self.wait = request["save"], request["lock"], float(request.get("lock_timeout", 60))
+
+    def __enter__(self):
+        self.handle = open(self.lock, "a")
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.handle.close()
+                    raise Refused("locked", f"{self.lock} is held for more than {self.wait:g} s") from None
+                time.sleep(0.05)  # between the tries of a bounded wait for another targetcli
+        try:
+            with open(self.path) as handle:
+                self.config = json.load(handle)
+        except FileNotFoundError:
+            self.config = {}
+        except ValueError as error:
+            self.handle.close()
+            raise Refused("failed", f"{self.path} is not JSON ({error}): mend or remove it") from None
+        for key in ("fabric_modules", "storage_objects", "targets"):
+            self.config.setdefault(key, [])
+        return self
+
+    def replace(self, iqn, names, target=None, objects=()):
+        """Drop the saved entries of target iqn and of the storage objects
+        named in names ({(plugin, name)}), then add target's and objects' own."""
+        config = self.config
+        config["targets"] = [t for t in config["targets"] if t.get("wwn") != iqn]
+        config["storage_objects"] = [so for so in config["storage_objects"]
+                                     if (so.get("plugin"), so.get("name")) not in names]
+        if target is not None:
+            config["targets"].append(target.dump())
+        config["storage_objects"].extend(so.dump() for so in objects)
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        temporary = f"{self.path}.one-iscsi.tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(config, handle, sort_keys=True, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self.path)
+        directory_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+
+    def __exit__(self, *error):
+        self.handle.close()
+
+
+def create(request):
+    """Storage object, target, TPG 1 (portal, LUN, access, CHAP), enabled,
+    and saved; all or nothing. An existing target is only described."""
+    lib = rtslib()
+    iqn, kind, name = request["iqn"], request["kind"], request["name"]
+    existing = lookup(iqn)
+    if existing is not None:
+        return {"exists": True, "target": describe(existing)}
+    undo = []
+    try:
+        so = storage_object(kind, name)
+        if so is not None:
+            if list(so.attached_luns):
+                raise Refused("exists", f"storage object {name} is in use by another target")
+            so.delete()  # left by a run that was killed before it could take it back
+        if kind == "block":
+            so = lib.BlockStorageObject(name, dev=request["path"])
+        else:
+            so = lib.FileIOStorageObject(name, dev=request["path"], write_back=False)
+        undo.append(so.delete)
+        target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
+        undo.insert(0, target.delete)
+        tpg = lib.TPG(target, 1, mode="create")
+        ip, port = request["portal"]
+        lib.NetworkPortal(tpg, ip, int(port), mode="create")
+        lun = lib.LUN(tpg, int(request.get("lun", 1)), so)
+        user, password = request.get("chap") or ("", "")
+        if request["initiators"] == "ALL":
+            for attribute, value in (("generate_node_acls", 1), ("cache_dynamic_acls", 1),
+                                     ("demo_mode_write_protect", 0)):
+                tpg.set_attribute(attribute, value)
+            if user:
+                tpg.chap_userid, tpg.chap_password = user, password
+        else:
+            for initiator in request["initiators"]:
+                acl = lib.NodeACL(tpg, initiator, mode="create")
+                lib.MappedLUN(acl, lun.lun, lun)
+                if user:
+                    acl.chap_userid, acl.chap_password = user, password
+        tpg.set_attribute("authentication", 1 if user else 0)
+        tpg.enable = True
+        with Saved(request) as saved:
+            saved.replace(iqn, {(so.plugin, name)}, target, [so])
+        return {"created": True, "target": describe(target)}
+    except BaseException:
+        for step in undo:
+            try:
+                step()
+            except Exception:  # the first error is the one to report
+                pass
+        raise
+
+
+def delete(request):
+    """The target and the storage objects of its LUNs (none other uses
+    them), then their saved entries; refused while an initiator is logged
+    in unless force. A missing target is not an error."""
+    iqn = request["iqn"]
+    target = lookup(iqn)
+    names = {(STORAGE[kind][1] if kind in STORAGE else kind, name) for kind, name in request.get("objects", [])}
+    if target is None:
+        with Saved(request) as saved:
+            saved.replace(iqn, names)
+        return {"deleted": False}
+    described = describe(target)
+    if described["sessions"] and not request.get("force"):
+        users = ", ".join(sorted({entry["initiator"] for entry in described["sessions"]}))
+        raise Refused("busy", f"target {iqn} is in use by {users}")
+    objects = [lun.storage_object for tpg in target.tpgs for lun in tpg.luns]
+    target.delete()
+    for so in objects:
+        names.add((so.plugin, so.name))
+        if not list(so.attached_luns):
+            so.delete()
+    with Saved(request) as saved:
+        saved.replace(iqn, names)
+    return {"deleted": True, "target": described}
+
+
+def show(request):
+    target = lookup(request["iqn"])
+    if target is None:
+        raise Refused("missing", f"no target {request['iqn']}")
+    return {"target": describe(target)}
+
+
+def listing(request):
+    lib = rtslib()
+    return {"targets": [describe(target) for target in lib.FabricModule("iscsi").targets]}
+
+
+def restore(request):
+    """Restore the saved targets named (all if none) that are not there,
+    with their storage objects, leaving every other target as it is."""
+    lib = rtslib()
+    with Saved(request) as saved:
+        entries = {entry.get("wwn"): entry for entry in saved.config["targets"]}
+        restored, errors = [], []
+        for iqn in request.get("iqns") or sorted(entries):
+            if lookup(iqn) is not None:
+                continue
+            if iqn not in entries:
+                errors.append(f"no saved target {iqn}")
+                continue
+            names = sorted({lun.get("storage_object", "").rpartition("/")[2]
+                            for tpg in entries[iqn].get("tpgs", []) for lun in tpg.get("luns", [])}) or [None]
+            for name in names:  # clear_existing clears only what target and storage_object name
+                problems = lib.RTSRoot().restore_from_file(saved.path, clear_existing=True, target=iqn,
+                                                           storage_object=name, abort_on_error=False)
+                errors.extend(problems or [])
+            if lookup(iqn) is not None:
+                restored.append(iqn)
+            else:
+                errors.append(f"{iqn} not restored")
+    return {"restored": restored, "errors": errors}
+
+
+OPS = {"create": create, "delete": delete, "show": show, "list": listing, "restore": restore}
+
+
+def main(text):
+    try:
+        request = json.loads(text)
+        answer = OPS[request["op"]](request)
+    except Refused as refused:
+        answer, rc = {"error": str(refused), "kind": refused.kind}, FAILED
+    except Exception as error:  # rtslib's own errors (RTSLibError) say what the kernel refused
+        answer, rc = {"error": str(error) or type(error).__name__, "kind": "failed"}, FAILED
+    else:
+        rc = 0
+    json.dump(answer, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+    sys.exit(rc)
