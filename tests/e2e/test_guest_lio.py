@@ -135,3 +135,15 @@ def test_an_address_in_initiators_is_refused_and_nothing_is_made(lio, tmp_path, 
     assert done.returncode != 0
     assert error_block(done.stderr).startswith("LIO admits initiators by name only: 10.0.2.0/24")
     assert lio.root(f"lvs {lio.lio_vg}/lv-one-12").returncode != 0
+
+
+def test_mkfs_makes_an_ext4_image_the_host_reads(lio, tmp_path):
+    guest = lio
+    done = remote("datastore", "mkfs", action_xml({"SIZE": "16", "FSTYPE": "ext4"}), "13")
+    assert done.returncode == 0, done.stderr
+    iqn = done.stdout.split()[0]
+    assert lun_bytes(guest, iqn, tmp_path)[1024 + 56:1024 + 58] == b"\x53\xef"  # the ext4 superblock's magic
+    assert remote("tm", "ln", iqn, f"guest:{DISK}", "16", "9", "0").returncode == 0
+    assert guest.root(f"blkid -o value -s TYPE $(readlink -f {DISK})").stdout.strip() == "ext4"
+    assert remote("tm", "delete", f"guest:{DISK}", "9", "0").returncode == 0
+    assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "13").returncode == 0
