@@ -118,7 +118,7 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
     cfg = server.cfg
     spec = spec or tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user,
                                       cfg.chap_password)
-    export_lio = lio.create(spec, _lio_kind(volume), cfg.portal_port, cfg.lock_timeout) \
+    export_lio = lio.create(spec, lio.storage_kind(volume.backend), cfg.portal_port, cfg.lock_timeout) \
         if cfg.target == "lio" else None  # refused before anything is made, if LIO cannot have it
     for commands, remove in volume.create(size_mb):
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
@@ -143,10 +143,6 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
     return tid, ()
 
 
-def _lio_kind(volume: storage.Volume) -> str:
-    return "fileio" if volume.backend == "file" else "block"
-
-
 def _create_lio(session: Session, server: Runner, undo: Undo, export: Command, spec: tgtconf.TargetSpec,
                 volume: storage.Volume) -> tuple[str, ...]:
     """The LIO target of spec, made and saved in one command; its notes. A
@@ -162,7 +158,8 @@ def _create_lio(session: Session, server: Runner, undo: Undo, export: Command, s
                                 f"{', '.join(lun.backing_store for lun in found.luns) or 'nothing'}, "
                                 f"not {volume.device}: remove it first")
         return (f"target {spec.iqn} already exists: kept",)
-    undo.push_commands(server, [lio.delete(spec.iqn, [volume.device], _lio_kind(volume), force=True)])
+    undo.push_commands(server, [lio.delete(spec.iqn, [volume.device], lio.storage_kind(volume.backend),
+                                           force=True)])
     return ()
 
 
@@ -188,7 +185,7 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
             undo.step(f"copying {path} to {target.iqn} through its portal", lambda: write_through_portal(
                 image, session, local, tid, target.iqn, volume.device, digests, zero_device, progress))
         else:
-            check = _exported_lio(target.iqn) if cfg.target == "lio" else _exported(tid, target.iqn)
+            check = lio.exported(target.iqn) if cfg.target == "lio" else _exported(tid, target.iqn)
             undo.step(f"copying {path} to {volume.device}", lambda: write_image(
                 image, volume.device, session, local, digests, zero_device, progress, check))
         if not server.dry_run:
@@ -203,12 +200,6 @@ def _exported(tid: int, iqn: str) -> Command:
                    privileged=True, query=True,
                    explain=lambda err: OneIscsiError(f"target {iqn} (TID {tid}) is no longer exported on "
                                                      f"{err.host}: {err.stderr.strip() or 'tgtd is gone'}"))
-
-
-def _exported_lio(iqn: str) -> Command:
-    """Succeeds while LIO still has LUN 1 of the target (a look at configfs)."""
-    return command("test", "-d", f"{lio.CONFIGFS}/iscsi/{iqn}/tpgt_1/lun/lun_1", query=True,
-                   explain=lambda err: OneIscsiError(f"target {iqn} is no longer exported on {err.host}"))
 
 
 def _check_exported(session: Session, iqn: str, device: str) -> None:
@@ -526,7 +517,8 @@ def _remove_lio(session: Session, target: names.TargetName, volume: storage.Volu
     """The LIO target, its storage object and saved entries; refused (by
     the program, which looks at the sessions) while an initiator is logged in."""
     try:
-        answer = lio.answer(session.run(lio.delete(target.iqn, [volume.device], _lio_kind(volume))), session.host)
+        removal = lio.delete(target.iqn, [volume.device], lio.storage_kind(volume.backend))
+        answer = lio.answer(session.run(removal), session.host)
     except OneIscsiError as err:
         raise OneIscsiError(f"{err}: nothing removed") from None
     return [] if answer.get("deleted") else [f"no target {target.iqn} on {session.host}: already deleted"]

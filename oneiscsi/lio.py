@@ -42,6 +42,18 @@ def _request(op: str, query: bool = False, **fields) -> Command:
                    accept=[REFUSED_RC])
 
 
+def storage_kind(backend: str) -> str:
+    """The storage object's kind for a BACKEND: an LV is a block device, the file backend's a file."""
+    return "fileio" if backend == "file" else "block"
+
+
+def exported(iqn: str) -> Command:
+    """Succeeds while LIO still has LUN 1 of the target: a look at configfs,
+    no sudo, no listing."""
+    return command("test", "-d", f"{CONFIGFS}/iscsi/{iqn}/tpgt_1/lun/lun_1", query=True,
+                   explain=lambda err: OneIscsiError(f"target {iqn} is no longer exported on {err.host}"))
+
+
 def object_name(device: str) -> str:
     """The storage object's name: the device's last two components (VG.LV,
     or the file backend's VG.LV file)."""
@@ -71,14 +83,6 @@ def delete(iqn: str, devices: Sequence[str] = (), kind: str = "block", force: bo
 
 def show(iqn: str) -> Command:
     return _request("show", query=True, iqn=iqn)
-
-
-def listing() -> Command:
-    return _request("list", query=True)
-
-
-def restore(iqns: Sequence[str] = ()) -> Command:
-    return _request("restore", iqns=list(iqns))
 
 
 def answer(text: str, host: str) -> dict:

@@ -26,6 +26,7 @@ import sys
 import time
 
 CONFIGFS = "/sys/kernel/config/target"
+# kind (rtslib's plugin name) -> its class, and the prefix of its HBAs' directories in configfs
 STORAGE = {"block": ("BlockStorageObject", "iblock"), "fileio": ("FileIOStorageObject", "fileio")}
 FAILED = 3
 
@@ -59,9 +60,9 @@ def lookup(iqn):
 def storage_object(kind, name):
     """The storage object of that kind and name, or None."""
     lib = rtslib()
-    class_name, plugin = STORAGE[kind]
+    class_name, hba = STORAGE[kind]
     core = f"{CONFIGFS}/core"
-    hbas = [entry for entry in os.listdir(core) if entry.startswith(plugin + "_")] if os.path.isdir(core) else []
+    hbas = [entry for entry in os.listdir(core) if entry.startswith(hba + "_")] if os.path.isdir(core) else []
     if not any(os.path.isdir(f"{core}/{hba}/{name}") for hba in hbas):
         return None
     return getattr(lib, class_name)(name)
@@ -218,28 +219,27 @@ def create(request):
 
 def delete(request):
     """The target and the storage objects of its LUNs (none other uses
-    them), then their saved entries; refused while an initiator is logged
-    in unless force. A missing target is not an error."""
+    them), and the objects named in the request that no target uses (left
+    by a run killed between making one and its target), then their saved
+    entries; refused while an initiator is logged in unless force. A
+    missing target is not an error."""
     iqn = request["iqn"]
     target = lookup(iqn)
-    names = {(STORAGE[kind][1] if kind in STORAGE else kind, name) for kind, name in request.get("objects", [])}
-    if target is None:
-        with Saved(request) as saved:
-            saved.replace(iqn, names)
-        return {"deleted": False}
-    described = describe(target)
-    if described["sessions"] and not request.get("force"):
+    described = describe(target) if target is not None else None
+    if described and described["sessions"] and not request.get("force"):
         users = ", ".join(sorted({entry["initiator"] for entry in described["sessions"]}))
         raise Refused("busy", f"target {iqn} is in use by {users}")
-    objects = [lun.storage_object for tpg in target.tpgs for lun in tpg.luns]
-    target.delete()
-    for so in objects:
-        names.add((so.plugin, so.name))
-        if not list(so.attached_luns):
+    named = {(plugin, name) for plugin, name in request.get("objects", [])}  # kinds are rtslib's plugin names
+    if target is not None:
+        objects = [lun.storage_object for tpg in target.tpgs for lun in tpg.luns]
+        named |= {(so.plugin, so.name) for so in objects}
+        target.delete()
+    for so in filter(None, (storage_object(plugin, name) for plugin, name in sorted(named))):
+        if not list(so.attached_luns):  # another target's LUN keeps it
             so.delete()
     with Saved(request) as saved:
-        saved.replace(iqn, names)
-    return {"deleted": True, "target": described}
+        saved.replace(iqn, named)
+    return {"deleted": target is not None, "target": described}
 
 
 def show(request):
@@ -249,38 +249,7 @@ def show(request):
     return {"target": describe(target)}
 
 
-def listing(request):
-    lib = rtslib()
-    return {"targets": [describe(target) for target in lib.FabricModule("iscsi").targets]}
-
-
-def restore(request):
-    """Restore the saved targets named (all if none) that are not there,
-    with their storage objects, leaving every other target as it is."""
-    lib = rtslib()
-    with Saved(request) as saved:
-        entries = {entry.get("wwn"): entry for entry in saved.config["targets"]}
-        restored, errors = [], []
-        for iqn in request.get("iqns") or sorted(entries):
-            if lookup(iqn) is not None:
-                continue
-            if iqn not in entries:
-                errors.append(f"no saved target {iqn}")
-                continue
-            names = sorted({lun.get("storage_object", "").rpartition("/")[2]
-                            for tpg in entries[iqn].get("tpgs", []) for lun in tpg.get("luns", [])}) or [None]
-            for name in names:  # clear_existing clears only what target and storage_object name
-                problems = lib.RTSRoot().restore_from_file(saved.path, clear_existing=True, target=iqn,
-                                                           storage_object=name, abort_on_error=False)
-                errors.extend(problems or [])
-            if lookup(iqn) is not None:
-                restored.append(iqn)
-            else:
-                errors.append(f"{iqn} not restored")
-    return {"restored": restored, "errors": errors}
-
-
-OPS = {"create": create, "delete": delete, "show": show, "list": listing, "restore": restore}
+OPS = {"create": create, "delete": delete, "show": show}
 
 
 def main(text):

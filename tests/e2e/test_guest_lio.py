@@ -147,3 +147,17 @@ def test_mkfs_makes_an_ext4_image_the_host_reads(lio, tmp_path):
     assert guest.root(f"blkid -o value -s TYPE $(readlink -f {DISK})").stdout.strip() == "ext4"
     assert remote("tm", "delete", f"guest:{DISK}", "9", "0").returncode == 0
     assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "13").returncode == 0
+
+
+def test_rm_removes_a_storage_object_left_without_its_target(lio, tmp_path):
+    """What a cp killed between the storage object and the target leaves:
+    LIO holds the LV, so rm must take the object away before the volume."""
+    guest = lio
+    vg = guest.lio_vg
+    made = guest.root(f"lvcreate -q -y -W n -L 8M -n lv-one-14 {vg} && "
+                      f"targetcli /backstores/block create {vg}.lv-one-14 /dev/{vg}/lv-one-14")
+    assert made.returncode == 0, made.stderr
+    done = remote("datastore", "rm", action_xml({"SOURCE": f"iqn.2012-02.org.opennebula:guest.{vg}.lv-one-14"}), "14")
+    assert done.returncode == 0, done.stderr
+    assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{vg}.lv-one-14").returncode != 0
+    assert guest.root(f"lvs {vg}/lv-one-14").returncode != 0

@@ -50,14 +50,12 @@ def test_an_address_in_initiators_is_refused_before_anything_is_made():
         lio.create(spec, "block", 3260, 60)
 
 
-def test_delete_show_list_restore_requests():
+def test_delete_and_show_requests():
     assert request_of(lio.delete(IQN, [DEVICE], "block"))["objects"] == [["block", "vg-one.lv-one-7"]]
     assert request_of(lio.delete(IQN, force=True))["force"] is True
     show = lio.show(IQN)
     assert show.query and request_of(show) == {"op": "show", "iqn": IQN, "save": lio.SAVE_FILE,
                                                "lock": lio.LOCK_FILE}
-    assert lio.listing().query and request_of(lio.listing())["op"] == "list"
-    assert request_of(lio.restore([IQN]))["iqns"] == [IQN]
 
 
 def test_hostile_values_stay_data():
@@ -89,6 +87,13 @@ def test_a_described_target_reads_as_tgts_shape():
                                                                 ["iqn.1993-08.org.debian:01:a"])
     assert lio.found(json.dumps({"target": described}), "lio1") == target
     assert lio.found(json.dumps({"error": "no target", "kind": "missing"}), "lio1") is None
+
+
+def test_kind_and_exported_check():
+    assert (lio.storage_kind("lvm"), lio.storage_kind("file")) == ("block", "fileio")
+    check = lio.exported(IQN)
+    assert check.argv == ("test", "-d", f"/sys/kernel/config/target/iscsi/{IQN}/tpgt_1/lun/lun_1")
+    assert check.query and not check.privileged
 
 
 def test_object_name_is_the_volumes():
