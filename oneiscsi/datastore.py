@@ -13,10 +13,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from . import imagewriter, lio, names, portalcopy, source, storage, tgt, tgtconf
+from . import imagewriter, lio, names, portalcopy, source, storage, tgt, tgtconf, values
 from .command import Command, command
 from .config import Config
-from .errors import Interrupted, InvalidInput, NotFound, OneIscsiError
+from .errors import CommandError, Interrupted, InvalidInput, NotFound, OneIscsiError
 from .run import FileRange, Runner, Session
 from .targets import TargetServer
 from .undo import Undo
@@ -110,16 +110,18 @@ def _owning(server: Runner, undo: Undo, volume: storage.Volume) -> Iterator[Sess
 
 def _create(session: Session, server: Runner, undo: Undo, target: names.TargetName, volume: storage.Volume,
             size_mb: int, make_filesystem: Sequence[Command] = (),
-            spec: Optional[tgtconf.TargetSpec] = None) -> tuple[int, tuple[str, ...]]:
+            spec: Optional[tgtconf.TargetSpec] = None, on_lio: Optional[bool] = None) -> tuple[int, tuple[str, ...]]:
     """Volume, filesystem, target with its access rules and LUN 1, persistence
     file, in a session holding the target server's lock, each step with its
-    undo. spec: the target's access rules (default: the configuration's).
-    Returns the target's TID and notes."""
+    undo. spec: the target's access rules (default: the configuration's);
+    on_lio: made on LIO (default: as TARGET says). Returns the target's TID
+    (0 on LIO) and notes."""
     cfg = server.cfg
     spec = spec or tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user,
                                       cfg.chap_password)
+    on_lio = cfg.target == "lio" if on_lio is None else on_lio
     export_lio = lio.create(spec, lio.storage_kind(volume.backend), cfg.portal_port, cfg.lock_timeout) \
-        if cfg.target == "lio" else None  # refused before anything is made, if LIO cannot have it
+        if on_lio else None  # refused before anything is made, if LIO cannot have it
     for commands, remove in volume.create(size_mb):
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])
         undo.push_commands(server, remove)
@@ -202,8 +204,11 @@ def _exported(tid: int, iqn: str) -> Command:
                                                      f"{err.host}: {err.stderr.strip() or 'tgtd is gone'}"))
 
 
-def _check_exported(session: Session, iqn: str, device: str) -> None:
+def _check_exported(session: Session, iqn: str, device: str, on_lio: bool = False) -> None:
     """The target is still there with its LUN (tgtd may have died or been restarted meanwhile)."""
+    if on_lio:
+        session.run(lio.exported(iqn))
+        return
     found = TargetServer(session).find(iqn)
     if found is None or device not in (lun.backing_store for lun in found.luns):
         raise OneIscsiError(f"target {iqn} is no longer exported with LUN {device}")
@@ -381,35 +386,69 @@ def clone(source_iqn: str, image_id: int, cfg: Config, server: Runner) -> Regist
                            f"{cfg.host}: cloned images stay on their target server")
     target, volume = _names(image_id, cfg)
     spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
-    return copy_image(original, target, spec, cfg, server)
+    return copy_image(original, target, lambda session, on_lio: spec, cfg, server)
 
 
 def private_copy(image: names.TargetName, vm_id: int, disk_id: int, cfg: Config, server: Runner) -> Registered:
     """A VM's own copy of a non-persistent image, with the image's access
     rules (the transfer actions know no datastore template)."""
     target = names.build(image.base, image.host, image.vg, storage.private_lv_name(vm_id, disk_id))
-    with server.session() as session:
-        saved = TargetServer(session).saved(image.iqn)
     device = storage.volume_named(target.vg, target.lv, cfg).device
-    spec = tgtconf.TargetSpec(target.iqn, (device,), saved.initiators, saved.chap_user, saved.chap_password)
-    return copy_image(image, target, spec, cfg, server)
+
+    def access(session: Session, on_lio: bool) -> tgtconf.TargetSpec:
+        rules = lio_rules(session, image.iqn) if on_lio else TargetServer(session).saved(image.iqn)
+        return tgtconf.TargetSpec(target.iqn, (device,), rules.initiators, rules.chap_user, rules.chap_password)
+    return copy_image(image, target, access, cfg, server)
 
 
-def copy_image(original: names.TargetName, target: names.TargetName, spec: tgtconf.TargetSpec, cfg: Config,
-               server: Runner) -> Registered:
-    """Volume and target of target, holding a copy of original's volume."""
+def copy_image(original: names.TargetName, target: names.TargetName,
+               access: Callable[[Session, bool], tgtconf.TargetSpec], cfg: Config, server: Runner) -> Registered:
+    """Volume and target of target, holding a copy of original's volume, on
+    the target server and the target (tgt or LIO) original is on.
+    access(session, on_lio): the new target's access rules."""
     from_volume = storage.volume_named(original.vg, original.lv, cfg)
     volume = storage.volume_named(target.vg, target.lv, cfg)
     undo = Undo(server.host)
     with _owning(server, undo, volume) as session:
+        on_lio = on_lio_target(session, original.iqn)
+        spec = access(session, on_lio)
         size = undo.step(f"measuring {from_volume.device}", lambda: volume_size(session, from_volume))
-        _, notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec)
+        _, notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec, on_lio=on_lio)
         session.release_lock()
         undo.step(f"copying {from_volume.device} to {volume.device}",
-                  lambda: copy_volume(session, from_volume.device, volume))
+                  lambda: copy_volume(session, from_volume.device, volume, on_lio))
         if not server.dry_run:
-            undo.step("checking the target", lambda: _check_exported(session, target.iqn, volume.device))
+            undo.step("checking the target", lambda: _check_exported(session, target.iqn, volume.device, on_lio))
     return Registered(target.iqn, whole_mib(size), notes)
+
+
+def on_lio_target(session: Session, iqn: str) -> bool:
+    """Whether the target iqn is (or is to be) LIO's. TARGET=lio says so; a
+    transfer action gets no datastore template, only iscsi.conf's TARGET,
+    so a target that LIO has is LIO's whatever TARGET says."""
+    return session.cfg.target == "lio" or lio_has(session, iqn)
+
+
+def lio_has(session: Session, iqn: str) -> bool:
+    """Whether LIO on the session's host has the target iqn."""
+    try:
+        session.run(lio.has_target(iqn))
+    except CommandError:
+        return False
+    return True
+
+
+def lio_rules(session: Session, iqn: str) -> tgtconf.TargetSpec:
+    """The access rules (initiators, CHAP) of LIO's target iqn, checked by
+    the rules every configured value meets before they go into another target."""
+    found = lio.answer(session.run(lio.show(iqn, secrets=True)), session.host)["target"]
+    try:
+        initiators = tuple("ALL" if name == "ALL" else values.initiator(name) for name in found["acl"])
+        user = values.chap_user(found["chap_user"]) if found["chap_user"] else ""
+        password = values.chap_password(found["chap_password"]) if user else ""
+    except (ValueError, KeyError, TypeError) as err:  # values' rules raise ValueError
+        raise OneIscsiError(f"the access rules of target {iqn} on {session.host} are not one-iscsi's: {err}") from None
+    return tgtconf.TargetSpec(iqn, (), initiators, user, password)
 
 
 def copy_into(from_iqn: str, into_iqn: str, cfg: Config, server: Runner) -> str:
@@ -422,22 +461,32 @@ def copy_into(from_iqn: str, into_iqn: str, cfg: Config, server: Runner) -> str:
     from_volume = storage.volume_named(origin.vg, origin.lv, cfg)
     volume = storage.volume_named(into.vg, into.lv, cfg)
     with server.session(hold=[image_lock(cfg, volume)]) as session:
-        if TargetServer(session).find(into.iqn) is None:
+        found_on_lio = lio_has(session, into.iqn)
+        on_lio = found_on_lio or cfg.target == "lio"
+        if not (found_on_lio if on_lio else TargetServer(session).find(into.iqn) is not None):
             raise NotFound(f"no target {into.iqn} on {server.host}: the image to save into does not exist")
-        return session.run(imagewriter.copier(from_volume.device, volume.device, _copier_tools(session),
+        return session.run(imagewriter.copier(from_volume.device, volume.device, _copier_tools(session, on_lio),
                                               zero_device=True), timeout=cfg.copy_timeout).strip()
 
 
 def grow(iqn: str, size_mb: int, cfg: Config, server: Runner) -> str:
-    """Grow the image's volume to size_mb and make tgtd report the new size
-    (it reads a LUN's size when the LUN is added: the LUN is added again, on
-    the target server in one go). Returns a note."""
+    """Grow the image's volume to size_mb and make the target report the new
+    size. tgtd reads a LUN's size when the LUN is added: the LUN is added
+    again, on the target server in one go. LIO reads a block device's size
+    at each READ CAPACITY, but a file's only when it is exported: refused
+    there. Returns a note."""
     target = names.parse(iqn)
     volume = storage.volume_named(target.vg, target.lv, cfg)
     with server.session(hold=[image_lock(cfg, volume)]) as session:
         current = volume_size(session, volume)
         if size_mb * MIB <= current:  # LVM rounds sizes up to whole extents
             return f"{volume.device} already has {whole_mib(current)} MiB: not shrunk"
+        if on_lio_target(session, target.iqn):
+            if volume.backend == "file":
+                raise OneIscsiError(f"{volume.device} on {server.host} is a file LIO exports: LIO takes a file's "
+                                    "size when it exports it, so it cannot grow (BACKEND=lvm can)")
+            session.run(volume.grow(size_mb))
+            return f"grew {volume.device} from {whole_mib(current)} to {size_mb} MiB"
         targets = TargetServer(session)
         tid = targets.tid_of(target.iqn)
         session.run(volume.grow(size_mb))
@@ -450,15 +499,16 @@ def volume_size(on, volume: storage.Volume) -> int:
     return storage.parse_size(on.run(volume.size()))
 
 
-def copy_volume(session: Session, from_device: str, volume: storage.Volume) -> None:
+def copy_volume(session: Session, from_device: str, volume: storage.Volume, on_lio: bool = False) -> None:
     """Copy a device into volume on the target server, zero-aware; a new file
     of the file backend reads as zeros already, anything else is zeroed first."""
-    session.run(imagewriter.copier(from_device, volume.device, _copier_tools(session),
+    session.run(imagewriter.copier(from_device, volume.device, _copier_tools(session, on_lio),
                                    zero_device=volume.backend != "file"), timeout=session.cfg.copy_timeout)
 
 
-def _copier_tools(session: Session) -> list[list[str]]:
-    return [session.runner.resolve(tool) for tool in imagewriter.tools(shared_device=session.cfg.target == "lio")]
+def _copier_tools(session: Session, on_lio: bool) -> list[list[str]]:
+    """The writer's tools; on LIO those that write a device LIO holds open."""
+    return [session.runner.resolve(tool) for tool in imagewriter.tools(shared_device=on_lio)]
 
 
 def mkfs_commands(fstype: str, device: str) -> list[Command]:
@@ -484,7 +534,7 @@ def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
-        if cfg.target == "lio":
+        if on_lio_target(session, target.iqn):
             notes += _remove_lio(session, target, volume)
         else:
             notes += _remove_tgt(session, target)

@@ -137,6 +137,8 @@ if [ "$bytes" -gt "$room" ]; then
   echo "volume copy: $src ($bytes bytes) does not fit in $dev ($room bytes)" >&2; exit 4
 fi
 if [ "$zero" = 1 ]; then zero_device || exit 1; fi
+# what the page cache holds of a block device may be stale: LIO writes around it
+if [ -b "$src" ]; then eval "$blockdev"' --flushbufs "$src"' || exit 1; fi
 eval "$dd"' if="$src" of="$dev" bs=4M count="$bytes" iflag=count_bytes,fullblock \
   conv=sparse,notrunc,nocreat,fsync status=none' || exit 1
 echo "copied $bytes bytes"

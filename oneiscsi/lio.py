@@ -22,6 +22,7 @@ from .command import Command, command
 from .errors import InvalidInput, NotFound, OneIscsiError, shown
 from .tgt import Lun, Nexus, Target
 from .tgtconf import TargetSpec
+from .units import MIB
 
 CONFIGFS = "/sys/kernel/config/target"
 SAVE_FILE = "/etc/rtslib-fb-target/saveconfig.json"  # what rtslib-fb-targetctl restores at boot
@@ -54,6 +55,11 @@ def exported(iqn: str) -> Command:
                    explain=lambda err: OneIscsiError(f"target {iqn} is no longer exported on {err.host}"))
 
 
+def has_target(iqn: str) -> Command:
+    """Succeeds when LIO has a target of that name: a look at configfs."""
+    return command("test", "-d", f"{CONFIGFS}/iscsi/{iqn}", query=True)
+
+
 def object_name(device: str) -> str:
     """The storage object's name: the device's last two components (VG.LV,
     or the file backend's VG.LV file)."""
@@ -81,8 +87,19 @@ def delete(iqn: str, devices: Sequence[str] = (), kind: str = "block", force: bo
     return _request("delete", iqn=iqn, objects=[[kind, object_name(device)] for device in devices], force=force)
 
 
-def show(iqn: str) -> Command:
-    return _request("show", query=True, iqn=iqn)
+def show(iqn: str, secrets: bool = False) -> Command:
+    """The target described; with secrets, its CHAP password too (a private
+    copy of an image takes the image's access rules)."""
+    return _request("show", query=True, iqn=iqn, secrets=secrets)
+
+
+def list_targets() -> Command:
+    return _request("list", query=True)
+
+
+def restore(prefix: str, lock_timeout: float) -> Command:
+    """Make again the saved targets named prefix... that LIO lacks."""
+    return _request("restore", prefix=prefix, lock_timeout=lock_timeout)
 
 
 def answer(text: str, host: str) -> dict:
@@ -103,7 +120,8 @@ def answer(text: str, host: str) -> dict:
 
 def target(data: dict) -> Target:
     """A described target as tgt.Target, the shape every listing has (TID 0: LIO has none)."""
-    luns = tuple(Lun(int(lun["lun"]), str(lun["path"]), 0, str(lun.get("plugin", ""))) for lun in data["luns"])
+    luns = tuple(Lun(int(lun["lun"]), str(lun["path"]), int(lun.get("size", 0)) // MIB, str(lun.get("plugin", "")))
+                 for lun in data["luns"])
     sessions = tuple(Nexus(str(entry["initiator"]), tuple(entry.get("addresses", ())))
                      for entry in data.get("sessions", ()))
     chap = (data["chap_user"],) if data.get("chap_user") else ()

@@ -86,22 +86,39 @@ def sessions(tpg):
     return found
 
 
-def describe(target):
-    """The target as one-iscsi reports it (lio.parse_target reads it)."""
-    luns, acl, chap, found = [], [], None, []
+def describe(target, secrets=False):
+    """The target as one-iscsi reports it (lio.target reads it); with
+    secrets, the CHAP password too."""
+    luns, acl, chap, password, found = [], [], None, None, []
     for tpg in target.tpgs:
         for lun in tpg.luns:
             so = lun.storage_object
-            luns.append({"lun": lun.lun, "path": so.udev_path, "name": so.name, "plugin": so.plugin})
+            luns.append({"lun": lun.lun, "path": so.udev_path, "name": so.name, "plugin": so.plugin,
+                         "size": size_of(so.udev_path)})
         if int(tpg.get_attribute("generate_node_acls")):
             acl.append("ALL")
-            chap = tpg.chap_userid or chap
+            chap, password = (tpg.chap_userid, tpg.chap_password) if tpg.chap_userid else (chap, password)
         for node in tpg.node_acls:
             acl.append(node.node_wwn)
-            chap = node.chap_userid or chap
+            chap, password = (node.chap_userid, node.chap_password) if node.chap_userid else (chap, password)
         found.extend(sessions(tpg))
-    return {"iqn": target.wwn, "luns": sorted(luns, key=lambda lun: lun["lun"]), "acl": acl,
-            "chap_user": chap or "", "sessions": found}
+    described = {"iqn": target.wwn, "luns": sorted(luns, key=lambda lun: lun["lun"]), "acl": acl,
+                 "chap_user": chap or "", "sessions": found}
+    if secrets:
+        described["chap_password"] = password or ""
+    return described
+
+
+def size_of(path):
+    """The size in bytes of a device or file, 0 if it cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return 0
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
 
 
 class Saved:
@@ -246,10 +263,54 @@ def show(request):
     target = lookup(request["iqn"])
     if target is None:
         raise Refused("missing", f"no target {request['iqn']}")
-    return {"target": describe(target)}
+    return {"target": describe(target, bool(request.get("secrets")))}
 
 
-OPS = {"create": create, "delete": delete, "show": show}
+def list_targets(request):
+    """Every iSCSI target LIO has, described."""
+    lib = rtslib()
+    fabric = f"{CONFIGFS}/iscsi"
+    iqns = sorted(entry for entry in os.listdir(fabric) if entry.startswith(("iqn.", "eui.", "naa."))) \
+        if os.path.isdir(fabric) else []
+    return {"targets": [describe(lib.Target(lib.FabricModule("iscsi"), iqn, mode="lookup")) for iqn in iqns]}
+
+
+def restore(request):
+    """Make again each saved iSCSI target whose name starts with PREFIX that
+    LIO does not have, with its storage objects (one left without a target
+    is taken away first); the others are left as they are."""
+    lib = rtslib()
+    restored, present, failed = [], [], []
+    with Saved(request) as saved:
+        config = saved.config
+    for entry in config["targets"]:
+        iqn = entry.get("wwn", "")
+        if entry.get("fabric") != "iscsi" or not iqn.startswith(request["prefix"]):
+            continue
+        if lookup(iqn) is not None:
+            present.append(iqn)
+            continue
+        wanted = {lun.get("storage_object", "").rstrip("/").rpartition("/")[2]
+                  for tpg in entry.get("tpgs", []) for lun in tpg.get("luns", [])}
+        objects = [so for so in config["storage_objects"] if so.get("name") in wanted]
+        try:
+            for so in objects:
+                left = storage_object(so.get("plugin"), so["name"]) if so.get("plugin") in STORAGE else None
+                if left is not None and not list(left.attached_luns):
+                    left.delete()
+            errors = lib.RTSRoot().restore({"storage_objects": objects, "targets": [entry]}, abort_on_error=True)
+            if errors:
+                raise Refused("failed", "; ".join(map(str, errors)))
+            restored.append(iqn)
+        except Exception as error:  # one target's failure is reported; the others still come back
+            target = lookup(iqn)
+            if target is not None:
+                target.delete()
+            failed.append([iqn, str(error) or type(error).__name__])
+    return {"restored": restored, "present": present, "failed": failed}
+
+
+OPS = {"create": create, "delete": delete, "show": show, "list": list_targets, "restore": restore}
 
 
 def main(text):

@@ -44,15 +44,15 @@ class Listed:
 
     def as_dict(self) -> dict:
         data = self.target.as_dict()
-        return {"tid": data.pop("tid"), "iqn": data.pop("iqn"), "managed": self.managed, **data}
+        return {"tid": data.pop("tid") or None, "iqn": data.pop("iqn"), "managed": self.managed, **data}  # LIO: None
 
 
 class TargetServer:
     def __init__(self, session: Session):
         if session.cfg.target != "tgt":  # not tgtadm's to talk to a LIO target server
             raise OneIscsiError(f"this needs tgt on {session.host}, whose TARGET is {session.cfg.target}: on LIO, "
-                                "only the datastore actions cp, mkfs and rm are done so far (see LIO target servers "
-                                "in the README)")
+                                "the target, lun, status, gc and restore commands are not done yet (see LIO target "
+                                "servers in the README)")
         self.session = session
         self.host = session.host
         self.cfg = session.cfg

@@ -1,4 +1,4 @@
-"""`one-iscsi target ...`: targets on the target server's tgtd."""
+"""`one-iscsi target ...`: targets on the target server's tgtd (or LIO)."""
 
 import sys
 from contextlib import contextmanager
@@ -27,11 +27,17 @@ ForceOption = Annotated[bool, typer.Option(
 
 @contextmanager
 def server_of(ctx: typer.Context, lock: bool = False) -> Iterator["TargetServer"]:
-    """The target server's tgtd; with lock, holding LOCK_FILE as the driver does when it changes targets."""
-    from ..targets import TargetServer
-
+    """The target server's tgtd (or LIO, TARGET=lio); with lock, holding
+    LOCK_FILE as the driver does when it changes targets."""
     with target_server(ctx).session(lock=lock) as session:
-        yield TargetServer(session)
+        if session.cfg.target == "lio":
+            from ..liotargets import LioServer
+
+            yield LioServer(session)
+        else:
+            from ..targets import TargetServer
+
+            yield TargetServer(session)
 
 
 def notify(notes) -> None:
@@ -98,7 +104,7 @@ def _row(entry) -> list:
     target = entry.target
     luns = " ".join(f"{lun.lun}:{lun.backing_store}" for lun in target.luns) or "-"
     size = next((mib(lun.size_mib) for lun in target.luns if lun.lun == 1), "-")
-    return [target.tid, target.iqn, _yes(entry.managed), size, luns, ",".join(target.acl) or "-",
+    return [target.tid or "-", target.iqn, _yes(entry.managed), size, luns, ",".join(target.acl) or "-",
             len(target.sessions)]
 
 
@@ -117,7 +123,7 @@ def show(ctx: typer.Context, target: TargetArgument, json: JsonOption = False) -
         return
     shown, data = entry.target, entry.as_dict()
     print_table([
-        ["TID", shown.tid],
+        ["TID", shown.tid or "-"],  # LIO has none
         ["IQN", shown.iqn],
         ["Managed", _yes(entry.managed)],
         *[[f"LUN {lun.lun}", f"{lun.backing_store} ({mib(lun.size_mib)})"] for lun in shown.luns],
@@ -131,7 +137,8 @@ def show(ctx: typer.Context, target: TargetArgument, json: JsonOption = False) -
 @app.command("restore")
 def restore(ctx: typer.Context) -> int:
     """Bring every target one-iscsi saved (CONF_DIR) back into a running tgtd,
-    e.g. after tgtd restarted; targets one-iscsi does not own are not touched."""
+    e.g. after tgtd restarted (on LIO: its targets in the saved configuration
+    that LIO lacks); targets one-iscsi does not own are not touched."""
     with server_of(ctx, lock=True) as server:
         restored, present, failed = server.restore()
     for iqn in restored:

@@ -17,6 +17,8 @@ import subprocess
 import pytest
 
 from support.driver import action_xml, error_block, remote
+from support.paths import BIN
+from support.wait import wait_for
 
 from .guest_image import INITIATOR
 
@@ -24,6 +26,7 @@ VM = "/var/lib/one/datastores/0/9"
 DISK = f"{VM}/disk.0"
 SIZE = 6 * 1024 * 1024
 SAVED = "/etc/rtslib-fb-target/saveconfig.json"
+MIB = 1024 * 1024
 
 
 @pytest.fixture
@@ -161,3 +164,196 @@ def test_rm_removes_a_storage_object_left_without_its_target(lio, tmp_path):
     assert done.returncode == 0, done.stderr
     assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{vg}.lv-one-14").returncode != 0
     assert guest.root(f"lvs {vg}/lv-one-14").returncode != 0
+
+
+@pytest.fixture
+def lio_datastore(lio, monkeypatch):
+    """A LIO datastore as OpenNebula has it: TARGET, HOST and VG_NAME in the
+    datastore template only (template()), while iscsi.conf (the environment
+    here) says nothing of LIO. The transfer actions get no template: they
+    must find out that the target is LIO's on the target server."""
+    for key in ("TARGET", "HOST", "VG_NAME"):
+        monkeypatch.delenv(f"ONE_ISCSI_{key}")
+    return lio
+
+
+def template(guest) -> dict:
+    return {"TARGET": "lio", "HOST": "guest", "VG_NAME": guest.lio_vg}
+
+
+def ds7(action, image, object_id, image_template=None, datastore=None):
+    """A datastore action as OpenNebula 7 calls it: ID argument, XML on stdin."""
+    return remote("datastore", action, str(object_id),
+                  stdin=action_xml(image, image_template or {}, datastore or {}))
+
+
+def guest_size(guest, path) -> int:
+    done = guest.root(f"blockdev --getsize64 $(readlink -f {path})")
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def guest_sha(guest, path, size) -> str:
+    done = guest.root(f"head -c {size} {path} | sha256sum")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[0]
+
+
+def on_lio(guest, iqn) -> bool:
+    return guest.root(f"test -d /sys/kernel/config/target/iscsi/{iqn}").returncode == 0
+
+
+def test_opennebula_7_life_cycle_of_a_non_persistent_disk_on_lio(lio_datastore, tmp_path, monkeypatch):
+    """Register, clone the image, deploy (a private copy on LIO with the
+    image's access rules), write, grow, save-as of the running VM, stop to the front-end and
+    resume, shutdown, remove: each step checked in LIO, in the guest's kernel
+    and over iSCSI from here."""
+    guest, ds = lio_datastore, template(lio_datastore)
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "7.0")
+    monkeypatch.setenv("ONE_ISCSI_NO_ISCSI", "localhost")
+    path, data = image(tmp_path, 20)
+    done = ds7("cp", {"PATH": str(path)}, 20, datastore=ds)
+    assert done.returncode == 0, done.stderr
+    iqn, data_format = done.stdout.split()
+    assert (iqn, data_format) == (f"iqn.2012-02.org.opennebula:guest.{guest.lio_vg}.lv-one-20", "raw")
+    done = ds7("clone", {"PATH": iqn, "CLONING_ID": "20", "FORMAT": "raw", "SIZE": "6"}, 24, datastore=ds)
+    assert done.returncode == 0, done.stderr
+    cloned = done.stdout.split()[0]
+    assert on_lio(guest, cloned) and lun_bytes(guest, cloned, tmp_path)[:SIZE] == data
+    assert ds7("rm", {"SOURCE": cloned}, 24, datastore=ds).returncode == 0
+
+    private = f"iqn.2012-02.org.opennebula:guest.{guest.lio_vg}.lv-one-9-0"
+    done = remote("tm", "clone", iqn, f"guest:{DISK}", "9", "0")
+    assert done.returncode == 0, done.stderr
+    assert on_lio(guest, private) and private in saved_targets(guest)
+    assert guest.sessions() == [private]
+    assert guest_sha(guest, DISK, SIZE) == hashlib.sha256(data).hexdigest()
+
+    written = guest.root(f"head -c 65536 /dev/urandom | dd of={DISK} bs=64k oflag=direct conv=notrunc status=none")
+    assert written.returncode == 0, written.stderr
+    assert lun_bytes(guest, iqn, tmp_path)[:SIZE] == data  # the image stays as it was
+
+    done = remote("tm", "resize", f"guest:{DISK}", "16", "9", "0")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: guest_size(guest, DISK) == 16 * MIB, timeout=30, what="the guest's kernel seeing 16 MiB")
+
+    done = ds7("mkfs", {"SIZE": "16", "FORMAT": "save_as", "FS": ""}, 21,
+               {"SAVED_VM_ID": "9", "SAVED_DISK_ID": "0", "SAVE_AS_HOT": "YES"}, ds)
+    assert done.returncode == 0, done.stderr
+    saved = done.stdout.strip()
+    done = remote("tm", "cpds", f"guest:{DISK}", saved, "-1", "9", "0")
+    assert done.returncode == 0, done.stderr
+    disk = guest_sha(guest, DISK, 16 * MIB)
+    assert hashlib.sha256(lun_bytes(guest, saved, tmp_path)).hexdigest() == disk
+
+    # stop: the disk goes to the front-end (no iSCSI there), and back on resume
+    parked = f"localhost:{tmp_path}/vms/9/disk.0"
+    done = remote("tm", "mv", f"guest:{DISK}", parked, "9", "0")
+    assert done.returncode == 0, done.stderr
+    assert guest.sessions() == []
+    done = remote("tm", "mv", parked, f"guest:{DISK}", "9", "0")
+    assert done.returncode == 0, done.stderr
+    assert guest.sessions() == [private] and guest_sha(guest, DISK, 16 * MIB) == disk
+
+    done = remote("tm", "delete", f"guest:{DISK}", "9", "0")
+    assert done.returncode == 0, done.stderr
+    assert guest.sessions() == [] and not on_lio(guest, private) and private not in saved_targets(guest)
+    assert guest.root(f"lvs {guest.lio_vg}/lv-one-9-0").returncode != 0
+    for image_id, source in ((20, iqn), (21, saved)):
+        done = ds7("rm", {"SOURCE": source}, image_id, datastore=ds)
+        assert done.returncode == 0, done.stderr
+        assert not on_lio(guest, source)
+    assert saved_targets(guest) == []
+
+
+def test_opennebula_3_4_save_as_of_a_persistent_disk_on_lio(lio_datastore, tmp_path, monkeypatch):
+    """3.4: the new image made by mkfs (FSTYPE=save_as), then MVDS logs the
+    host out and copies the disk into it on the target server."""
+    guest, ds = lio_datastore, template(lio_datastore)
+    monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "3.4")
+    path, data = image(tmp_path, 22)
+    done = remote("datastore", "cp", action_xml({"PATH": str(path)}, {}, ds), "22")
+    assert done.returncode == 0, done.stderr
+    iqn, size_mb = done.stdout.split()
+    assert size_mb == "6"
+    assert remote("tm", "ln", iqn, f"guest:{DISK}").returncode == 0
+    done = remote("datastore", "mkfs", action_xml({"SIZE": "6", "FSTYPE": "save_as"}, {}, ds), "23")
+    assert done.returncode == 0, done.stderr
+    saved = done.stdout.split()[0]
+    done = remote("tm", "mvds", f"guest:{DISK}", saved)
+    assert done.returncode == 0, done.stderr
+    assert guest.sessions() == []
+    assert lun_bytes(guest, saved, tmp_path)[:SIZE] == data
+    for image_id, source in ((22, iqn), (23, saved)):
+        assert remote("datastore", "rm", action_xml({"SOURCE": source}, {}, ds), str(image_id)).returncode == 0
+    assert saved_targets(guest) == []
+
+
+def one_iscsi(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "one-iscsi"), *args], capture_output=True, text=True, timeout=180)
+
+
+def test_target_list_show_delete_on_lio_by_iqn_in_tgts_shape(lio, tmp_path):
+    """The admin's target commands on LIO: the same JSON keys as on tgt,
+    TID None, targets given by IQN; a TID is refused, one-iscsi's targets
+    are told from an admin's own, and a target in use is kept."""
+    guest = lio
+    iqn, _ = register(tmp_path, 30)
+    made = guest.root(f"lvcreate -q -y -W n -L 4M -n other {guest.lio_vg} && "
+                      f"targetcli /backstores/block create other /dev/{guest.lio_vg}/other && "
+                      "targetcli /iscsi create iqn.2003-01.org.example:other && "
+                      "targetcli /iscsi/iqn.2003-01.org.example:other/tpg1/luns create /backstores/block/other")
+    assert made.returncode == 0, made.stderr
+    try:
+        done = one_iscsi("target", "list", "--json")
+        assert done.returncode == 0, done.stderr
+        listed = {entry["iqn"]: entry for entry in json.loads(done.stdout)}
+        assert set(listed) == {iqn, "iqn.2003-01.org.example:other"}
+        ours = listed[iqn]
+        assert set(ours) == {"tid", "iqn", "managed", "luns", "acl", "accounts", "sessions", "initiators"}
+        assert (ours["tid"], ours["managed"], ours["acl"], ours["sessions"]) == (None, True, ["ALL"], 0)
+        assert [(lun["lun"], lun["backing_store"], lun["size_mib"]) for lun in ours["luns"]] == [
+            (1, f"/dev/{guest.lio_vg}/lv-one-30", 8)]
+        assert listed["iqn.2003-01.org.example:other"]["managed"] is False
+
+        table = one_iscsi("target", "show", iqn)
+        assert table.returncode == 0 and f"/dev/{guest.lio_vg}/lv-one-30 (8 MiB)" in table.stdout
+        by_tid = one_iscsi("target", "show", "1")
+        assert by_tid.returncode == 2 and "LIO has no TIDs" in by_tid.stderr
+
+        kept = one_iscsi("target", "delete", "iqn.2003-01.org.example:other")
+        assert kept.returncode != 0 and "was not made by one-iscsi" in kept.stderr
+
+        assert remote("tm", "ln", iqn, f"guest:{DISK}", "6", "9", "0").returncode == 0
+        busy = one_iscsi("target", "delete", iqn)
+        assert busy.returncode != 0 and f"is in use by {INITIATOR}" in busy.stderr
+        assert json.loads(one_iscsi("target", "show", iqn, "--json").stdout)["initiators"] == [INITIATOR]
+        assert remote("tm", "delete", f"guest:{DISK}", "9", "0").returncode == 0
+        done = one_iscsi("target", "delete", iqn)
+        assert done.returncode == 0, done.stderr
+        assert iqn not in saved_targets(guest) and not on_lio(guest, iqn)
+        assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "30").returncode == 0
+    finally:
+        guest.root("targetcli /iscsi delete iqn.2003-01.org.example:other; "
+                   f"targetcli /backstores/block delete other; lvremove -f {guest.lio_vg}/other")
+
+
+def test_target_restore_on_lio_brings_back_what_was_saved(lio, tmp_path):
+    """Stopping rtslib-fb-targetctl clears LIO and keeps the saved file;
+    restore makes one-iscsi's targets again from it, data and access rules
+    as they were, and leaves others' alone."""
+    guest = lio
+    iqn, data = register(tmp_path, 31)
+    stop = guest.root("systemctl stop rtslib-fb-targetctl", timeout=120)
+    assert stop.returncode == 0, stop.stderr
+    try:
+        assert not on_lio(guest, iqn)
+        done = one_iscsi("target", "restore")
+        assert done.returncode == 0, done.stderr
+        assert f"restored {iqn}" in done.stderr and "1 restored, 0 already present" in done.stderr
+        assert lun_bytes(guest, iqn, tmp_path)[:SIZE] == data
+        again = one_iscsi("target", "restore")
+        assert again.returncode == 0 and "0 restored, 1 already present" in again.stderr
+    finally:
+        guest.root("systemctl start rtslib-fb-targetctl", timeout=120)
+    assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "31").returncode == 0

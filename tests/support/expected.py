@@ -157,3 +157,8 @@ def exported(recorder, tid: int, iqn: str = IQN, stores: tuple = (), initiators:
 def found(tid: int, iqn: str = IQN, sessions: bool = False) -> list[list[str]]:
     """Finding one-iscsi's target iqn of TID tid: its saved file, its mark (and its sessions), no listing."""
     return [cat(iqn), show_tid(tid), *([show_conn(tid)] if sessions else [])]
+
+
+def lio_probe(iqn: str = IQN) -> list[str]:
+    """The look at configfs that tells a target LIO has (datastore.on_lio_target)."""
+    return ["test", "-d", f"/sys/kernel/config/target/iscsi/{iqn}"]

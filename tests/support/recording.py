@@ -51,7 +51,12 @@ class Recorder:
     sessions: list = field(default_factory=list)   # (host, locked)
     locks: list = field(default_factory=list)      # ("hold", host, path) / ("release", host, LOCK_FILE)
     fed: dict = field(default_factory=dict)        # host -> bytes fed to its commands
+    commands: list = field(default_factory=list)   # the Commands run, in order (their stdin too)
     rules: list = field(default_factory=list)
+
+    def __post_init__(self):
+        # a tgt target server: LIO has none of its targets (lio.has_target fails)
+        self.fail("test", "-d")
 
     def answer(self, *words: str, out: str = "", rc: int = 0, stderr: str = "", host: Optional[str] = None,
                times: Optional[int] = None, then: Optional[Callable[[], None]] = None) -> None:
@@ -75,6 +80,7 @@ class Recorder:
 
     def _run(self, host: str, cmd: Command) -> str:
         self.calls.append((host, list(cmd.argv)))
+        self.commands.append(cmd)
         rule = next((rule for rule in self.rules if rule.matches(host, cmd.argv)), None)
         if rule is None:
             return ""

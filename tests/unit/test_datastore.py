@@ -1,6 +1,7 @@
 """The datastore actions, run against a recording Runner (no process is
 started): the exact commands on the target server, the image data fed to it,
 what a failing step takes back, notes, errors and exit statuses."""
+import ast
 import hashlib
 import io
 import json
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, READ_HINT, SHOW, allowed, bind, cat, conf,
                           delete_target, exported, forget, found, listing, make_target, new_lun, no_file, readd_lun,
-                          saved, tgtadm)
+                          lio_probe, saved, tgtadm)
 
 from oneiscsi import config, datastore, imagewriter, names, source, tgt, tgtconf
 from oneiscsi.datastore import Registered, Usage
@@ -334,7 +335,7 @@ def test_rm_deletes_target_config_file_and_volume(backend):
     device, _, remove = BACKENDS[backend]
     exported(recorder, 3, stores=(device,))
     assert rm(recorder) == []
-    assert recorder.argvs() == [*found(3, sessions=True), delete_target(3), forget(), remove]  # no listing
+    assert recorder.argvs() == [lio_probe(), *found(3, sessions=True), delete_target(3), forget(), remove]  # no listing
     assert recorder.sessions == [("tgt1", False)]
 
 
@@ -342,7 +343,7 @@ def test_rm_of_what_is_gone_already_says_so(recorder):
     recorder.fail(*LVREMOVE, rc=5, stderr='  Failed to find logical volume "vg-one/lv-one-7"')
     no_file(recorder)
     assert rm(recorder) == [f"no target {IQN} on tgt1: already deleted", f"no volume {LV} on tgt1: already removed"]
-    assert recorder.argvs() == [cat(), SHOW, forget(), LVREMOVE]
+    assert recorder.argvs() == [lio_probe(), cat(), SHOW, forget(), LVREMOVE]
 
 
 def test_rm_of_a_volume_that_cannot_be_removed(recorder):
@@ -358,7 +359,7 @@ def test_rm_of_a_target_in_use_removes_nothing(recorder):
     error = failure_of(rm, recorder)
     assert str(error) == f"target {IQN} on tgt1 is in use by iqn.2008-11.org.x:node1, iqn.2008-11.org.x:node2: " \
                          "nothing removed"
-    assert recorder.argvs() == found(3, sessions=True)
+    assert recorder.argvs() == [lio_probe(), *found(3, sessions=True)]
 
 
 @pytest.mark.parametrize("iqn, message", [
@@ -738,7 +739,7 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
     recorder = clone_server(backend)
     source_device, device = {"file": (FILE, FILE9), "lvm": (LV, LV9)}[backend]
     assert clone(recorder) == Registered(IQN9, 8, (), "raw")
-    assert recorder.argvs() == [measure, *volume, *target(device, IQN9), *saved(IQN9),
+    assert recorder.argvs() == [lio_probe(), measure, *volume, *target(device, IQN9), *saved(IQN9),
                                 copier(source_device, device, zero), *found(1, IQN9)]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9"),
                               ("release", "tgt1", "/run/lock/one-iscsi.lock")]
@@ -748,7 +749,7 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
 def test_clone_gives_the_new_image_this_datastores_access_rules():
     recorder = clone_server("file", INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
     clone(recorder)
-    assert recorder.argvs()[6:12] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
+    assert recorder.argvs()[7:13] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
 
 
 def test_clone_whose_copy_fails_takes_everything_back():
@@ -764,7 +765,7 @@ def test_clone_of_a_source_that_is_gone_makes_nothing(pool):
     pool.fail("stat", "-c", stderr=f"stat: cannot statx '{FILE}': No such file or directory")
     error = failure_of(clone, pool)
     assert str(error) == f"measuring {FILE} failed on tgt1: no volume {FILE} on tgt1"
-    assert pool.argvs() == [["stat", "-c", "%s", FILE]]
+    assert pool.argvs() == [lio_probe(), ["stat", "-c", "%s", FILE]]
 
 
 @pytest.mark.parametrize("source_iqn, message", [
@@ -785,8 +786,8 @@ def test_private_copy_takes_the_access_rules_the_image_was_saved_with(pool):
     exported(pool, 1, private, ("/srv/pool/vg-one/lv-one-9-0",))
     done = datastore.private_copy(names.parse(IQN), 9, 0, pool.cfg, pool.runner("tgt1"))
     assert done == Registered(private, 8, (), "raw")
-    assert pool.argvs()[:1] == [["cat", "--", conf()]]
-    assert pool.argvs()[7:13] == [make_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
+    assert pool.argvs()[:2] == [lio_probe(), ["cat", "--", conf()]]
+    assert pool.argvs()[8:14] == [make_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
     assert pool.argvs()[-3] == copier(FILE, "/srv/pool/vg-one/lv-one-9-0", "0")
 
 
@@ -799,7 +800,7 @@ def test_copy_into_zeroes_the_image_written_even_of_the_file_backend(pool):
     exported(pool, 2, IQN8, ("/srv/pool/vg-one/lv-one-8",))
     pool.answer("volume-copy", out="copied 8388608 bytes\n")
     assert datastore.copy_into(IQN, IQN8, pool.cfg, pool.runner("tgt1")) == "copied 8388608 bytes"
-    assert pool.argvs() == [*found(2, IQN8), copier(FILE, "/srv/pool/vg-one/lv-one-8", "1")]
+    assert pool.argvs() == [lio_probe(IQN8), *found(2, IQN8), copier(FILE, "/srv/pool/vg-one/lv-one-8", "1")]
     assert pool.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-8")]
 
 
@@ -812,7 +813,7 @@ def test_grow_grows_the_volume_then_adds_lun_1_again(backend, grow):
     recorder.answer("stat", "-c", out="8388608\n")
     recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
     assert datastore.grow(IQN, 16, recorder.cfg, recorder.runner("tgt1")) == f"grew {device} from 8 to 16 MiB"
-    assert recorder.argvs()[1:] == [*found(3), grow, readd_lun(3, device)]
+    assert recorder.argvs()[1:] == [lio_probe(), *found(3), grow, readd_lun(3, device)]
 
 
 @pytest.mark.parametrize("size_mb", [8, 4])
@@ -828,16 +829,96 @@ def test_grow_of_an_image_without_target_grows_nothing(pool):
     no_file(pool)
     with pytest.raises(NotFound, match=f"no target named {IQN} on tgt1"):
         datastore.grow(IQN, 16, pool.cfg, pool.runner("tgt1"))
-    assert pool.argvs() == [["stat", "-c", "%s", FILE], cat(), SHOW]
+    assert pool.argvs() == [["stat", "-c", "%s", FILE], lio_probe(), cat(), SHOW]
 
 
 def test_remove_deletes_any_volume_it_is_named(recorder):
     private = f"{BASE}:tgt1.vg-one.lv-one-9-0"
     exported(recorder, 6, private, ("/dev/vg-one/lv-one-9-0",))
     assert datastore.remove(names.parse(private), recorder.cfg, recorder.runner("tgt1")) == []
-    assert recorder.argvs() == [*found(6, private, sessions=True), delete_target(6), forget(private),
+    assert recorder.argvs() == [lio_probe(private), *found(6, private, sessions=True), delete_target(6), forget(private),
                                 ["lvremove", "-f", "vg-one/lv-one-9-0"]]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9-0")]
+
+
+# a transfer action on a LIO target server: iscsi.conf says tgt, the target tells
+
+PRIVATE_LV = "/dev/vg-one/lv-one-9-0"
+
+
+def lio_server(*iqns: str) -> Recorder:
+    """A target server whose LIO has the targets iqns (TARGET is tgt, as a
+    transfer action's iscsi.conf may say)."""
+    recorder = server("lvm")
+    for iqn in iqns:
+        recorder.answer(*lio_probe(iqn))
+    return recorder
+
+
+def lio_requests(recorder: Recorder) -> list[dict]:
+    """The requests sent to lioprogram.py, in order."""
+    return [json.loads(ast.literal_eval(cmd.input.rsplit("\nmain(", 1)[1].rstrip()[:-1]))
+            for cmd in recorder.commands if cmd.argv[:2] == ("python3", "-")]
+
+
+def test_private_copy_of_an_image_on_lio_is_made_on_lio_with_the_images_access_rules():
+    recorder = lio_server(IQN)
+    shown = {"target": {"iqn": IQN, "luns": [{"lun": 1, "path": LV}], "acl": [ALLOWED[1]],
+                        "chap_user": CHAP[0], "chap_password": CHAP[1], "sessions": []}}
+    recorder.answer("python3", "-", out=json.dumps(shown))
+    recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
+    private = f"{BASE}:tgt1.vg-one.lv-one-9-0"
+    recorder.answer("test", "-d", f"/sys/kernel/config/target/iscsi/{private}/tpgt_1/lun/lun_1")
+    done = datastore.private_copy(names.parse(IQN), 9, 0, recorder.cfg, recorder.runner("tgt1"))
+    assert done == Registered(private, 8, (), "raw")
+    show, create = lio_requests(recorder)
+    assert show["op"] == "show" and show["secrets"] is True
+    assert (create["op"], create["iqn"], create["path"], create["initiators"], create["chap"]) == (
+        "create", private, PRIVATE_LV, [ALLOWED[1]], list(CHAP))
+    copy = recorder.argvs()[-2]
+    assert copy[:5] == ["sh", "-c", imagewriter.COPIER, "volume-copy", LV] and "blkdiscard -f -z" in copy
+    assert recorder.argvs()[-1] == ["test", "-d", f"/sys/kernel/config/target/iscsi/{private}/tpgt_1/lun/lun_1"]
+    assert not any(argv[0] == "tgtadm" for argv in recorder.argvs())
+
+
+def test_private_copy_refuses_access_rules_no_datastore_could_have_set():
+    recorder = lio_server(IQN)
+    shown = {"target": {"iqn": IQN, "luns": [], "acl": ["iqn.x;rm -rf /"], "chap_user": "", "sessions": []}}
+    recorder.answer("python3", "-", out=json.dumps(shown))
+    with pytest.raises(OneIscsiError, match=f"the access rules of target {IQN} on tgt1 are not one-iscsi's"):
+        datastore.private_copy(names.parse(IQN), 9, 0, recorder.cfg, recorder.runner("tgt1"))
+    assert not any(argv[0] == "lvcreate" for argv in recorder.argvs())
+
+
+def test_grow_on_lio_grows_the_block_device_lio_reads_the_size_of():
+    recorder = lio_server(IQN)
+    recorder.answer("lvs", "-o", "lv_size", out="  8388608\n")
+    assert datastore.grow(IQN, 16, recorder.cfg, recorder.runner("tgt1")) == f"grew {LV} from 8 to 16 MiB"
+    assert recorder.argvs()[1:] == [lio_probe(), ["lvextend", "-L", "16M", "vg-one/lv-one-7"]]
+
+
+def test_grow_on_lio_refuses_a_file_whose_size_lio_took_when_exporting_it():
+    recorder = server("file")
+    recorder.answer(*lio_probe())
+    recorder.answer("stat", "-c", out="8388608\n")
+    with pytest.raises(OneIscsiError, match="LIO takes a file's size when it exports it"):
+        datastore.grow(IQN, 16, recorder.cfg, recorder.runner("tgt1"))
+    assert not any(argv[0] == "truncate" for argv in recorder.argvs())
+
+
+def test_copy_into_an_image_on_lio_writes_the_device_lio_holds():
+    recorder = lio_server(IQN8)
+    recorder.answer("volume-copy", out="copied 8388608 bytes\n")
+    assert datastore.copy_into(IQN, IQN8, recorder.cfg, recorder.runner("tgt1")) == "copied 8388608 bytes"
+    [probe, copy] = recorder.argvs()
+    assert probe == lio_probe(IQN8) and "blkdiscard -f -z" in copy and copy[4:6] == [LV, "/dev/vg-one/lv-one-8"]
+
+
+def test_remove_of_a_target_on_lio_asks_lio():
+    recorder = lio_server(IQN)
+    recorder.answer("python3", "-", out=json.dumps({"deleted": True, "target": None}))
+    assert datastore.remove(names.parse(IQN), recorder.cfg, recorder.runner("tgt1")) == []
+    assert [argv[:2] for argv in recorder.argvs()] == [lio_probe()[:2], ["python3", "-"], LVREMOVE[:2]]
 
 
 # the restricted directories of a self-contained install

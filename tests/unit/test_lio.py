@@ -55,7 +55,8 @@ def test_delete_and_show_requests():
     assert request_of(lio.delete(IQN, force=True))["force"] is True
     show = lio.show(IQN)
     assert show.query and request_of(show) == {"op": "show", "iqn": IQN, "save": lio.SAVE_FILE,
-                                               "lock": lio.LOCK_FILE}
+                                               "lock": lio.LOCK_FILE, "secrets": False}
+    assert request_of(lio.show(IQN, secrets=True))["secrets"] is True
 
 
 def test_hostile_values_stay_data():

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from support.expected import (ALLOWED, CHAP, READ_HINT, SHOW, allowed, cat, conf, delete_target, exported, forget,
-                              found, listing, make_target, new_lun, no_file, readd_lun, saved)
+                              found, lio_probe, listing, make_target, new_lun, no_file, readd_lun, saved)
 
 from oneiscsi import datastore, imagewriter, initiator, tgtconf, tm
 from oneiscsi.errors import SHOWN, InvalidInput, NotFound, OneIscsiError, StepFailed
@@ -171,7 +171,7 @@ def test_mvds_of_a_save_as_logs_out_then_copies_the_disk_into_the_new_image(reco
     note = tm.mvds(HostPath("node1", DISK), IQN2, recorder.cfg, recorder.hosts)
     assert note == f"logged out of {IQN} on node1; saved {IQN} into {IQN2}: copied 8388608 bytes"
     assert recorder.calls == [("node1", describe(CARRIER)), ("node1", LOGOUT), ("node1", FORGET),
-                              *[("tgt1", argv) for argv in found(2, IQN2)],
+                              ("tgt1", lio_probe(IQN2)), *[("tgt1", argv) for argv in found(2, IQN2)],
                               ("tgt1", copier("/dev/vg-one/lv-one-7", "/dev/vg-one/lv-one-8"))]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-8")]  # the image written
 
@@ -196,7 +196,7 @@ def test_mvds_of_a_save_as_into_an_image_that_is_gone_copies_nothing(recorder):
     with pytest.raises(NotFound) as caught:
         tm.mvds(HostPath("node1", DISK), IQN2, recorder.cfg, recorder.hosts)
     assert str(caught.value) == f"no target {IQN2} on tgt1: the image to save into does not exist"
-    assert recorder.argvs("tgt1") == [cat(IQN2), SHOW]
+    assert recorder.argvs("tgt1") == [lio_probe(IQN2), cat(IQN2), SHOW]
 
 
 def test_mvds_of_a_save_as_into_another_target_servers_image_is_refused(recorder):
@@ -263,7 +263,7 @@ def test_delete_of_a_vms_private_copy_removes_its_target_and_volume_on_the_targe
     node = ["iscsiadm", "-m", "node", "--targetname", PRIVATE]
     assert recorder.calls == [("node1", describe(DISK)), ("node1", describe(CARRIER)),
                               ("node1", [*node, "--logout"]), ("node1", [*node, "-o", "delete"]),
-                              *[("tgt1", argv) for argv in found(5, PRIVATE, sessions=True)],
+                              ("tgt1", lio_probe(PRIVATE)), *[("tgt1", argv) for argv in found(5, PRIVATE, sessions=True)],
                               ("tgt1", delete_target(5)), ("tgt1", forget(PRIVATE)),
                               ("tgt1", ["lvremove", "-f", "vg-one/lv-one-9-0"]),
                               ("node1", ["rm", "-f", DISK, CARRIER])]  # the link last: delete can run again
@@ -594,6 +594,7 @@ def test_clone_copies_the_image_on_the_target_server_with_its_access_rules_then_
     clone_server(recorder)
     note = tm.clone(IQN, HostPath("node1", DISK), recorder.cfg, recorder.hosts, allowed=True)
     assert recorder.argvs("tgt1") == [
+        lio_probe(IQN),
         ["cat", "--", conf(IQN)],
         ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"],
         ["lvcreate", "--yes", "-W", "y", "-L", "8M", "-n", "lv-one-9-0", "vg-one"],
@@ -620,7 +621,7 @@ def test_clone_of_an_image_without_its_saved_configuration_makes_nothing(recorde
     recorder.fail("cat", "--", conf(IQN), stderr=f"cat: {conf(IQN)}: No such file or directory")
     with pytest.raises(NotFound, match=f"no saved configuration of target {IQN} on tgt1"):
         tm.clone(IQN, HostPath("node1", DISK), recorder.cfg, recorder.hosts, allowed=True)
-    assert recorder.argvs() == [["cat", "--", conf(IQN)]]
+    assert recorder.argvs() == [lio_probe(IQN), ["cat", "--", conf(IQN)]]
 
 
 @pytest.mark.parametrize("path", [f"{VM_DIR}/disk.x", f"{VM_DIR}/deployment.0", "/var/lib/one/datastores/0/vm/disk.0"])
@@ -671,7 +672,8 @@ def test_cpds_copies_the_disk_into_the_image_on_the_target_server(recorder):
     recorder.answer("volume-copy", out="copied 8388608 bytes\n")
     note = tm.cpds(HostPath("node1", DISK), IQN2, "-1", recorder.cfg, recorder.hosts)
     assert note == f"saved {IQN} into {IQN2}: copied 8388608 bytes"
-    assert recorder.calls == [("node1", describe(CARRIER)), ("tgt1", cat(IQN2)), ("tgt1", found(2, IQN2)[1]),
+    assert recorder.calls == [("node1", describe(CARRIER)), ("tgt1", lio_probe(IQN2)), ("tgt1", cat(IQN2)),
+                              ("tgt1", found(2, IQN2)[1]),
                               ("tgt1", copier("/dev/vg-one/lv-one-7", "/dev/vg-one/lv-one-8"))]  # no logout
 
 
@@ -701,7 +703,7 @@ def test_cpds_of_what_is_no_iscsi_disk_copies_nothing(recorder):
 # resize
 
 LVS_7 = ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"]
-GROWN = [LVS_7, *found(3), ["lvextend", "-L", "16M", "vg-one/lv-one-7"], readd_lun(3, "/dev/vg-one/lv-one-7")]
+GROWN = [LVS_7, lio_probe(), *found(3), ["lvextend", "-L", "16M", "vg-one/lv-one-7"], readd_lun(3, "/dev/vg-one/lv-one-7")]
 
 
 def resize_server(recorder, size=8 * 1024 * 1024):

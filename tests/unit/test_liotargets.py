@@ -1,0 +1,87 @@
+"""The target commands on LIO (liotargets.py) against a recording Runner:
+the requests sent to lioprogram.py, the answers read in tgt's shape, and
+what is refused before anything runs."""
+import ast
+import json
+
+import pytest
+
+from oneiscsi import liotargets
+from oneiscsi.errors import InvalidInput, NotFound, OneIscsiError
+from support.recording import Recorder, make_config
+
+BASE = "iqn.2012-02.org.opennebula"
+IQN = f"{BASE}:lio1.vg-one.lv-one-7"
+OTHER = "iqn.2003-01.org.example:other"
+
+
+def described(iqn, path="/dev/vg-one/lv-one-7", sessions=()):
+    return {"iqn": iqn, "luns": [{"lun": 1, "path": path, "size": 8 << 20, "plugin": "block"}], "acl": ["ALL"],
+            "chap_user": "", "sessions": [{"initiator": name, "addresses": []} for name in sessions]}
+
+
+def lio_server(*answers: dict) -> tuple[Recorder, liotargets.LioServer]:
+    """A LIO target server answering the program's runs with answers, in order."""
+    recorder = Recorder(make_config(HOST="lio1", TARGET="lio"))
+    for answer in reversed(answers):  # the newest rule answers first, once
+        recorder.answer("python3", "-", out=json.dumps(answer), times=1)
+    runner = recorder.runner("lio1")
+    return recorder, liotargets.LioServer(runner.session().__enter__())
+
+
+def requests(recorder: Recorder) -> list[dict]:
+    return [json.loads(ast.parse(cmd.input.rstrip().splitlines()[-1]).body[0].value.args[0].value)
+            for cmd in recorder.commands if cmd.argv[:2] == ("python3", "-")]
+
+
+def test_list_reads_every_target_in_tgts_shape_and_tells_one_iscsis():
+    recorder, server = lio_server({"targets": [described(OTHER, "/dev/vg-one/other"), described(IQN)]})
+    listed = server.overview()
+    assert [(entry.target.iqn, entry.managed) for entry in listed] == [(OTHER, False), (IQN, True)]  # by name
+    data = listed[1].as_dict()
+    assert (data["tid"], data["luns"][0]["size_mib"], data["acl"]) == (None, 8, ["ALL"])
+    assert [request["op"] for request in requests(recorder)] == ["list"]
+
+
+def test_a_target_of_one_iscsis_name_on_another_volume_is_not_one_iscsis():
+    _, server = lio_server({"target": described(IQN, "/dev/vg-one/lv-one-8")})
+    assert server.overview(IQN)[0].managed is False
+
+
+@pytest.mark.parametrize("command", ["show", "delete"])
+def test_a_tid_is_refused_before_anything_runs(command):
+    recorder, server = lio_server()
+    with pytest.raises(InvalidInput, match="LIO has no TIDs"):
+        server.overview("3") if command == "show" else server.delete_and_forget("3")
+    assert recorder.calls == []
+
+
+def test_delete_refuses_a_target_one_iscsi_did_not_make_unless_forced():
+    recorder, server = lio_server({"target": described(OTHER, "/dev/vg-one/other")})
+    with pytest.raises(OneIscsiError, match=f"target {OTHER} on lio1 was not made by one-iscsi"):
+        server.delete_and_forget(OTHER)
+    assert [request["op"] for request in requests(recorder)] == ["show"]
+    recorder, server = lio_server({"target": described(OTHER, "/dev/vg-one/other")}, {"deleted": True})
+    server.delete_and_forget(OTHER, force=True)
+    assert [(r["op"], r.get("force", False)) for r in requests(recorder)] == [("show", False), ("delete", True)]
+
+
+def test_delete_of_a_missing_target_says_so():
+    _, server = lio_server({"error": f"no target {IQN}", "kind": "missing"})
+    with pytest.raises(NotFound, match=f"no target named {IQN} on lio1"):
+        server.delete_and_forget(IQN)
+
+
+def test_restore_asks_for_one_iscsis_targets_only():
+    recorder, server = lio_server({"restored": [IQN], "present": [], "failed": [[OTHER, "no such device"]]})
+    assert server.restore() == ([IQN], [], [(OTHER, "no such device")])
+    [request] = requests(recorder)
+    assert (request["op"], request["prefix"]) == ("restore", f"{BASE}:")
+
+
+@pytest.mark.parametrize("operation, command", [("create", "target new"), ("add_lun", "lun bind"),
+                                                ("set_chap", "target chap set")])
+def test_what_is_not_done_on_lio_yet_is_refused_by_name(operation, command):
+    _, server = lio_server()
+    with pytest.raises(OneIscsiError, match=f"`{command}` is not done on LIO target servers yet"):
+        getattr(server, operation)
