@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from . import names, storage, tgt, tgtconf
+from . import lio, names, storage, tgt, tgtconf
 from .command import Command, command
 from .config import Config
 from .datastore import image_lock
@@ -118,7 +118,7 @@ class Entry:
         target = self.target
         return {
             "name": self.name, "iqn": self.iqn, "ours": self.ours, "state": self.state, "flags": list(self.flags),
-            "volume": self.volume, "size_mib": self.size_mib, "tid": target.tid if target else None,
+            "volume": self.volume, "size_mib": self.size_mib, "tid": target.tid or None if target else None,
             "backing_stores": list(self.backing_stores or ()), "missing_backing_stores": list(self.missing),
             "exported_by": list(self.exported_by), "saved_file": self.saved_file,
             "recorded_tid": self.recorded_tid or None,
@@ -149,6 +149,8 @@ def collect(cfg: Config, session: Session) -> list[Entry]:
 
 
 def read_facts(cfg: Config, session: Session) -> Facts:
+    if cfg.target == "lio":
+        return _lio_facts(cfg, session)
     server = TargetServer(session)
     targets = tuple(server.list())
     saved, specs = {}, {}
@@ -160,6 +162,20 @@ def read_facts(cfg: Config, session: Session) -> Facts:
     stores = {lun.backing_store for target in targets for lun in target.luns}
     stores.update(store for named in saved_stores.values() for store in named or ())
     return Facts(targets, saved, _volumes(cfg, session), saved_stores, _existing(session, stores), specs)
+
+
+def _lio_facts(cfg: Config, session: Session) -> Facts:
+    """LIO's targets and saved configuration, in one run of the program.
+    Its saved entries record no TIDs (LIO has none): no TID is compared."""
+    found = lio.answer(session.run(lio.inventory()), session.host)
+    targets = tuple(lio.target(data) for data in found["targets"])
+    exported = {target.iqn for target in targets}
+    saved_stores = {iqn: tuple(store for store in stores if store)  # "": a LUN of no saved storage object
+                    for iqn, stores in found["saved"].items() if iqn not in exported}
+    stores = {lun.backing_store for target in targets for lun in target.luns}
+    stores.update(store for named in saved_stores.values() for store in named)
+    return Facts(targets, {iqn: lio.SAVE_FILE for iqn in found["saved"]}, _volumes(cfg, session), saved_stores,
+                 _existing(session, stores))
 
 
 def _spec_in(text: str, file: str) -> Optional[tgtconf.TargetSpec]:
@@ -245,6 +261,9 @@ class Outcome:
         entry = self.entry
         if entry.orphan == "volume":
             return f"volume {entry.volume}"
+        if entry.saved_file == lio.SAVE_FILE:  # one entry of LIO's one file
+            return f"saved entry of {entry.iqn} in {entry.saved_file}" if entry.orphan == "saved file" \
+                else f"target {entry.iqn} and its saved entry"
         if entry.orphan == "saved file":
             return f"saved file {entry.saved_file}"
         return f"target {entry.iqn} (TID {entry.target.tid}) and its saved file"
@@ -292,13 +311,28 @@ def _clean(cfg: Config, server: Runner, session: Session, entry: Entry, remove: 
 
 
 def _remove(cfg: Config, session: Session, entry: Entry) -> None:
-    if entry.orphan == "target":
+    if cfg.target == "lio":
+        _remove_lio(cfg, session, entry)
+    elif entry.orphan == "target":
         TargetServer(session).delete_and_forget(entry.iqn)  # not forced: tgtd refuses a target with sessions
     elif entry.orphan == "saved file":
         TargetServer(session).forget(entry.iqn)
     else:
         for cmd in storage.volume_named(cfg.vg_name, entry.name, cfg).remove():
             session.run(cmd)
+
+
+def _remove_lio(cfg: Config, session: Session, entry: Entry) -> None:
+    """An orphan on LIO: a target with its saved entry (not forced: refused
+    with sessions), a saved entry, or a volume with a storage object a
+    killed cp may have left on it."""
+    volume = storage.volume_named(cfg.vg_name, entry.name, cfg)
+    if entry.orphan != "volume":
+        lio.answer(session.run(lio.delete(entry.iqn)), session.host)
+        return
+    lio.answer(session.run(lio.delete(entry.iqn, [volume.device], lio.storage_kind(volume.backend))), session.host)
+    for cmd in volume.remove():
+        session.run(cmd)
 
 
 class _LockHeld(OneIscsiError):

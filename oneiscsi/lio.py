@@ -97,9 +97,14 @@ def list_targets() -> Command:
     return _request("list", query=True)
 
 
-def restore(prefix: str, lock_timeout: float) -> Command:
+def inventory() -> Command:
+    """Every target LIO has, and every saved one with its LUNs' devices."""
+    return _request("inventory", query=True)
+
+
+def restore(prefix: str) -> Command:
     """Make again the saved targets named prefix... that LIO lacks."""
-    return _request("restore", prefix=prefix, lock_timeout=lock_timeout)
+    return _request("restore", prefix=prefix)
 
 
 def answer(text: str, host: str) -> dict:

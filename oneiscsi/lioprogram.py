@@ -121,6 +121,20 @@ def size_of(path):
         os.close(fd)
 
 
+def load(path):
+    """The saved configuration at path (empty if there is none)."""
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        config = {}
+    except ValueError as error:
+        raise Refused("failed", f"{path} is not JSON ({error}): mend or remove it") from None
+    for key in ("fabric_modules", "storage_objects", "targets"):
+        config.setdefault(key, [])
+    return config
+
+
 class Saved:
     """The saved configuration, read and rewritten under LOCK."""
 
@@ -140,15 +154,10 @@ class Saved:
                     raise Refused("locked", f"{self.lock} is held for more than {self.wait:g} s") from None
                 time.sleep(0.05)  # between the tries of a bounded wait for another targetcli
         try:
-            with open(self.path) as handle:
-                self.config = json.load(handle)
-        except FileNotFoundError:
-            self.config = {}
-        except ValueError as error:
+            self.config = load(self.path)
+        except Refused:
             self.handle.close()
-            raise Refused("failed", f"{self.path} is not JSON ({error}): mend or remove it") from None
-        for key in ("fabric_modules", "storage_objects", "targets"):
-            self.config.setdefault(key, [])
+            raise
         return self
 
     def replace(self, iqn, names, target=None, objects=()):
@@ -281,8 +290,7 @@ def restore(request):
     is taken away first); the others are left as they are."""
     lib = rtslib()
     restored, present, failed = [], [], []
-    with Saved(request) as saved:
-        config = saved.config
+    config = load(request["save"])  # only read: the file is only ever replaced whole
     for entry in config["targets"]:
         iqn = entry.get("wwn", "")
         if entry.get("fabric") != "iscsi" or not iqn.startswith(request["prefix"]):
@@ -310,7 +318,23 @@ def restore(request):
     return {"restored": restored, "present": present, "failed": failed}
 
 
-OPS = {"create": create, "delete": delete, "show": show, "list": list_targets, "restore": restore}
+def inventory(request):
+    """Every iSCSI target LIO has, described, and every saved one with the
+    devices of its LUNs' storage objects (read without the lock: the file
+    is only ever replaced whole)."""
+    config = load(request["save"])
+    devices = {(so.get("plugin"), so.get("name")): so.get("dev", "") for so in config["storage_objects"]}
+    saved = {}
+    for entry in config["targets"]:
+        if entry.get("fabric") == "iscsi" and entry.get("wwn"):
+            parts = [lun.get("storage_object", "").strip("/").split("/")
+                     for tpg in entry.get("tpgs", []) for lun in tpg.get("luns", [])]
+            saved[entry["wwn"]] = [devices.get((part[1], part[2]), "") if len(part) == 3 else "" for part in parts]
+    return {"targets": list_targets(request)["targets"], "saved": saved}
+
+
+OPS = {"create": create, "delete": delete, "show": show, "list": list_targets, "restore": restore,
+       "inventory": inventory}
 
 
 def main(text):

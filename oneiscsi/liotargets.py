@@ -1,6 +1,7 @@
 """The target commands on a LIO target server (TARGET=lio), through a
 Session: what `target list`, `show`, `delete` and `restore` do there, with
-the answers in the shape tgt's have (targets.Listed).
+the answers in the shape tgt's have (targets.Listed). (`status` and `gc`
+read LIO in inventory.py.)
 
 LIO has no TIDs: a target is given by its IQN, and listed with TID None. A
 target is one-iscsi's when its name is one one-iscsi gives (BASE_IQN, then
@@ -60,8 +61,7 @@ class LioServer:
         """Make again every target of one-iscsi's (BASE_IQN) that the saved
         configuration has and LIO does not, with its storage object. Returns
         the IQNs restored, those already there, and the failures (IQN, why)."""
-        answer = lio.answer(self.session.run(lio.restore(f"{self.cfg.base_iqn}:", self.cfg.lock_timeout)),
-                            self.host)
+        answer = lio.answer(self.session.run(lio.restore(f"{self.cfg.base_iqn}:")), self.host)
         return answer["restored"], answer["present"], [tuple(entry) for entry in answer["failed"]]
 
     def _get(self, iqn: str) -> Target:

@@ -31,14 +31,15 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
     if states[inventory.ORPHAN]:
         info("`one-iscsi gc` shows what it would remove")
     if any(entry.ours and inventory.NOT_IN_TGTD in entry.flags for entry in entries):
-        info("`one-iscsi target restore` brings back the saved targets tgtd lacks")
+        info(f"`one-iscsi target restore` brings back the saved targets {'LIO' if cfg.target == 'lio' else 'tgtd'} "
+             "lacks")
     if any(inventory.STALE_TID in entry.flags or inventory.NO_TID in entry.flags for entry in entries):
         info("`one-iscsi target restore` records in the saved files the TIDs their targets have")
 
 
 def _row(entry) -> list:
     target = entry.target
-    return [entry.name, target.tid if target else "-", "-" if entry.size_mib is None else entry.size_mib,
+    return [entry.name, target.tid if target and target.tid else "-", "-" if entry.size_mib is None else entry.size_mib,
             len(target.sessions) if target else 0, entry.state, ",".join(entry.flags) or "-"]
 
 

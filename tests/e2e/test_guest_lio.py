@@ -12,11 +12,12 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 
 import pytest
 
-from support.driver import action_xml, error_block, remote
+from support.driver import action_xml, error_block, remote, start_remote
 from support.paths import BIN
 from support.wait import wait_for
 
@@ -357,3 +358,63 @@ def test_target_restore_on_lio_brings_back_what_was_saved(lio, tmp_path):
     finally:
         guest.root("systemctl start rtslib-fb-targetctl", timeout=120)
     assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "31").returncode == 0
+
+
+def test_status_and_gc_on_lio_find_and_remove_what_killed_actions_leave(lio, tmp_path):
+    """status joins LIO's targets, its saved configuration and the volume
+    group; gc removes a volume a killed cp left with a storage object on it,
+    and a saved entry whose target and volume are gone, and nothing else."""
+    guest, vg = lio, lio.lio_vg
+    iqn, data = register(tmp_path, 32)
+    left = guest.root(f"lvcreate -q -y -W n -L 4M -n lv-one-33 {vg} && "
+                      f"targetcli /backstores/block create {vg}.lv-one-33 /dev/{vg}/lv-one-33")
+    assert left.returncode == 0, left.stderr
+    gone, _ = register(tmp_path, 35)
+    unsaved = guest.root(
+        "python3 -c 'import rtslib_fb as r, sys; "
+        "r.Target(r.FabricModule(\"iscsi\"), sys.argv[1], mode=\"lookup\").delete(); "
+        "r.BlockStorageObject(sys.argv[2]).delete()' " f"{gone} {vg}.lv-one-35 && lvremove -f {vg}/lv-one-35")
+    assert unsaved.returncode == 0, unsaved.stderr
+
+    done = one_iscsi("status", "--json")
+    assert done.returncode == 0, done.stderr
+    states = {entry["name"]: (entry["state"], entry["tid"], entry["flags"]) for entry in json.loads(done.stdout)}
+    assert states == {"lv-one-32": ("ok", None, []), "lv-one-33": ("orphan", None, ["no-target"]),
+                      "lv-one-35": ("orphan", None, ["not-in-tgtd", "store-missing", "no-volume"])}
+
+    done = one_iscsi("gc", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"removed volume /dev/{vg}/lv-one-33 (no target, no saved file)",
+        f"removed saved entry of {gone} in {SAVED} (no target, no volume, no backing store)"]
+    assert guest.root(f"lvs {vg}/lv-one-33").returncode != 0 and saved_targets(guest) == [iqn]
+    assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{vg}.lv-one-33").returncode != 0
+    assert lun_bytes(guest, iqn, tmp_path)[:SIZE] == data
+    assert json.loads(one_iscsi("status", "--json").stdout)[0]["state"] == "ok"
+    assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "32").returncode == 0
+
+
+def test_sigterm_during_a_cp_on_lio_takes_back_target_storage_object_and_volume(lio, tmp_path):
+    """What oned does to a driver it gives up on: SIGTERM while the image's
+    data goes to a volume LIO already exports. The cp must take back what
+    it made (target, storage object, saved entry, LV) and fail with
+    OpenNebula's error block."""
+    guest = lio
+    path = tmp_path / "big.raw"
+    path.write_bytes(os.urandom(96 * MIB))
+    iqn = f"iqn.2012-02.org.opennebula:guest.{guest.lio_vg}.lv-one-40"
+    process = start_remote("datastore", "cp", action_xml({"PATH": str(path)}), "40")
+    try:
+        wait_for(lambda: process.poll() is not None or guest.root("pgrep -f image-writer").returncode == 0,
+                 timeout=120, what="the image's data going to the volume LIO exports")
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert error_block(stderr).startswith("interrupted by SIGTERM while copying"), stderr
+    assert not on_lio(guest, iqn) and iqn not in saved_targets(guest)
+    assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{guest.lio_vg}.lv-one-40").returncode != 0
+    assert guest.root(f"lvs {guest.lio_vg}/lv-one-40").returncode != 0

@@ -34,9 +34,12 @@ class Rule:
     host: Optional[str] = None   # only on this host
     times: Optional[int] = None  # only this many times
     then: Optional[Callable[[], None]] = None  # runs when the rule answers
+    stdin: Optional[str] = None  # only commands whose input holds this text
 
-    def matches(self, host: str, argv: tuple[str, ...]) -> bool:
+    def matches(self, host: str, argv: tuple[str, ...], text: Optional[str] = None) -> bool:
         if self.host not in (None, host) or self.times == 0:
+            return False
+        if self.stdin is not None and self.stdin not in (text or ""):
             return False
         rest = iter(argv)
         return all(any(word == arg for arg in rest) for word in self.words)
@@ -59,10 +62,11 @@ class Recorder:
         self.fail("test", "-d")
 
     def answer(self, *words: str, out: str = "", rc: int = 0, stderr: str = "", host: Optional[str] = None,
-               times: Optional[int] = None, then: Optional[Callable[[], None]] = None) -> None:
+               times: Optional[int] = None, then: Optional[Callable[[], None]] = None,
+               stdin: Optional[str] = None) -> None:
         """Answer commands holding words (in order) with out, or fail them with rc and stderr.
         Later rules come first: a test refines the general answers of its fixture."""
-        self.rules.insert(0, Rule(tuple(words), out, rc, stderr, host, times, then))
+        self.rules.insert(0, Rule(tuple(words), out, rc, stderr, host, times, then, stdin))
 
     def fail(self, *words: str, stderr: str = "failed", rc: int = 1, **options) -> None:
         self.answer(*words, rc=rc, stderr=stderr, **options)
@@ -81,7 +85,7 @@ class Recorder:
     def _run(self, host: str, cmd: Command) -> str:
         self.calls.append((host, list(cmd.argv)))
         self.commands.append(cmd)
-        rule = next((rule for rule in self.rules if rule.matches(host, cmd.argv)), None)
+        rule = next((rule for rule in self.rules if rule.matches(host, cmd.argv, cmd.input)), None)
         if rule is None:
             return ""
         if rule.times is not None:

@@ -10,6 +10,7 @@ target); lv-one-3 a saved file alone; lv-one-4 a target whose volume is
 gone; lv-one-5 the same, in use; lv-one-6 volume and saved file without
 target (tgtd lost it: to restore); a target of another name and one of
 another volume group, neither ours."""
+import ast
 import json
 
 import pytest
@@ -509,3 +510,48 @@ def test_gc_command_waits_briefly_for_locks(command_line, monkeypatch):
     monkeypatch.setattr(inventory, "gc", lambda cfg, server, remove: [])
     typer.main.get_command(status_cli.app).main(["gc"], standalone_mode=False)
     assert seen == [inventory.LOCK_WAIT]
+
+
+# on LIO (TARGET=lio): one program run for the targets and the saved configuration
+
+def lio_scenario(dry_run=False) -> Recorder:
+    """LIO with lv-one-1 exported and saved, a saved entry of lv-one-3
+    without target, data or volume, and the pool's volumes lv-one-1 and
+    lv-one-2 (a cp killed before its target: no target, nothing saved)."""
+    recorder = Recorder(make_config(**KEYS, TARGET="lio"), dry_run=dry_run)
+    described = {"iqn": iqn("lv-one-1"), "acl": ["ALL"], "chap_user": "", "sessions": [],
+                 "luns": [{"lun": 1, "path": device("lv-one-1"), "size": 8 * MIB, "plugin": "fileio"}]}
+    inventory_answer = {"targets": [described], "saved": {iqn("lv-one-1"): [device("lv-one-1")],
+                                                          iqn("lv-one-3"): [device("lv-one-3")]}}
+    recorder.answer("python3", "-", out=json.dumps({"deleted": False, "target": None}), stdin='"op": "delete"')
+    recorder.answer("python3", "-", out=json.dumps(inventory_answer), stdin='"op": "inventory"')
+    recorder.answer("find", "-H", POOL, out=f"{8 * MIB} lv-one-1\n{MIB} lv-one-2\n")
+    recorder.answer("stat", "-L", out=f"{device('lv-one-1')}\n", rc=1)
+    return recorder
+
+
+def lio_ops(recorder: Recorder) -> list[tuple]:
+    calls = [ast.parse(cmd.input.rstrip().splitlines()[-1]).body[0].value.args[0].value
+             for cmd in recorder.commands if cmd.argv[:2] == ("python3", "-")]
+    return [(request["op"], request.get("iqn"), request.get("objects")) for request in map(json.loads, calls)]
+
+
+def test_status_on_lio_joins_lios_targets_its_saved_entries_and_the_volumes():
+    recorder = lio_scenario()
+    found = by_name(inventory.status(recorder.cfg, server(recorder)))
+    assert {name: (entry.state, entry.flags) for name, entry in found.items()} == {
+        "lv-one-1": ("ok", ()), "lv-one-2": ("orphan", ("no-target",)),
+        "lv-one-3": ("orphan", ("not-in-tgtd", "store-missing", "no-volume"))}
+    assert found["lv-one-1"].as_dict()["tid"] is None and found["lv-one-3"].saved_file == inventory.lio.SAVE_FILE
+    assert lio_ops(recorder) == [("inventory", None, None)]
+
+
+def test_gc_on_lio_removes_a_volume_with_what_lio_may_hold_of_it_and_a_saved_entry():
+    recorder = lio_scenario()
+    outcomes = inventory.gc(recorder.cfg, server(recorder), remove=True)
+    assert [(outcome.what, outcome.action) for outcome in outcomes] == [
+        (f"volume {device('lv-one-2')}", "removed"),
+        (f"saved entry of {iqn('lv-one-3')} in {inventory.lio.SAVE_FILE}", "removed")]
+    assert [op for op in lio_ops(recorder) if op[0] == "delete"] == [
+        ("delete", iqn("lv-one-2"), [["fileio", "vg-one.lv-one-2"]]), ("delete", iqn("lv-one-3"), [])]
+    assert ["rm", "-f", device("lv-one-2")] in recorder.argvs()
