@@ -73,6 +73,10 @@ def _targets(ctx):
                           overrides={"HOST": options.get("host"), "TIMEOUT": COMPLETION_TIMEOUT,
                                      "LOCK_TIMEOUT": COMPLETION_TIMEOUT})
         with Runner(cfg.host, cfg).session() as session:
+            if cfg.target == "lio":
+                from .liotargets import LioServer
+
+                return LioServer(session).select()
             return TargetServer(session).list()
     except Exception:  # completion offers what it can, and never fails
         return []
@@ -87,12 +91,12 @@ def tid_or_iqn(ctx: typer.Context, incomplete: str) -> List[str]:
     targets = _targets(ctx)
     words = [target.iqn for target in targets]
     if incomplete.isascii() and incomplete.isdigit():
-        words = [str(target.tid) for target in targets]
+        words = [str(target.tid) for target in targets if target.tid]  # LIO's have none
     return [word for word in words if word.startswith(incomplete)]
 
 
 def tids(ctx: typer.Context, incomplete: str) -> List[str]:
-    return [str(target.tid) for target in _targets(ctx) if str(target.tid).startswith(incomplete)]
+    return [str(target.tid) for target in _targets(ctx) if target.tid and str(target.tid).startswith(incomplete)]
 
 
 def hosts(incomplete: str) -> List[str]:

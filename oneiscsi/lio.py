@@ -97,6 +97,14 @@ def list_targets() -> Command:
     return _request("list", query=True)
 
 
+def change(iqn: str, edits: Sequence[list], portal_port: int, lock_timeout: float, force: bool = False,
+           secrets: Sequence[str] = ()) -> Command:
+    """Edits of one target (lioprogram.change says which), all or nothing, then saved."""
+    request = _request("change", iqn=iqn, edits=[list(edit) for edit in edits], portal=["0.0.0.0", portal_port],
+                       lock_timeout=lock_timeout, force=force)
+    return request.but(secrets=frozenset(secret for secret in secrets if secret))
+
+
 def inventory() -> Command:
     """Every target LIO has, and every saved one with its LUNs' devices."""
     return _request("inventory", query=True)

@@ -22,6 +22,7 @@ here; what reaches configfs is only what it validated.
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
 
@@ -235,12 +236,18 @@ def create(request):
             saved.replace(iqn, {(so.plugin, name)}, target, [so])
         return {"created": True, "target": describe(target)}
     except BaseException:
-        for step in undo:
-            try:
-                step()
-            except Exception:  # the first error is the one to report
-                pass
+        take_back(undo)
         raise
+
+
+def take_back(undo):
+    """Run the steps of undo in their order; an error of one does not stop
+    the others (the first error is the one to report)."""
+    for step in undo:
+        try:
+            step()
+        except Exception:
+            pass
 
 
 def delete(request):
@@ -333,8 +340,161 @@ def inventory(request):
     return {"targets": list_targets(request)["targets"], "saved": saved}
 
 
+def change(request):
+    """Edits of one target, all or nothing, then its saved entries. EDITS,
+    in order, each a list: ["new"] makes the target (TPG 1, portal, enabled,
+    nobody let in); ["allow", NAMES] and ["deny", NAMES], NAMES initiator
+    names or ["ALL"]; ["chap", USER, PASSWORD] ("", "" takes CHAP away);
+    ["lun_add", LUN, PATH, NAME] (a block device or a file); ["lun_remove",
+    LUN]. force: also with sessions (lun_remove) or a backing store another
+    target has (lun_add)."""
+    lib = rtslib()
+    iqn, edits = request["iqn"], request["edits"]
+    target = lookup(iqn)
+    if target is None and edits[0] != ["new"]:
+        raise Refused("missing", f"no target {iqn}")
+    if target is not None and edits[0] == ["new"]:
+        return {"exists": True, "target": describe(target)}
+    undo, notes = [], []
+    before = set() if target is None else {(so.plugin, so.name) for so in objects_of(target)}
+    try:
+        for edit in edits:
+            if edit[0] == "new":
+                target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
+                undo.insert(0, target.delete)
+                tpg = lib.TPG(target, 1, mode="create")
+                ip, port = request["portal"]
+                lib.NetworkPortal(tpg, ip, int(port), mode="create")
+                tpg.set_attribute("generate_node_acls", 0)
+                tpg.set_attribute("authentication", 0)
+                tpg.enable = True
+            else:
+                EDITS[edit[0]](lib, tpg_of(target), edit[1:], request, undo, notes)
+        after = objects_of(target)
+        with Saved(request) as saved:
+            saved.replace(iqn, before | {(so.plugin, so.name) for so in after}, target, after)
+        return {"target": describe(target), "notes": notes}
+    except BaseException:
+        take_back(undo)
+        raise
+
+
+def objects_of(target):
+    return [lun.storage_object for tpg in target.tpgs for lun in tpg.luns]
+
+
+def tpg_of(target):
+    tpgs = [tpg for tpg in target.tpgs if tpg.tag == 1]
+    if not tpgs:
+        raise Refused("failed", f"target {target.wwn} has no TPG 1")
+    return tpgs[0]
+
+
+def chap_of(tpg):
+    """The CHAP account the target asks for: the TPG's, else its ACLs'."""
+    if tpg.chap_userid:
+        return tpg.chap_userid, tpg.chap_password
+    for acl in tpg.node_acls:
+        if acl.chap_userid:
+            return acl.chap_userid, acl.chap_password
+    return "", ""
+
+
+def allow(lib, tpg, args, request, undo, notes):
+    names = args[0]
+    if names == ["ALL"]:
+        if int(tpg.get_attribute("generate_node_acls")):
+            notes.append("ALL was allowed already")
+            return
+        for attribute, value in (("generate_node_acls", 1), ("cache_dynamic_acls", 1),
+                                 ("demo_mode_write_protect", 0)):
+            old = tpg.get_attribute(attribute)
+            tpg.set_attribute(attribute, value)
+            undo.insert(0, lambda attribute=attribute, old=old: tpg.set_attribute(attribute, old))
+        return
+    user, password = chap_of(tpg)
+    known = {acl.node_wwn for acl in tpg.node_acls}
+    for name in names:
+        if name in known:
+            notes.append(f"{name} was allowed already")
+            continue
+        acl = lib.NodeACL(tpg, name, mode="create")
+        undo.insert(0, acl.delete)
+        for lun in tpg.luns:
+            lib.MappedLUN(acl, lun.lun, lun)
+        if user:
+            acl.chap_userid, acl.chap_password = user, password
+
+
+def deny(lib, tpg, args, request, undo, notes):
+    names = args[0]
+    if names == ["ALL"]:
+        if not int(tpg.get_attribute("generate_node_acls")):
+            raise Refused("missing", "ALL is not in the ACL")
+        tpg.set_attribute("generate_node_acls", 0)
+        undo.insert(0, lambda: tpg.set_attribute("generate_node_acls", 1))
+        return
+    acls = {acl.node_wwn: acl for acl in tpg.node_acls}
+    missing = [name for name in names if name not in acls]
+    if missing:
+        raise Refused("missing", f"{missing[0]} is not in the ACL")
+    for name in names:
+        acls[name].delete()  # not taken back: the ACL's sessions are gone with it
+
+
+def chap(lib, tpg, account, request, undo, notes):
+    user, password = account
+    old = (tpg.chap_userid, tpg.chap_password)
+    if int(tpg.get_attribute("generate_node_acls")) or not user:
+        tpg.chap_userid, tpg.chap_password = user, password
+        undo.insert(0, lambda: setattr(tpg, "chap_userid", old[0]) or setattr(tpg, "chap_password", old[1]))
+    for acl in tpg.node_acls:
+        acl.chap_userid, acl.chap_password = user, password
+    tpg.set_attribute("authentication", 1 if user else 0)
+
+
+def lun_add(lib, tpg, edit, request, undo, notes):
+    number, path, name = int(edit[0]), edit[1], edit[2]
+    if any(lun.lun == number for lun in tpg.luns):
+        raise Refused("exists", f"LUN {number} of {tpg.parent_target.wwn} is in use: choose another --lun")
+    if not os.path.exists(path):
+        raise Refused("missing", f"no such file or device: {path}")
+    kind = "block" if stat.S_ISBLK(os.stat(path).st_mode) else "fileio"
+    so = storage_object(kind, name)
+    if so is not None:
+        if list(so.attached_luns) and not request.get("force"):
+            raise Refused("exists", f"{path} is already a LUN of another target (storage object {name}): "
+                                    "one backing store, one target (--force to bind it anyway)")
+    else:
+        so = lib.BlockStorageObject(name, dev=path) if kind == "block" else \
+            lib.FileIOStorageObject(name, dev=path, write_back=False)
+        undo.append(so.delete)
+    lun = lib.LUN(tpg, number, so)
+    undo.insert(0, lun.delete)
+    for acl in tpg.node_acls:
+        lib.MappedLUN(acl, number, lun)
+
+
+def lun_remove(lib, tpg, edit, request, undo, notes):
+    number = int(edit[0])
+    found = [lun for lun in tpg.luns if lun.lun == number]
+    if not found:
+        raise Refused("missing", f"{tpg.parent_target.wwn} has no LUN {number}")
+    users = sorted({entry["initiator"] for entry in sessions(tpg)})
+    if users and not request.get("force"):
+        raise Refused("busy", f"{tpg.parent_target.wwn} has sessions ({', '.join(users)}): log them out first, "
+                              "or use --force")
+    so = found[0].storage_object
+    found[0].delete()
+    if not list(so.attached_luns):
+        so.delete()
+
+
+EDITS = {"allow": allow, "deny": deny, "chap": chap, "lun_add": lun_add, "lun_remove": lun_remove}
+
+
 OPS = {"create": create, "delete": delete, "show": show, "list": list_targets, "restore": restore,
-       "inventory": inventory}
+       "inventory": inventory, "change": change}
 
 
 def main(text):

@@ -1,29 +1,25 @@
 """The target commands on a LIO target server (TARGET=lio), through a
-Session: what `target list`, `show`, `delete` and `restore` do there, with
-the answers in the shape tgt's have (targets.Listed). (`status` and `gc`
-read LIO in inventory.py.)
+Session: what `target` and `lun` do there, with the answers in the shape
+tgt's have (targets.Listed); each change is one run of lioprogram.py,
+all or nothing, saved. (`status` and `gc` read LIO in inventory.py.)
 
-LIO has no TIDs: a target is given by its IQN, and listed with TID None. A
-target is one-iscsi's when its name is one one-iscsi gives (BASE_IQN, then
-host, VG and LV) and its LUN 1 is the storage object named after that
-volume (VG.LV): what lio.create makes, and what `target restore` brings back
-from the saved configuration. The others are changed only when forced.
+LIO has no TIDs: a target is given by its IQN, and listed with TID None.
+A target is one-iscsi's when its name is one one-iscsi gives (BASE_IQN,
+then host, VG and LV): what the driver and `target new` make, and what
+`target restore` brings back from the saved configuration. The others are
+changed only when forced. LIO lets initiators in by name only.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
-from . import lio, names
+from . import lio, names, values
 from .errors import InvalidInput, NotFound, OneIscsiError
 from .run import Session
-from .targets import Listed, parse_target
+from .targets import Listed, check_chap, check_lun, checked, checked_initiators, parse_target
 from .tgt import Target
+from .tgtconf import INITIATOR_NAME_PREFIXES
 
-# the TargetServer operations not done on LIO yet, refused by name
-NOT_YET = {"create": "target new", "allow_initiators": "target acl add and bind-all",
-           "deny_initiators": "target acl remove", "acl": "target acl list", "set_chap": "target chap set",
-           "unset_chap": "target chap unset", "add_lun": "lun bind", "remove_lun": "lun unbind",
-           "list": "lun list"}
 
 
 class LioServer:
@@ -31,12 +27,6 @@ class LioServer:
         self.session = session
         self.host = session.host
         self.cfg = session.cfg
-
-    def __getattr__(self, name: str):
-        if name in NOT_YET:
-            raise OneIscsiError(f"`{NOT_YET[name]}` is not done on LIO target servers yet ({self.host} has "
-                                "TARGET=lio): see LIO target servers in the README")
-        raise AttributeError(name)
 
     def overview(self, iqn: Optional[str] = None) -> list[Listed]:
         """Every iSCSI target LIO has (or the one named), and whether it is one-iscsi's."""
@@ -64,6 +54,78 @@ class LioServer:
         answer = lio.answer(self.session.run(lio.restore(f"{self.cfg.base_iqn}:")), self.host)
         return answer["restored"], answer["present"], [tuple(entry) for entry in answer["failed"]]
 
+    def create(self, iqn: str, tid: Optional[int] = None) -> tuple[str, bool]:
+        """A target with TPG 1 and its portal, no LUN, nobody let in, saved:
+        (its IQN, whether it was made here); an existing one is kept."""
+        if tid is not None:
+            self.tid_of(iqn)
+        answer = self._change(names.validate(iqn), ["new"])
+        return iqn, not answer.get("exists")
+
+    def select(self, iqn: Optional[str] = None) -> list[Target]:
+        """Every target, or the one named."""
+        return [entry.target for entry in self.overview(iqn)]
+
+    def acl(self, iqn: str) -> tuple[str, ...]:
+        return self._get(iqn).acl
+
+    def allow_initiators(self, iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
+        """Let initiator names (or ALL) in: node ACLs with every LUN mapped,
+        or generate_node_acls. Returns notes."""
+        wanted = _names_only(initiators)
+        return self._change(self._owned(iqn, force).iqn, ["allow", wanted])["notes"]
+
+    def deny_initiators(self, iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
+        wanted = _names_only(initiators)
+        target = self._owned(iqn, force)
+        answer = self._change(target.iqn, ["deny", wanted])
+        return [] if answer["target"]["acl"] else [f"{target.iqn} now lets no initiator in"]
+
+    def set_chap(self, iqn: str, user: str, password: str, force: bool = False) -> list[str]:
+        """Make user (with password) the CHAP account the target asks for:
+        on each ACL, and on the TPG with ALL. Returns notes."""
+        check_chap(user, password)
+        self._change(self._owned(iqn, force).iqn, ["chap", user, password], secrets=[password])
+        return []
+
+    def unset_chap(self, iqn: str, force: bool = False) -> list[str]:
+        target = self._owned(iqn, force)
+        if not target.accounts:
+            return [f"{target.iqn} has no CHAP account: nothing changed"]
+        self._change(target.iqn, ["chap", "", ""])
+        return []
+
+    def add_lun(self, iqn: str, device: str, lun: int = 1, force: bool = False) -> list[str]:
+        """device (block device or file) as LUN lun, mapped to every ACL; its
+        storage object named after it (VG.LV). force: a target one-iscsi did
+        not make, a device another target has."""
+        if not device.startswith("/"):
+            raise InvalidInput(f"backing store must be an absolute path, got {device!r}")
+        check_lun(lun)
+        store = checked("backing store", values.path, device)
+        target = self._owned(iqn, force)
+        self._change(target.iqn, ["lun_add", lun, store, lio.object_name(store)], force=force)
+        return []
+
+    def remove_lun(self, iqn: str, lun: int = 1, force: bool = False) -> list[str]:
+        """Remove LUN lun and its storage object (unless another target has
+        it); refused with sessions unless force."""
+        check_lun(lun)
+        target = self._owned(iqn, force)
+        self._change(target.iqn, ["lun_remove", lun], force=force)
+        return []
+
+    def _owned(self, iqn: str, force: bool) -> Target:
+        found = self._get(iqn)
+        if not force and not self._managed(found):
+            raise OneIscsiError(f"target {found.iqn} on {self.host} was not made by one-iscsi: use --force to "
+                                "change it anyway")
+        return found
+
+    def _change(self, iqn: str, edit: list, force: bool = False, secrets: Sequence[str] = ()) -> dict:
+        request = lio.change(iqn, [edit], self.cfg.portal_port, self.cfg.lock_timeout, force, secrets)
+        return lio.answer(self.session.run(request), self.host)
+
     def _get(self, iqn: str) -> Target:
         wanted = parse_target(iqn)
         if isinstance(wanted, int):
@@ -78,9 +140,20 @@ class LioServer:
 
     def _managed(self, target: Target) -> bool:
         try:
-            name = names.parse(target.iqn)
+            return names.parse(target.iqn).base == self.cfg.base_iqn
         except names.InvalidName:
             return False
-        lun_1 = [lun for lun in target.luns if lun.lun == 1]
-        return name.base == self.cfg.base_iqn and len(lun_1) == 1 and \
-            lio.object_name(lun_1[0].backing_store) == f"{name.vg}.{name.lv}"
+
+
+def _names_only(initiators: Sequence[str]) -> list[str]:
+    """Initiator names or ALL, checked: LIO has no address rules."""
+    wanted = checked_initiators(initiators)
+    if "ALL" in wanted:
+        if len(wanted) > 1:
+            raise InvalidInput("ALL stands alone: name it, or initiator names")
+        return wanted
+    addresses = [entry for entry in wanted if not entry.startswith(INITIATOR_NAME_PREFIXES)]
+    if addresses:
+        raise InvalidInput(f"LIO admits initiators by name only: {addresses[0]} is an address (use initiator "
+                           "names, or ALL)")
+    return wanted

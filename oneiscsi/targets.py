@@ -267,12 +267,12 @@ class TargetServer:
         target one-iscsi did not make, a device another target has. Returns notes."""
         if not device.startswith("/"):
             raise InvalidInput(f"backing store must be an absolute path, got {device!r}")
-        _check_lun(lun)
+        check_lun(lun)
         targets = self.list()
         target = self.resolve(tid_or_iqn, targets)
         spec = self._owned_spec(target, force)
         # what goes into a saved file passes the rules of values.py; tgtd alone takes any path as one word
-        store = _checked("backing store", values.path, device) if spec else device
+        store = checked("backing store", values.path, device) if spec else device
         saved = dict(spec.luns) if spec else {}
         name = _named(target, self.host)
         taken = next((found for found in target.luns if found.lun == lun), None)
@@ -294,7 +294,7 @@ class TargetServer:
     def remove_lun(self, tid_or_iqn: str, lun: int = 1, force: bool = False) -> list[str]:
         """Remove LUN lun of a target, and from its saved file. force: even
         with sessions, even a target one-iscsi did not make. Returns notes."""
-        _check_lun(lun)
+        check_lun(lun)
         target = self.resolve(tid_or_iqn)
         spec = self._owned_spec(target, force)
         saved = dict(spec.luns) if spec else {}
@@ -313,7 +313,7 @@ class TargetServer:
     def allow_initiators(self, tid_or_iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
         """Add initiators (addresses, networks, names, ALL) to a target's ACL
         and saved file. Returns notes."""
-        wanted = _checked_initiators(initiators)
+        wanted = checked_initiators(initiators)
         target = self.resolve(tid_or_iqn)
         spec = self._owned_spec(target, force)
         allowed = _acl(target)
@@ -329,7 +329,7 @@ class TargetServer:
 
     def deny_initiators(self, tid_or_iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
         """Remove initiators from a target's ACL and saved file. Returns notes."""
-        wanted = _checked_initiators(initiators)
+        wanted = checked_initiators(initiators)
         target = self.resolve(tid_or_iqn)
         spec = self._owned_spec(target, force)
         known = {*_acl(target), *(spec.initiators if spec else ())}
@@ -352,7 +352,7 @@ class TargetServer:
         tgtd and its saved file. tgtd keeps one password per user, shared by
         the targets bound to it: an existing user is taken only with the
         password one-iscsi knows it by. Returns notes."""
-        _check_chap(user, password)
+        check_chap(user, password)
         targets = self.list()
         target = self.resolve(tid_or_iqn, targets)
         spec = self._owned_spec(target, force)
@@ -646,7 +646,7 @@ def _unbind(tid: int, initiator: str) -> Command:
     return tgt.unbind_address(tid, initiator)
 
 
-def _checked(what: str, rule, value: str) -> str:
+def checked(what: str, rule, value: str) -> str:
     """value by rule (values.py), else InvalidInput naming what it is."""
     try:
         return rule(value)
@@ -654,23 +654,23 @@ def _checked(what: str, rule, value: str) -> str:
         raise InvalidInput(f"{what} {err}, got {value!r}") from None
 
 
-def _checked_initiators(initiators: Sequence[str]) -> list[str]:
+def checked_initiators(initiators: Sequence[str]) -> list[str]:
     if not initiators:
         raise InvalidInput("name at least one initiator address, network or name (or ALL)")
-    return [_checked("initiator", values.initiator, initiator) for initiator in initiators]
+    return [checked("initiator", values.initiator, initiator) for initiator in initiators]
 
 
-def _check_chap(user: str, password: str) -> None:
+def check_chap(user: str, password: str) -> None:
     if not user or not password:
         raise InvalidInput("CHAP needs a user and a password")
-    _checked("CHAP user", values.chap_user, user)
+    checked("CHAP user", values.chap_user, user)
     try:
         values.chap_password(password)
     except ValueError as err:  # the password itself is never shown
         raise InvalidInput(f"CHAP password {err}") from None
 
 
-def _check_lun(lun: int) -> None:
+def check_lun(lun: int) -> None:
     if not 1 <= lun <= values.MAX_LUN:
         raise InvalidInput(f"LUN must be from 1 to {values.MAX_LUN}, got {lun}")
 

@@ -56,11 +56,13 @@ def new(ctx: typer.Context, iqn: IqnArgument,
                                  "allocated, >= BASE_TID).")] = None) -> None:
     """Create a target and print its TID (tgtadm_target_new), saved in
     CONF_DIR with that TID, no LUN and no initiator allowed yet; an existing
-    target of that name is kept and its TID printed."""
+    target of that name is kept and its TID printed. (LIO has no TIDs: the
+    IQN is printed.)"""
     with server_of(ctx, lock=True) as server:
         tid, created = server.create(iqn, tid)
     if not created:
-        info(f"target {iqn} already exists on {server.host} with TID {tid}: nothing changed")
+        had = f" with TID {tid}" if isinstance(tid, int) else ""
+        info(f"target {iqn} already exists on {server.host}{had}: nothing changed")
     if not globals_of(ctx).dry_run:
         print(tid)
 

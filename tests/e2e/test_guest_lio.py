@@ -290,8 +290,8 @@ def test_opennebula_3_4_save_as_of_a_persistent_disk_on_lio(lio_datastore, tmp_p
     assert saved_targets(guest) == []
 
 
-def one_iscsi(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "one-iscsi"), *args], capture_output=True, text=True, timeout=180)
+def one_iscsi(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "one-iscsi"), *args], capture_output=True, text=True, timeout=180, input=stdin)
 
 
 def test_target_list_show_delete_on_lio_by_iqn_in_tgts_shape(lio, tmp_path):
@@ -418,3 +418,50 @@ def test_sigterm_during_a_cp_on_lio_takes_back_target_storage_object_and_volume(
     assert not on_lio(guest, iqn) and iqn not in saved_targets(guest)
     assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{guest.lio_vg}.lv-one-40").returncode != 0
     assert guest.root(f"lvs {guest.lio_vg}/lv-one-40").returncode != 0
+
+
+def test_target_lun_acl_and_chap_commands_build_a_target_on_lio_by_hand(lio, tmp_path):
+    """What an admin does by hand: new target, LUN, ACL by initiator name,
+    CHAP set and unset, ACL removed, LUN unbound, deleted; each step seen
+    by an initiator on this machine (qemu-img, whose initiator name is
+    qemu's) and in the saved configuration."""
+    guest, vg = lio, lio.lio_vg
+    iqn = f"iqn.2012-02.org.opennebula:guest.{vg}.lv-one-50"
+    reader = "iqn.2008-11.org.linux-kvm"
+    data = os.urandom(MIB)
+    (tmp_path / "data").write_bytes(data)
+    made = guest.root(f"lvcreate -q -y -W n -L 4M -n lv-one-50 {vg}")
+    assert made.returncode == 0, made.stderr
+    copied = subprocess.run(["ssh", "-F", str(guest.ssh_config), "guest-root",
+                             f"dd of=/dev/{vg}/lv-one-50 bs=1M conv=fsync status=none"],
+                            input=data, capture_output=True, timeout=120)
+    assert copied.returncode == 0, copied.stderr
+
+    done = one_iscsi("target", "new", iqn)
+    assert (done.returncode, done.stdout) == (0, f"{iqn}\n"), done.stderr
+    assert on_lio(guest, iqn) and iqn in saved_targets(guest)
+    assert one_iscsi("lun", "bind", iqn, f"/dev/{vg}/lv-one-50").returncode == 0
+    rows = json.loads(one_iscsi("lun", "list", iqn, "--json").stdout)
+    assert rows == [{"tid": None, "iqn": iqn, "lun": 1, "backing_store": f"/dev/{vg}/lv-one-50", "size_mib": 4}]
+    assert read_over_iscsi(guest, iqn, tmp_path).returncode != 0  # nobody let in yet
+
+    address = one_iscsi("target", "acl", "add", iqn, "10.0.2.2")
+    assert address.returncode == 2 and "LIO admits initiators by name only: 10.0.2.2" in address.stderr
+    assert one_iscsi("target", "acl", "add", iqn, reader).returncode == 0
+    assert one_iscsi("target", "acl", "list", iqn).stdout == f"{reader}\n"
+    assert lun_bytes(guest, iqn, tmp_path)[:MIB] == data
+
+    done = one_iscsi("target", "chap", "set", iqn, "--user", "hand", "--password-file", "-", stdin="hand-Secret-42\n")
+    assert done.returncode == 0, done.stderr
+    assert read_over_iscsi(guest, iqn, tmp_path).returncode != 0
+    assert lun_bytes(guest, iqn, tmp_path, "hand%hand-Secret-42@")[:MIB] == data
+    assert one_iscsi("target", "chap", "unset", iqn).returncode == 0
+    assert lun_bytes(guest, iqn, tmp_path)[:MIB] == data
+
+    assert one_iscsi("target", "acl", "remove", iqn, reader).returncode == 0
+    assert read_over_iscsi(guest, iqn, tmp_path).returncode != 0
+    assert one_iscsi("lun", "unbind", iqn).returncode == 0
+    assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{vg}.lv-one-50").returncode != 0
+    assert one_iscsi("target", "delete", iqn).returncode == 0
+    assert not on_lio(guest, iqn) and iqn not in saved_targets(guest)
+    assert guest.root(f"lvremove -f {vg}/lv-one-50").returncode == 0

@@ -836,8 +836,8 @@ def test_remove_deletes_any_volume_it_is_named(recorder):
     private = f"{BASE}:tgt1.vg-one.lv-one-9-0"
     exported(recorder, 6, private, ("/dev/vg-one/lv-one-9-0",))
     assert datastore.remove(names.parse(private), recorder.cfg, recorder.runner("tgt1")) == []
-    assert recorder.argvs() == [lio_probe(private), *found(6, private, sessions=True), delete_target(6), forget(private),
-                                ["lvremove", "-f", "vg-one/lv-one-9-0"]]
+    assert recorder.argvs() == [lio_probe(private), *found(6, private, sessions=True), delete_target(6),
+                                forget(private), ["lvremove", "-f", "vg-one/lv-one-9-0"]]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9-0")]
 
 

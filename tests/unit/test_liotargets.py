@@ -43,9 +43,11 @@ def test_list_reads_every_target_in_tgts_shape_and_tells_one_iscsis():
     assert [request["op"] for request in requests(recorder)] == ["list"]
 
 
-def test_a_target_of_one_iscsis_name_on_another_volume_is_not_one_iscsis():
-    _, server = lio_server({"target": described(IQN, "/dev/vg-one/lv-one-8")})
-    assert server.overview(IQN)[0].managed is False
+def test_a_target_is_one_iscsis_by_its_name():
+    _, server = lio_server({"target": described(IQN, "/dev/vg-one/lv-one-8")},
+                           {"target": described("iqn.2012-02.org.opennebula:nohost")})
+    assert server.overview(IQN)[0].managed is True
+    assert server.overview("iqn.2012-02.org.opennebula:nohost")[0].managed is False
 
 
 @pytest.mark.parametrize("command", ["show", "delete"])
@@ -79,9 +81,57 @@ def test_restore_asks_for_one_iscsis_targets_only():
     assert (request["op"], request["prefix"]) == ("restore", f"{BASE}:")
 
 
-@pytest.mark.parametrize("operation, command", [("create", "target new"), ("add_lun", "lun bind"),
-                                                ("set_chap", "target chap set")])
-def test_what_is_not_done_on_lio_yet_is_refused_by_name(operation, command):
-    _, server = lio_server()
-    with pytest.raises(OneIscsiError, match=f"`{command}` is not done on LIO target servers yet"):
-        getattr(server, operation)
+def change_of(recorder) -> dict:
+    [request] = [r for r in requests(recorder) if r["op"] == "change"]
+    return request
+
+
+def test_new_makes_the_target_with_its_portal_and_prints_its_iqn():
+    recorder, server = lio_server({"created": True, "target": described(IQN)})
+    assert server.create(IQN) == (IQN, True)
+    request = change_of(recorder)
+    assert (request["iqn"], request["edits"], request["portal"]) == (IQN, [["new"]], ["0.0.0.0", 3260])
+    with pytest.raises(InvalidInput, match="LIO has no TIDs"):
+        server.create(IQN, 3)
+
+
+def test_initiators_are_names_or_all_alone_and_addresses_are_refused_before_anything_runs():
+    recorder, server = lio_server({"target": described(IQN)}, {"target": described(IQN), "notes": []})
+    server.allow_initiators(IQN, ["iqn.1993-08.org.debian:01:node1"])
+    assert change_of(recorder)["edits"] == [["allow", ["iqn.1993-08.org.debian:01:node1"]]]
+    for wanted, message in ((["10.0.0.5"], "LIO admits initiators by name only: 10.0.0.5"),
+                            (["ALL", "iqn.1993-08.org.debian:01:node1"], "ALL stands alone"),
+                            (["iqn.x;reboot"], "initiator must be")):
+        recorder, server = lio_server()
+        with pytest.raises(InvalidInput, match=message):
+            server.allow_initiators(IQN, wanted)
+        assert recorder.calls == []
+
+
+def test_chap_password_is_a_secret_of_the_request_and_checked_first():
+    recorder, server = lio_server({"target": described(IQN)}, {"target": described(IQN), "notes": []})
+    server.set_chap(IQN, "one", "secret-pass-12")
+    [command] = [cmd for cmd in recorder.commands if '"op": "change"' in (cmd.input or "")]
+    assert command.secrets == {"secret-pass-12"} and change_of(recorder)["edits"] == [["chap", "one", "secret-pass-12"]]
+    recorder, server = lio_server()
+    with pytest.raises(InvalidInput, match="CHAP password"):
+        server.set_chap(IQN, "one", "short")
+    assert recorder.calls == []
+
+
+def test_lun_bind_names_the_storage_object_after_the_device():
+    recorder, server = lio_server({"target": described(IQN)}, {"target": described(IQN), "notes": []})
+    server.add_lun(IQN, "/dev/vg-one/lv-one-9", 2, force=True)
+    request = change_of(recorder)
+    assert (request["edits"], request["force"]) == ([["lun_add", 2, "/dev/vg-one/lv-one-9", "vg-one.lv-one-9"]], True)
+    recorder, server = lio_server()
+    with pytest.raises(InvalidInput, match="backing store must"):
+        server.add_lun(IQN, "/dev/vg one/x")
+    assert recorder.calls == []
+
+
+def test_changes_of_a_target_one_iscsi_did_not_make_need_force():
+    recorder, server = lio_server({"target": described("iqn.2003-01.org.example:other")})
+    with pytest.raises(OneIscsiError, match="was not made by one-iscsi: use --force"):
+        server.remove_lun("iqn.2003-01.org.example:other", 1)
+    assert [r["op"] for r in requests(recorder)] == ["show"]

@@ -263,7 +263,8 @@ def test_delete_of_a_vms_private_copy_removes_its_target_and_volume_on_the_targe
     node = ["iscsiadm", "-m", "node", "--targetname", PRIVATE]
     assert recorder.calls == [("node1", describe(DISK)), ("node1", describe(CARRIER)),
                               ("node1", [*node, "--logout"]), ("node1", [*node, "-o", "delete"]),
-                              ("tgt1", lio_probe(PRIVATE)), *[("tgt1", argv) for argv in found(5, PRIVATE, sessions=True)],
+                              ("tgt1", lio_probe(PRIVATE)),
+                              *[("tgt1", argv) for argv in found(5, PRIVATE, sessions=True)],
                               ("tgt1", delete_target(5)), ("tgt1", forget(PRIVATE)),
                               ("tgt1", ["lvremove", "-f", "vg-one/lv-one-9-0"]),
                               ("node1", ["rm", "-f", DISK, CARRIER])]  # the link last: delete can run again
@@ -703,7 +704,8 @@ def test_cpds_of_what_is_no_iscsi_disk_copies_nothing(recorder):
 # resize
 
 LVS_7 = ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"]
-GROWN = [LVS_7, lio_probe(), *found(3), ["lvextend", "-L", "16M", "vg-one/lv-one-7"], readd_lun(3, "/dev/vg-one/lv-one-7")]
+GROWN = [LVS_7, lio_probe(), *found(3), ["lvextend", "-L", "16M", "vg-one/lv-one-7"],
+         readd_lun(3, "/dev/vg-one/lv-one-7")]
 
 
 def resize_server(recorder, size=8 * 1024 * 1024):
