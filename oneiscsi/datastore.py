@@ -172,8 +172,6 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
     checksums: expected hex digests by hashlib name (md5, sha1). keep_qcow2:
     a qcow2 file is copied as it is (the VM reads qcow2), else as raw data."""
     check_allowed(path, cfg)
-    if cfg.target == "lio" and cfg.copy_via == "iscsi":
-        raise InvalidInput("COPY_VIA=iscsi is not done on LIO target servers yet (TARGET=lio): use ssh or auto")
     target, volume = _names(image_id, cfg)
     undo = Undo(server.host)
     with _inspect(path, cfg, local, keep_qcow2) as image, _owning(server, undo, volume) as session:
@@ -183,7 +181,7 @@ def cp(path: str, image_id: int, cfg: Config, server: Runner, local: Runner,
         # a new file of the file backend is sparse: it reads as zeros already; a
         # new LV may hold the data of old ones. Once flushed, the target must still be there.
         zero_device, progress = cfg.backend != "file", progress_for(image.size)
-        if cfg.target != "lio" and copy_via(cfg, image, server) == "iscsi":
+        if copy_via(cfg, image, server) == "iscsi":
             undo.step(f"copying {path} to {target.iqn} through its portal", lambda: write_through_portal(
                 image, session, local, tid, target.iqn, volume.device, digests, zero_device, progress))
         else:
@@ -271,19 +269,21 @@ def copy_via(cfg: Config, image: source.Image, server: Runner) -> str:
 def write_through_portal(image: source.Image, session: Session, local: Runner, tid: int, iqn: str, device: str,
                          digests: source.Digests, zero_device: bool,
                          progress: Optional[Callable[[int], None]] = None) -> None:
-    """Write the image onto LUN 1 of the target iqn (TID tid) from here with
-    qemu-img through the target's portal, the target admitting this machine
-    for the copy only. qemu-img skips the image's zero blocks (any size),
-    so a device that may hold old data is zeroed whole in place first; the
+    """Write the image onto LUN 1 of the target iqn (TID tid; 0 on LIO)
+    from here with qemu-img through the target's portal, the target
+    admitting this machine for the copy only (on LIO a node ACL, with the
+    target's CHAP). qemu-img skips the image's zero blocks (any size), so a
+    device that may hold old data is zeroed whole in place first; the
     device is flushed on the target server after the copy."""
     cfg, server = session.cfg, session.runner
     name = portalcopy.initiator_name(cfg.base_iqn)
     admit = "ALL" not in cfg.initiators
+    on_lio = cfg.target == "lio"
     if zero_device:
         session.run(_writer(server, device).but(input=f"Z 0 {image.size}\nE {image.size} 1\n"),
                     timeout=cfg.copy_timeout)
     if admit:
-        session.run(tgt.bind_initiator_name(tid, name))
+        session.run(_admitting(on_lio, tid, iqn, name, cfg, True))
     try:
         with _secret_file(cfg.chap_password if cfg.chap_user else "") as secret, local.session() as here:
             target = portalcopy.target_options(portalcopy.portal(cfg.copy_portal, cfg.host, cfg.portal_port), iqn,
@@ -292,14 +292,21 @@ def write_through_portal(image: source.Image, session: Session, local: Runner, t
                                         secret_file=secret), timeout=cfg.copy_timeout)
     finally:
         if admit:
-            session.run(tgt.unbind_initiator_name(tid, name))
+            session.run(_admitting(on_lio, tid, iqn, name, cfg, False))
     # tgtd wrote through the page cache of the target server: flushed there, then the target checked
-    session.run(_writer(server, device, check=_exported(tid, iqn)).but(input=f"E {image.size} 0\n"),
-                timeout=cfg.copy_timeout)
+    check = lio.exported(iqn) if on_lio else _exported(tid, iqn)
+    session.run(_writer(server, device, check=check).but(input=f"E {image.size} 0\n"), timeout=cfg.copy_timeout)
     for _ in digests.through(source.file_chunks(image.fd)) if digests.hashes else ():
         pass
     if progress is not None:
         progress(image.size)
+
+
+def _admitting(on_lio: bool, tid: int, iqn: str, name: str, cfg: Config, admit: bool) -> Command:
+    """The command that lets the initiator name in (admit) or out again."""
+    if on_lio:
+        return lio.change(iqn, [["allow" if admit else "deny", [name]]], cfg.portal_port, cfg.lock_timeout)
+    return tgt.bind_initiator_name(tid, name) if admit else tgt.unbind_initiator_name(tid, name)
 
 
 @contextmanager

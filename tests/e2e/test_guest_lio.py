@@ -465,3 +465,21 @@ def test_target_lun_acl_and_chap_commands_build_a_target_on_lio_by_hand(lio, tmp
     assert one_iscsi("target", "delete", iqn).returncode == 0
     assert not on_lio(guest, iqn) and iqn not in saved_targets(guest)
     assert guest.root(f"lvremove -f {vg}/lv-one-50").returncode == 0
+
+
+def test_copy_via_iscsi_on_lio_writes_through_the_portal_admitting_the_front_end_for_the_copy_only(
+        lio, tmp_path, monkeypatch):
+    """COPY_VIA=iscsi: qemu-img on this machine writes the LUN through the
+    guest's forwarded portal, let in by a node ACL of its own (with the
+    target's CHAP) that is gone after the copy."""
+    guest = lio
+    for key, value in {"COPY_VIA": "iscsi", "COPY_PORTAL": f"127.0.0.1:{guest.lio_portal_port}",
+                       "INITIATORS": INITIATOR, "CHAP_USER": "copy-user",
+                       "CHAP_PASSWORD": "copy-Secret-42"}.items():
+        monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
+    iqn, data = register(tmp_path, 60)
+    assert one_iscsi("target", "acl", "list", iqn).stdout == f"{INITIATOR}\n"
+    monkeypatch.setenv("ONE_ISCSI_INITIATORS", "ALL")
+    assert one_iscsi("target", "acl", "add", iqn, "iqn.2008-11.org.linux-kvm").returncode == 0
+    assert lun_bytes(guest, iqn, tmp_path, "copy-user%copy-Secret-42@")[:SIZE] == data
+    assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "60").returncode == 0
