@@ -284,10 +284,12 @@ def show(request):
 
 def list_targets(request):
     """Every iSCSI target LIO has, described."""
-    lib = rtslib()
     fabric = f"{CONFIGFS}/iscsi"
     iqns = sorted(entry for entry in os.listdir(fabric) if entry.startswith(("iqn.", "eui.", "naa."))) \
         if os.path.isdir(fabric) else []
+    if not iqns:
+        return {"targets": []}
+    lib = rtslib()
     return {"targets": [describe(lib.Target(lib.FabricModule("iscsi"), iqn, mode="lookup")) for iqn in iqns]}
 
 
