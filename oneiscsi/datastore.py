@@ -18,6 +18,7 @@ from .command import Command, command
 from .config import Config
 from .errors import CommandError, Interrupted, InvalidInput, NotFound, OneIscsiError
 from .run import FileRange, Runner, Session
+from .liotargets import ask
 from .targets import TargetServer
 from .undo import Undo
 from .units import MIB, whole_mib
@@ -305,7 +306,8 @@ def write_through_portal(image: source.Image, session: Session, local: Runner, t
 def _admitting(on_lio: bool, tid: int, iqn: str, name: str, cfg: Config, admit: bool) -> Command:
     """The command that lets the initiator name in (admit) or out again."""
     if on_lio:
-        return lio.change(iqn, [["allow" if admit else "deny", [name]]], cfg.portal_port, cfg.lock_timeout)
+        return lio.change(iqn, [["allow" if admit else "deny", [name]]], cfg.portal_port, cfg.lock_timeout,
+                          persist=False)  # for this copy only: not for a reboot to bring back
     return tgt.bind_initiator_name(tid, name) if admit else tgt.unbind_initiator_name(tid, name)
 
 
@@ -448,7 +450,7 @@ def lio_has(session: Session, iqn: str) -> bool:
 def lio_rules(session: Session, iqn: str) -> tgtconf.TargetSpec:
     """The access rules (initiators, CHAP) of LIO's target iqn, checked by
     the rules every configured value meets before they go into another target."""
-    found = lio.answer(session.run(lio.show(iqn, secrets=True)), session.host)["target"]
+    found = ask(session, lio.show(iqn, secrets=True))["target"]
     try:
         initiators = tuple("ALL" if name == "ALL" else values.initiator(name) for name in found["acl"])
         user = values.chap_user(found["chap_user"]) if found["chap_user"] else ""
@@ -574,11 +576,10 @@ def _remove_lio(session: Session, target: names.TargetName, volume: storage.Volu
     """The LIO target, its storage object and saved entries; refused (by
     the program, which looks at the sessions) while an initiator is logged in."""
     try:
-        removal = lio.delete(target.iqn, [volume.device], lio.storage_kind(volume.backend))
-        answer = lio.answer(session.run(removal), session.host)
+        answer = ask(session, lio.delete(target.iqn, [volume.device], lio.storage_kind(volume.backend)))
     except OneIscsiError as err:
         raise OneIscsiError(f"{err}: nothing removed") from None
-    return [] if answer.get("deleted") else [f"no target {target.iqn} on {session.host}: already deleted"]
+    return [] if answer.get("deleted", True) else [f"no target {target.iqn} on {session.host}: already deleted"]
 
 
 def stat(path: str, cfg: Config, local: Runner, keep_qcow2: bool = False) -> int:

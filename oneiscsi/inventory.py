@@ -27,6 +27,7 @@ from .config import Config
 from .datastore import image_lock
 from .errors import InvalidInput, NotFound, OneIscsiError
 from .run import LOCK_BUSY_RC, Runner, Session
+from .liotargets import ask
 from .targets import TargetServer
 from .units import whole_mib
 
@@ -167,7 +168,7 @@ def read_facts(cfg: Config, session: Session) -> Facts:
 def _lio_facts(cfg: Config, session: Session) -> Facts:
     """LIO's targets and saved configuration, in one run of the program.
     Its saved entries record no TIDs (LIO has none): no TID is compared."""
-    found = lio.answer(session.run(lio.inventory()), session.host)
+    found = ask(session, lio.inventory())
     targets = tuple(lio.target(data) for data in found["targets"])
     exported = {target.iqn for target in targets}
     saved_stores = {iqn: tuple(store for store in stores if store)  # "": a LUN of no saved storage object
@@ -328,9 +329,9 @@ def _remove_lio(cfg: Config, session: Session, entry: Entry) -> None:
     killed cp may have left on it."""
     volume = storage.volume_named(cfg.vg_name, entry.name, cfg)
     if entry.orphan != "volume":
-        lio.answer(session.run(lio.delete(entry.iqn)), session.host)
+        ask(session, lio.delete(entry.iqn))
         return
-    lio.answer(session.run(lio.delete(entry.iqn, [volume.device], lio.storage_kind(volume.backend))), session.host)
+    ask(session, lio.delete(entry.iqn, [volume.device], lio.storage_kind(volume.backend)))
     for cmd in volume.remove():
         session.run(cmd)
 

@@ -55,6 +55,15 @@ def exported(iqn: str) -> Command:
                    explain=lambda err: OneIscsiError(f"target {iqn} is no longer exported on {err.host}"))
 
 
+def lower_case(what: str, name: str) -> str:
+    """name, refused with capitals: LIO keeps target and initiator names
+    in lower case, so a name with capitals would never be found again."""
+    if name != name.lower():
+        raise InvalidInput(f"LIO keeps names in lower case: {what} {shown(name)} has capitals (on LIO, "
+                           "HOST, VG_NAME, BASE_IQN and initiator names must be lower case)")
+    return name
+
+
 def has_target(iqn: str) -> Command:
     """Succeeds when LIO has a target of that name: a look at configfs."""
     return command("test", "-d", f"{CONFIGFS}/iscsi/{iqn}", query=True)
@@ -75,7 +84,9 @@ def create(spec: TargetSpec, kind: str, portal_port: int, lock_timeout: float) -
         raise InvalidInput(f"LIO admits initiators by name only: {shown(' '.join(addresses))} in INITIATORS "
                            "is an address (use initiator names, or ALL)")
     [(lun, device)] = spec.luns
-    initiators = "ALL" if "ALL" in spec.initiators else list(spec.initiator_names)
+    lower_case("target name", spec.iqn)
+    initiators = "ALL" if "ALL" in spec.initiators else \
+        [lower_case("initiator name", name) for name in spec.initiator_names]
     chap = [spec.chap_user, spec.chap_password] if spec.chap_user else None
     return _request("create", iqn=spec.iqn, kind=kind, name=object_name(device), path=device, lun=lun,
                     portal=["0.0.0.0", portal_port], initiators=initiators, chap=chap, lock_timeout=lock_timeout)
@@ -98,11 +109,11 @@ def list_targets() -> Command:
 
 
 def change(iqn: str, edits: Sequence[list], portal_port: int, lock_timeout: float, force: bool = False,
-           secrets: Sequence[str] = ()) -> Command:
-    """Edits of one target (lioprogram.change says which), all or nothing, then saved."""
-    request = _request("change", iqn=iqn, edits=[list(edit) for edit in edits], portal=["0.0.0.0", portal_port],
-                       lock_timeout=lock_timeout, force=force)
-    return request.but(secrets=frozenset(secret for secret in secrets if secret))
+           persist: bool = True) -> Command:
+    """Edits of one target (lioprogram.change says which), all or nothing,
+    then saved unless not persist."""
+    return _request("change", iqn=iqn, edits=[list(edit) for edit in edits], portal=["0.0.0.0", portal_port],
+                    lock_timeout=lock_timeout, force=force, persist=persist)
 
 
 def inventory() -> Command:

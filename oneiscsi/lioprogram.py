@@ -60,13 +60,22 @@ def lookup(iqn):
 
 def storage_object(kind, name):
     """The storage object of that kind and name, or None."""
-    lib = rtslib()
+    if kind not in STORAGE:
+        return None
     class_name, hba = STORAGE[kind]
     core = f"{CONFIGFS}/core"
     hbas = [entry for entry in os.listdir(core) if entry.startswith(hba + "_")] if os.path.isdir(core) else []
     if not any(os.path.isdir(f"{core}/{hba}/{name}") for hba in hbas):
         return None
-    return getattr(lib, class_name)(name)
+    return getattr(rtslib(), class_name)(name)
+
+
+def new_storage_object(lib, name, path):
+    """A block storage object of a block device, else a fileio one of the
+    file at path (rtslib wants a file's size)."""
+    if stat.S_ISBLK(os.stat(path).st_mode):
+        return lib.BlockStorageObject(name, dev=path)
+    return lib.FileIOStorageObject(name, dev=path, size=os.path.getsize(path), write_back=False)
 
 
 def sessions(tpg):
@@ -163,11 +172,15 @@ class Saved:
 
     def replace(self, iqn, names, target=None, objects=()):
         """Drop the saved entries of target iqn and of the storage objects
-        named in names ({(plugin, name)}), then add target's and objects' own."""
+        named in names ({(plugin, name)}) that LIO no longer has, then add
+        target's and objects' own (an object another target still has keeps
+        its entry)."""
         config = self.config
+        gone = {(plugin, name) for plugin, name in names if storage_object(plugin, name) is None}
+        gone |= {(so.plugin, so.name) for so in objects}
         config["targets"] = [t for t in config["targets"] if t.get("wwn") != iqn]
         config["storage_objects"] = [so for so in config["storage_objects"]
-                                     if (so.get("plugin"), so.get("name")) not in names]
+                                     if (so.get("plugin"), so.get("name")) not in gone]
         if target is not None:
             config["targets"].append(target.dump())
         config["storage_objects"].extend(so.dump() for so in objects)
@@ -187,6 +200,12 @@ class Saved:
         finally:
             os.close(directory_fd)
 
+    def saved_objects(self, iqn):
+        """{(plugin, name)} of the storage objects the saved target iqn's LUNs name."""
+        return {tuple(lun.get("storage_object", "").strip("/").split("/")[1:3])
+                for target in self.config["targets"] if target.get("wwn") == iqn
+                for tpg in target.get("tpgs", []) for lun in tpg.get("luns", [])} - {()}
+
     def __exit__(self, *error):
         self.handle.close()
 
@@ -195,49 +214,51 @@ def create(request):
     """Storage object, target, TPG 1 (portal, LUN, access, CHAP), enabled,
     and saved; all or nothing. An existing target is only described."""
     lib = rtslib()
-    iqn, kind, name = request["iqn"], request["kind"], request["name"]
-    existing = lookup(iqn)
+    existing = lookup(request["iqn"])
     if existing is not None:
         return {"exists": True, "target": describe(existing)}
     undo = []
-    try:
-        so = storage_object(kind, name)
-        if so is not None:
-            if list(so.attached_luns):
-                raise Refused("exists", f"storage object {name} is in use by another target")
-            so.delete()  # left by a run that was killed before it could take it back
-        if kind == "block":
-            so = lib.BlockStorageObject(name, dev=request["path"])
-        else:
-            so = lib.FileIOStorageObject(name, dev=request["path"], write_back=False)
-        undo.append(so.delete)
-        target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
-        undo.insert(0, target.delete)
-        tpg = lib.TPG(target, 1, mode="create")
-        ip, port = request["portal"]
-        lib.NetworkPortal(tpg, ip, int(port), mode="create")
-        lun = lib.LUN(tpg, int(request.get("lun", 1)), so)
-        user, password = request.get("chap") or ("", "")
-        if request["initiators"] == "ALL":
-            for attribute, value in (("generate_node_acls", 1), ("cache_dynamic_acls", 1),
-                                     ("demo_mode_write_protect", 0)):
-                tpg.set_attribute(attribute, value)
+    with Saved(request) as saved:  # first: nothing changes unless it can be saved
+        try:
+            return made(lib, request, saved, undo)
+        except BaseException:
+            take_back(undo)
+            raise
+
+
+def made(lib, request, saved, undo):
+    """create's work, each step's undo pushed on undo."""
+    iqn, kind, name = request["iqn"], request["kind"], request["name"]
+    so = storage_object(kind, name)
+    if so is not None:
+        if list(so.attached_luns):
+            raise Refused("exists", f"storage object {name} is in use by another target")
+        so.delete()  # left by a run that was killed before it could take it back
+    so = new_storage_object(lib, name, request["path"])
+    undo.append(so.delete)
+    target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
+    undo.insert(0, target.delete)
+    tpg = lib.TPG(target, 1, mode="create")
+    ip, port = request["portal"]
+    lib.NetworkPortal(tpg, ip, int(port), mode="create")
+    lun = lib.LUN(tpg, int(request.get("lun", 1)), so)
+    user, password = request.get("chap") or ("", "")
+    if request["initiators"] == "ALL":
+        for attribute, value in (("generate_node_acls", 1), ("cache_dynamic_acls", 1),
+                                 ("demo_mode_write_protect", 0)):
+            tpg.set_attribute(attribute, value)
+    else:
+        for initiator in request["initiators"]:
+            acl = lib.NodeACL(tpg, initiator, mode="create")
+            lib.MappedLUN(acl, lun.lun, lun)
             if user:
-                tpg.chap_userid, tpg.chap_password = user, password
-        else:
-            for initiator in request["initiators"]:
-                acl = lib.NodeACL(tpg, initiator, mode="create")
-                lib.MappedLUN(acl, lun.lun, lun)
-                if user:
-                    acl.chap_userid, acl.chap_password = user, password
-        tpg.set_attribute("authentication", 1 if user else 0)
-        tpg.enable = True
-        with Saved(request) as saved:
-            saved.replace(iqn, {(so.plugin, name)}, target, [so])
-        return {"created": True, "target": describe(target)}
-    except BaseException:
-        take_back(undo)
-        raise
+                acl.chap_userid, acl.chap_password = user, password
+    if user:  # the TPG keeps the account too: ALL's sessions use it, and ACLs added later take it
+        tpg.chap_userid, tpg.chap_password = user, password
+    tpg.set_attribute("authentication", 1 if user else 0)
+    tpg.enable = True
+    saved.replace(iqn, {(so.plugin, name)}, target, [so])
+    return {"created": True, "target": describe(target)}
 
 
 def take_back(undo):
@@ -254,8 +275,9 @@ def delete(request):
     """The target and the storage objects of its LUNs (none other uses
     them), and the objects named in the request that no target uses (left
     by a run killed between making one and its target), then their saved
-    entries; refused while an initiator is logged in unless force. A
-    missing target is not an error."""
+    entries (a saved target's own, also when LIO lacks it); refused while
+    an initiator is logged in unless force. A missing target is not an
+    error."""
     iqn = request["iqn"]
     target = lookup(iqn)
     described = describe(target) if target is not None else None
@@ -263,14 +285,14 @@ def delete(request):
         users = ", ".join(sorted({entry["initiator"] for entry in described["sessions"]}))
         raise Refused("busy", f"target {iqn} is in use by {users}")
     named = {(plugin, name) for plugin, name in request.get("objects", [])}  # kinds are rtslib's plugin names
-    if target is not None:
-        objects = [lun.storage_object for tpg in target.tpgs for lun in tpg.luns]
-        named |= {(so.plugin, so.name) for so in objects}
-        target.delete()
-    for so in filter(None, (storage_object(plugin, name) for plugin, name in sorted(named))):
-        if not list(so.attached_luns):  # another target's LUN keeps it
-            so.delete()
     with Saved(request) as saved:
+        named |= saved.saved_objects(iqn)
+        if target is not None:
+            named |= {(so.plugin, so.name) for so in objects_of(target)}
+            target.delete()
+        for so in filter(None, (storage_object(plugin, name) for plugin, name in sorted(named))):
+            if not list(so.attached_luns):  # another target's LUN keeps it
+                so.delete()
         saved.replace(iqn, named)
     return {"deleted": target is not None, "target": described}
 
@@ -312,7 +334,7 @@ def restore(request):
         objects = [so for so in config["storage_objects"] if so.get("name") in wanted]
         try:
             for so in objects:
-                left = storage_object(so.get("plugin"), so["name"]) if so.get("plugin") in STORAGE else None
+                left = storage_object(so.get("plugin"), so["name"])
                 if left is not None and not list(left.attached_luns):
                     left.delete()
             errors = lib.RTSRoot().restore({"storage_objects": objects, "targets": [entry]}, abort_on_error=True)
@@ -323,6 +345,10 @@ def restore(request):
             target = lookup(iqn)
             if target is not None:
                 target.delete()
+            for so in objects:
+                made = storage_object(so.get("plugin"), so["name"])
+                if made is not None and not list(made.attached_luns):
+                    made.delete()
             failed.append([iqn, str(error) or type(error).__name__])
     return {"restored": restored, "present": present, "failed": failed}
 
@@ -349,7 +375,8 @@ def change(request):
     names or ["ALL"]; ["chap", USER, PASSWORD] ("", "" takes CHAP away);
     ["lun_add", LUN, PATH, NAME] (a block device or a file); ["lun_remove",
     LUN]. force: also with sessions (lun_remove) or a backing store another
-    target has (lun_add)."""
+    target has (lun_add). persist false: not saved (a change for the
+    moment, such as a copy's own ACL)."""
     lib = rtslib()
     iqn, edits = request["iqn"], request["edits"]
     target = lookup(iqn)
@@ -359,26 +386,27 @@ def change(request):
         return {"exists": True, "target": describe(target)}
     undo, notes = [], []
     before = set() if target is None else {(so.plugin, so.name) for so in objects_of(target)}
-    try:
-        for edit in edits:
-            if edit[0] == "new":
-                target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
-                undo.insert(0, target.delete)
-                tpg = lib.TPG(target, 1, mode="create")
-                ip, port = request["portal"]
-                lib.NetworkPortal(tpg, ip, int(port), mode="create")
-                tpg.set_attribute("generate_node_acls", 0)
-                tpg.set_attribute("authentication", 0)
-                tpg.enable = True
-            else:
-                EDITS[edit[0]](lib, tpg_of(target), edit[1:], request, undo, notes)
-        after = objects_of(target)
-        with Saved(request) as saved:
-            saved.replace(iqn, before | {(so.plugin, so.name) for so in after}, target, after)
-        return {"target": describe(target), "notes": notes}
-    except BaseException:
-        take_back(undo)
-        raise
+    with Saved(request) as saved:  # first: nothing changes unless it can be saved
+        try:
+            for edit in edits:
+                if edit[0] == "new":
+                    target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
+                    undo.insert(0, target.delete)
+                    tpg = lib.TPG(target, 1, mode="create")
+                    ip, port = request["portal"]
+                    lib.NetworkPortal(tpg, ip, int(port), mode="create")
+                    tpg.set_attribute("generate_node_acls", 0)
+                    tpg.set_attribute("authentication", 0)
+                    tpg.enable = True
+                else:
+                    EDITS[edit[0]](lib, tpg_of(target), edit[1:], request, undo, notes)
+            after = objects_of(target)
+            if request.get("persist", True):
+                saved.replace(iqn, before | {(so.plugin, so.name) for so in after}, target, after)
+            return {"target": describe(target), "notes": notes}
+        except BaseException:
+            take_back(undo)
+            raise
 
 
 def objects_of(target):
@@ -445,14 +473,20 @@ def deny(lib, tpg, args, request, undo, notes):
 
 
 def chap(lib, tpg, account, request, undo, notes):
+    """The account on the TPG (ALL's sessions use it, ACLs added later take
+    it) and on every ACL; "" "" takes it away."""
     user, password = account
-    old = (tpg.chap_userid, tpg.chap_password)
-    if int(tpg.get_attribute("generate_node_acls")) or not user:
-        tpg.chap_userid, tpg.chap_password = user, password
-        undo.insert(0, lambda: setattr(tpg, "chap_userid", old[0]) or setattr(tpg, "chap_password", old[1]))
-    for acl in tpg.node_acls:
-        acl.chap_userid, acl.chap_password = user, password
+    for holder in [tpg, *tpg.node_acls]:
+        old = (holder.chap_userid, holder.chap_password)
+        holder.chap_userid, holder.chap_password = user, password
+        undo.insert(0, lambda holder=holder, old=old: set_chap(holder, *old))
+    old_authentication = tpg.get_attribute("authentication")
     tpg.set_attribute("authentication", 1 if user else 0)
+    undo.insert(0, lambda: tpg.set_attribute("authentication", old_authentication))
+
+
+def set_chap(holder, user, password):
+    holder.chap_userid, holder.chap_password = user, password
 
 
 def lun_add(lib, tpg, edit, request, undo, notes):
@@ -463,13 +497,14 @@ def lun_add(lib, tpg, edit, request, undo, notes):
         raise Refused("missing", f"no such file or device: {path}")
     kind = "block" if stat.S_ISBLK(os.stat(path).st_mode) else "fileio"
     so = storage_object(kind, name)
+    if so is not None and so.udev_path != path:
+        raise Refused("exists", f"storage object {name} is of {so.udev_path}, not {path}")
     if so is not None:
         if list(so.attached_luns) and not request.get("force"):
             raise Refused("exists", f"{path} is already a LUN of another target (storage object {name}): "
                                     "one backing store, one target (--force to bind it anyway)")
     else:
-        so = lib.BlockStorageObject(name, dev=path) if kind == "block" else \
-            lib.FileIOStorageObject(name, dev=path, write_back=False)
+        so = new_storage_object(lib, name, path)
         undo.append(so.delete)
     lun = lib.LUN(tpg, number, so)
     undo.insert(0, lun.delete)

@@ -14,12 +14,22 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from . import lio, names, values
+from .command import Command
 from .errors import InvalidInput, NotFound, OneIscsiError
 from .run import Session
 from .targets import Listed, check_chap, check_lun, checked, checked_initiators, parse_target
 from .tgt import Target
 from .tgtconf import INITIATOR_NAME_PREFIXES
 
+
+
+def ask(session: Session, request: Command) -> dict:
+    """The program's answer to request, run in session; under --dry-run,
+    where a change is only shown, an empty one."""
+    text = session.run(request)
+    if session.runner.dry_run and not request.query:
+        return {}
+    return lio.answer(text, session.host)
 
 
 class LioServer:
@@ -32,7 +42,7 @@ class LioServer:
         """Every iSCSI target LIO has (or the one named), and whether it is one-iscsi's."""
         if iqn:
             return [self._listed(self._get(iqn))]
-        answer = lio.answer(self.session.run(lio.list_targets()), self.host)
+        answer = ask(self.session, lio.list_targets())
         return sorted((self._listed(lio.target(data)) for data in answer["targets"]), key=lambda e: e.target.iqn)
 
     def tid_of(self, iqn: str) -> int:
@@ -45,21 +55,21 @@ class LioServer:
         if not force and not self._managed(found):
             raise OneIscsiError(f"target {found.iqn} on {self.host} was not made by one-iscsi: not deleting it "
                                 "(--force deletes it)")
-        lio.answer(self.session.run(lio.delete(found.iqn, force=force)), self.host)
+        ask(self.session, lio.delete(found.iqn, force=force))
 
     def restore(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
         """Make again every target of one-iscsi's (BASE_IQN) that the saved
         configuration has and LIO does not, with its storage object. Returns
         the IQNs restored, those already there, and the failures (IQN, why)."""
-        answer = lio.answer(self.session.run(lio.restore(f"{self.cfg.base_iqn}:")), self.host)
-        return answer["restored"], answer["present"], [tuple(entry) for entry in answer["failed"]]
+        answer = ask(self.session, lio.restore(f"{self.cfg.base_iqn}:"))
+        return answer.get("restored", []), answer.get("present", []), [tuple(e) for e in answer.get("failed", [])]
 
     def create(self, iqn: str, tid: Optional[int] = None) -> tuple[str, bool]:
         """A target with TPG 1 and its portal, no LUN, nobody let in, saved:
         (its IQN, whether it was made here); an existing one is kept."""
         if tid is not None:
             self.tid_of(iqn)
-        answer = self._change(names.validate(iqn), ["new"])
+        answer = self._change(lio.lower_case("target name", names.validate(iqn)), ["new"])
         return iqn, not answer.get("exists")
 
     def select(self, iqn: Optional[str] = None) -> list[Target]:
@@ -73,19 +83,19 @@ class LioServer:
         """Let initiator names (or ALL) in: node ACLs with every LUN mapped,
         or generate_node_acls. Returns notes."""
         wanted = _names_only(initiators)
-        return self._change(self._owned(iqn, force).iqn, ["allow", wanted])["notes"]
+        return self._change(self._owned(iqn, force).iqn, ["allow", wanted]).get("notes", [])
 
     def deny_initiators(self, iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
         wanted = _names_only(initiators)
         target = self._owned(iqn, force)
         answer = self._change(target.iqn, ["deny", wanted])
-        return [] if answer["target"]["acl"] else [f"{target.iqn} now lets no initiator in"]
+        return [] if answer.get("target", {}).get("acl", True) else [f"{target.iqn} now lets no initiator in"]
 
     def set_chap(self, iqn: str, user: str, password: str, force: bool = False) -> list[str]:
         """Make user (with password) the CHAP account the target asks for:
         on each ACL, and on the TPG with ALL. Returns notes."""
         check_chap(user, password)
-        self._change(self._owned(iqn, force).iqn, ["chap", user, password], secrets=[password])
+        self._change(self._owned(iqn, force).iqn, ["chap", user, password])
         return []
 
     def unset_chap(self, iqn: str, force: bool = False) -> list[str]:
@@ -122,14 +132,14 @@ class LioServer:
                                 "change it anyway")
         return found
 
-    def _change(self, iqn: str, edit: list, force: bool = False, secrets: Sequence[str] = ()) -> dict:
-        request = lio.change(iqn, [edit], self.cfg.portal_port, self.cfg.lock_timeout, force, secrets)
-        return lio.answer(self.session.run(request), self.host)
+    def _change(self, iqn: str, edit: list, force: bool = False) -> dict:
+        return ask(self.session, lio.change(iqn, [edit], self.cfg.portal_port, self.cfg.lock_timeout, force))
 
     def _get(self, iqn: str) -> Target:
         wanted = parse_target(iqn)
         if isinstance(wanted, int):
             self.tid_of(iqn)
+        lio.lower_case("target name", wanted)
         found = lio.found(self.session.run(lio.show(wanted)), self.host)
         if found is None:
             raise NotFound(f"no target named {wanted} on {self.host}")
@@ -156,4 +166,4 @@ def _names_only(initiators: Sequence[str]) -> list[str]:
     if addresses:
         raise InvalidInput(f"LIO admits initiators by name only: {addresses[0]} is an address (use initiator "
                            "names, or ALL)")
-    return wanted
+    return [lio.lower_case("initiator name", name) for name in wanted]

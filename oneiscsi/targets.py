@@ -50,9 +50,7 @@ class Listed:
 class TargetServer:
     def __init__(self, session: Session):
         if session.cfg.target != "tgt":  # not tgtadm's to talk to a LIO target server
-            raise OneIscsiError(f"this needs tgt on {session.host}, whose TARGET is {session.cfg.target}: on LIO, "
-                                "the target, lun, status, gc and restore commands are not done yet (see LIO target "
-                                "servers in the README)")
+            raise OneIscsiError(f"this needs tgt on {session.host}, whose TARGET is {session.cfg.target}")
         self.session = session
         self.host = session.host
         self.cfg = session.cfg

@@ -388,6 +388,8 @@ def test_status_and_gc_on_lio_find_and_remove_what_killed_actions_leave(lio, tmp
         f"removed volume /dev/{vg}/lv-one-33 (no target, no saved file)",
         f"removed saved entry of {gone} in {SAVED} (no target, no volume, no backing store)"]
     assert guest.root(f"lvs {vg}/lv-one-33").returncode != 0 and saved_targets(guest) == [iqn]
+    saved_objects = [so["name"] for so in json.loads(guest.root(f"cat {SAVED}").stdout)["storage_objects"]]
+    assert saved_objects == [f"{vg}.lv-one-32"]  # lv-one-35's went with its target's entry
     assert guest.root(f"test -e /sys/kernel/config/target/core/iblock_*/{vg}.lv-one-33").returncode != 0
     assert lun_bytes(guest, iqn, tmp_path)[:SIZE] == data
     assert json.loads(one_iscsi("status", "--json").stdout)[0]["state"] == "ok"
@@ -447,12 +449,11 @@ def test_target_lun_acl_and_chap_commands_build_a_target_on_lio_by_hand(lio, tmp
 
     address = one_iscsi("target", "acl", "add", iqn, "10.0.2.2")
     assert address.returncode == 2 and "LIO admits initiators by name only: 10.0.2.2" in address.stderr
-    assert one_iscsi("target", "acl", "add", iqn, reader).returncode == 0
-    assert one_iscsi("target", "acl", "list", iqn).stdout == f"{reader}\n"
-    assert lun_bytes(guest, iqn, tmp_path)[:MIB] == data
-
+    # CHAP before the ACL: the ACL added later asks for it too
     done = one_iscsi("target", "chap", "set", iqn, "--user", "hand", "--password-file", "-", stdin="hand-Secret-42\n")
     assert done.returncode == 0, done.stderr
+    assert one_iscsi("target", "acl", "add", iqn, reader).returncode == 0
+    assert one_iscsi("target", "acl", "list", iqn).stdout == f"{reader}\n"
     assert read_over_iscsi(guest, iqn, tmp_path).returncode != 0
     assert lun_bytes(guest, iqn, tmp_path, "hand%hand-Secret-42@")[:MIB] == data
     assert one_iscsi("target", "chap", "unset", iqn).returncode == 0
@@ -483,3 +484,18 @@ def test_copy_via_iscsi_on_lio_writes_through_the_portal_admitting_the_front_end
     assert one_iscsi("target", "acl", "add", iqn, "iqn.2008-11.org.linux-kvm").returncode == 0
     assert lun_bytes(guest, iqn, tmp_path, "copy-user%copy-Secret-42@")[:SIZE] == data
     assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "60").returncode == 0
+
+
+def test_a_file_backed_image_on_lio(lio, tmp_path, monkeypatch):
+    """BACKEND=file: the image is a file in POOL_DIR on the target server,
+    exported as a fileio storage object of the file's size."""
+    guest = lio
+    monkeypatch.setenv("ONE_ISCSI_BACKEND", "file")
+    monkeypatch.setenv("ONE_ISCSI_POOL_DIR", "/srv/one-iscsi")
+    iqn, data = register(tmp_path, 80)
+    assert lun_bytes(guest, iqn, tmp_path)[:SIZE] == data
+    shown = json.loads(one_iscsi("target", "show", iqn, "--json").stdout)
+    assert [(lun["backing_store"], lun["type"]) for lun in shown["luns"]] == [
+        (f"/srv/one-iscsi/{guest.lio_vg}/lv-one-80", "fileio")]
+    assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "80").returncode == 0
+    assert guest.root(f"test -e /srv/one-iscsi/{guest.lio_vg}/lv-one-80").returncode != 0

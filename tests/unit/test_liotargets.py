@@ -108,11 +108,12 @@ def test_initiators_are_names_or_all_alone_and_addresses_are_refused_before_anyt
         assert recorder.calls == []
 
 
-def test_chap_password_is_a_secret_of_the_request_and_checked_first():
+def test_chap_password_goes_on_stdin_only_and_is_checked_first():
     recorder, server = lio_server({"target": described(IQN)}, {"target": described(IQN), "notes": []})
     server.set_chap(IQN, "one", "secret-pass-12")
     [command] = [cmd for cmd in recorder.commands if '"op": "change"' in (cmd.input or "")]
-    assert command.secrets == {"secret-pass-12"} and change_of(recorder)["edits"] == [["chap", "one", "secret-pass-12"]]
+    assert "secret-pass-12" not in " ".join(command.argv)  # on stdin only, never in ps
+    assert change_of(recorder)["edits"] == [["chap", "one", "secret-pass-12"]]
     recorder, server = lio_server()
     with pytest.raises(InvalidInput, match="CHAP password"):
         server.set_chap(IQN, "one", "short")
@@ -135,3 +136,23 @@ def test_changes_of_a_target_one_iscsi_did_not_make_need_force():
     with pytest.raises(OneIscsiError, match="was not made by one-iscsi: use --force"):
         server.remove_lun("iqn.2003-01.org.example:other", 1)
     assert [r["op"] for r in requests(recorder)] == ["show"]
+
+
+def test_names_with_capitals_are_refused_on_lio_before_anything_runs():
+    """LIO keeps names in lower case: one with capitals would never be found again."""
+    recorder, server = lio_server()
+    with pytest.raises(InvalidInput, match="LIO keeps names in lower case: target name"):
+        server.create("iqn.2012-02.org.opennebula:Host.vg-one.lv-one-7")
+    with pytest.raises(InvalidInput, match="initiator name iqn.1993-08.org.debian:01:Node1 has capitals"):
+        server.allow_initiators(IQN, ["iqn.1993-08.org.debian:01:Node1"])
+    assert recorder.calls == []
+
+
+def test_a_dry_run_shows_the_change_and_reads_no_answer():
+    recorder = Recorder(make_config(HOST="lio1", TARGET="lio"), dry_run=True)
+    recorder.answer("python3", "-", out=json.dumps({"target": described(IQN)}), stdin='"op": "show"')
+    with recorder.runner("lio1").session() as session:
+        server = liotargets.LioServer(session)
+        assert server.allow_initiators(IQN, ["ALL"]) == []
+        server.delete_and_forget(IQN)
+    assert [r["op"] for r in requests(recorder)] == ["show", "show"]  # the changes only shown, not run
