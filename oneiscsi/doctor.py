@@ -14,10 +14,11 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from . import lvm, tgt, tgtconf
+from . import lio, lvm, tgt, tgtconf
 from .command import command
 from .config import PROGRAMS, TOOL_KEYS
 from .errors import CommandError, OneIscsiError
+from .liotargets import ask
 from .run import Runner, Session
 
 TGT_CONF = "/etc/tgt/targets.conf"  # what tgt's start-up (`tgt-admin -e`) reads
@@ -107,10 +108,13 @@ def _make(host: str, probe: Probe, session: Session) -> Check:
 
 def server_probes(server: Runner, tgt_conf: str = TGT_CONF) -> list[Probe]:
     cfg = server.cfg
-    used = {*TOOLS, *BACKEND_TOOLS[cfg.backend]}
+    used = {*TOOLS, *BACKEND_TOOLS[cfg.backend]} - ({"tgtadm"} if cfg.target == "lio" else set())
     sudo = sudo_probes(server, [program for program in PROGRAMS if program in used])
     storage = (Probe("volume group", check_volume_group, _after_sudo("vgs")) if cfg.backend == "lvm"
                else Probe("pool dir", check_pool_dir))
+    if cfg.target == "lio":  # the program's run checks sudo's rule for python3 -, rtslib and configfs for real
+        return [Probe("ssh", check_ssh, needs=()), *sudo, Probe("LIO", check_lio), storage,
+                Probe("lock dir", check_lock_dir)]
     return [Probe("ssh", check_ssh, needs=()), *sudo,
             Probe("tgtd", check_tgtd, _after_sudo("tgtadm")),
             Probe("portal", check_portal, (*_after_sudo("tgtadm"), "tgtd")),
@@ -204,6 +208,23 @@ def check_tgtd(session: Session) -> str:
     state = next((line.split(":", 1)[1].strip() for line in shown.splitlines() if line.strip().startswith("State:")),
                  "")
     return f"running, {state}" if state else "running"
+
+
+def check_lio(session: Session) -> str:
+    """LIO's configfs is there, and lioprogram.py runs with sudo and rtslib."""
+    try:
+        session.run(command("test", "-d", lio.CONFIGFS, query=True))
+    except CommandError:
+        raise Problem(f"no {lio.CONFIGFS} on {session.host}: load LIO's modules (target_core_mod, "
+                      "iscsi_target_mod) and mount configfs") from None
+    try:
+        targets = ask(session, lio.list_targets())["targets"]
+    except CommandError as err:
+        if "a password is required" in err.stderr or (err.rc == 1 and not err.stderr.strip()):
+            raise Problem("sudo does not allow `python3 -`: add the NOPASSWD sudoers rule of the README's "
+                          "LIO target servers") from None
+        raise
+    return f"python3-rtslib-fb answers: {len(targets)} iSCSI target{'s' if len(targets) != 1 else ''}"
 
 
 def check_portal(session: Session) -> str:

@@ -47,8 +47,8 @@ PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "kmod", "openssh-server
 # backends (paths of merged-/usr bookworm).
 SUDO_COMMANDS = ("/usr/sbin/iscsiadm", "/usr/bin/python3 -", "/usr/sbin/lvcreate", "/usr/sbin/lvremove",
                  "/usr/sbin/lvs", "/usr/sbin/vgs", "/usr/sbin/lvextend", "/usr/sbin/blockdev", "/usr/bin/dd",
-                 "/usr/sbin/blkdiscard", "/usr/bin/fallocate", "/usr/sbin/mkfs", "/usr/bin/truncate",
-                 "/usr/bin/mkdir", "/usr/bin/chmod", "/usr/bin/rm", "/usr/bin/stat")
+                 "/usr/sbin/blkdiscard", "/usr/bin/fallocate", "/usr/sbin/mkfs", "/usr/sbin/mkswap",
+                 "/usr/bin/truncate", "/usr/bin/mkdir", "/usr/bin/chmod", "/usr/bin/rm", "/usr/bin/stat")
 # The kernel's LIO target: its core, the block and file backstores, iSCSI
 LIO_MODULES = ("target_core_mod", "target_core_iblock", "target_core_file", "iscsi_target_mod")
 INITIATOR = "iqn.1993-08.org.debian:01:one-iscsi-e2e"

@@ -499,3 +499,13 @@ def test_a_file_backed_image_on_lio(lio, tmp_path, monkeypatch):
         (f"/srv/one-iscsi/{guest.lio_vg}/lv-one-80", "fileio")]
     assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "80").returncode == 0
     assert guest.root(f"test -e /srv/one-iscsi/{guest.lio_vg}/lv-one-80").returncode != 0
+
+
+def test_doctor_on_a_lio_target_server(lio):
+    """doctor with TARGET=lio checks LIO's configfs and the program's run
+    with sudo and rtslib instead of tgtd, and passes on the guest's set-up."""
+    done = one_iscsi("doctor", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = {check["check"]: check for check in json.loads(done.stdout)}
+    assert checks["LIO"]["ok"] is True and checks["LIO"]["detail"].startswith("python3-rtslib-fb answers")
+    assert "tgtd" not in checks and "sudo tgtadm" not in checks

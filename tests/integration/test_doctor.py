@@ -86,6 +86,18 @@ def test_a_local_server_and_two_hosts_pass_and_print_a_table(setup, tgtd, monkey
         line.split() for line in table.stdout.splitlines()]
 
 
+def test_on_lio_a_check_of_lio_stands_for_tgts_and_says_what_is_missing(setup, monkeypatch):
+    """TARGET=lio over ssh to this machine, whose kernel has no LIO: the
+    LIO check fails saying what to do, and nothing of tgt is checked."""
+    monkeypatch.setenv("ONE_ISCSI_TARGET", "lio")
+    rc, found = checks_of(host="tgtserver")
+    assert rc == 1
+    assert failed(found) == {("tgtserver", "LIO"): "no /sys/kernel/config/target on tgtserver: load LIO's modules "
+                                                   "(target_core_mod, iscsi_target_mod) and mount configfs"}
+    assert list(found) == [("tgtserver", name) for name in (
+        "ssh", *(f"sudo {tool}" for tool in FILE_TOOLS if tool != "tgtadm"), "LIO", "pool dir", "lock dir")]
+
+
 def test_tgtd_not_reachable_fails_its_line_and_skips_the_portal(setup, monkeypatch):
     # tgtadm takes control ports up to 32767; the fixtures' tgtds use 1000-30000
     control = next(n for n in iter(lambda: random.randint(30001, 32767), None)
