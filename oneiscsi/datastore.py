@@ -395,7 +395,7 @@ def clone(source_iqn: str, image_id: int, cfg: Config, server: Runner) -> Regist
                            f"{cfg.host}: cloned images stay on their target server")
     target, volume = _names(image_id, cfg)
     spec = tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user, cfg.chap_password)
-    return copy_image(original, target, lambda session, on_lio: spec, cfg, server)
+    return copy_image(original, target, lambda session, on_lio: spec, cfg, server, look=False)
 
 
 def private_copy(image: names.TargetName, vm_id: int, disk_id: int, cfg: Config, server: Runner) -> Registered:
@@ -411,15 +411,18 @@ def private_copy(image: names.TargetName, vm_id: int, disk_id: int, cfg: Config,
 
 
 def copy_image(original: names.TargetName, target: names.TargetName,
-               access: Callable[[Session, bool], tgtconf.TargetSpec], cfg: Config, server: Runner) -> Registered:
+               access: Callable[[Session, bool], tgtconf.TargetSpec], cfg: Config, server: Runner,
+               look: bool = True) -> Registered:
     """Volume and target of target, holding a copy of original's volume, on
     the target server and the target (tgt or LIO) original is on.
-    access(session, on_lio): the new target's access rules."""
+    access(session, on_lio): the new target's access rules. look: find out
+    on the server whether original is LIO's (a transfer action's TARGET
+    may not be the datastore's); else TARGET says."""
     from_volume = storage.volume_named(original.vg, original.lv, cfg)
     volume = storage.volume_named(target.vg, target.lv, cfg)
     undo = Undo(server.host)
     with _owning(server, undo, volume) as session:
-        on_lio = on_lio_target(session, original.iqn)
+        on_lio = on_lio_target(session, original.iqn) if look else cfg.target == "lio"
         spec = access(session, on_lio)
         size = undo.step(f"measuring {from_volume.device}", lambda: volume_size(session, from_volume))
         _, notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec, on_lio=on_lio)
@@ -534,16 +537,16 @@ def rm(iqn: str, image_id: int, cfg: Config, server: Runner) -> list[str]:
     expected, _ = _names(image_id, cfg)
     if target != expected:  # another target server's or datastore's: not this volume to remove
         raise InvalidInput(f"SOURCE {target.iqn} is not image {image_id} of this datastore (that is {expected.iqn})")
-    return remove(target, cfg, server)
+    return remove(target, cfg, server, look=False)  # the datastore's template says TARGET
 
 
-def remove(target: names.TargetName, cfg: Config, server: Runner) -> list[str]:
+def remove(target: names.TargetName, cfg: Config, server: Runner, look: bool = True) -> list[str]:
     """Delete a target, its config file and its volume, unless it is in use;
-    already gone is fine. Returns notes."""
+    already gone is fine. Returns notes. look: as copy_image's."""
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
-        if on_lio_target(session, target.iqn):
+        if on_lio_target(session, target.iqn) if look else cfg.target == "lio":
             notes += _remove_lio(session, target, volume)
         else:
             notes += _remove_tgt(session, target)

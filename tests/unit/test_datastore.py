@@ -335,7 +335,7 @@ def test_rm_deletes_target_config_file_and_volume(backend):
     device, _, remove = BACKENDS[backend]
     exported(recorder, 3, stores=(device,))
     assert rm(recorder) == []
-    assert recorder.argvs() == [lio_probe(), *found(3, sessions=True), delete_target(3), forget(), remove]  # no listing
+    assert recorder.argvs() == [*found(3, sessions=True), delete_target(3), forget(), remove]  # no listing, no look at LIO
     assert recorder.sessions == [("tgt1", False)]
 
 
@@ -343,7 +343,7 @@ def test_rm_of_what_is_gone_already_says_so(recorder):
     recorder.fail(*LVREMOVE, rc=5, stderr='  Failed to find logical volume "vg-one/lv-one-7"')
     no_file(recorder)
     assert rm(recorder) == [f"no target {IQN} on tgt1: already deleted", f"no volume {LV} on tgt1: already removed"]
-    assert recorder.argvs() == [lio_probe(), cat(), SHOW, forget(), LVREMOVE]
+    assert recorder.argvs() == [cat(), SHOW, forget(), LVREMOVE]
 
 
 def test_rm_of_a_volume_that_cannot_be_removed(recorder):
@@ -359,7 +359,7 @@ def test_rm_of_a_target_in_use_removes_nothing(recorder):
     error = failure_of(rm, recorder)
     assert str(error) == f"target {IQN} on tgt1 is in use by iqn.2008-11.org.x:node1, iqn.2008-11.org.x:node2: " \
                          "nothing removed"
-    assert recorder.argvs() == [lio_probe(), *found(3, sessions=True)]
+    assert recorder.argvs() == found(3, sessions=True)
 
 
 @pytest.mark.parametrize("iqn, message", [
@@ -739,7 +739,7 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
     recorder = clone_server(backend)
     source_device, device = {"file": (FILE, FILE9), "lvm": (LV, LV9)}[backend]
     assert clone(recorder) == Registered(IQN9, 8, (), "raw")
-    assert recorder.argvs() == [lio_probe(), measure, *volume, *target(device, IQN9), *saved(IQN9),
+    assert recorder.argvs() == [measure, *volume, *target(device, IQN9), *saved(IQN9),
                                 copier(source_device, device, zero), *found(1, IQN9)]
     assert recorder.locks == [("hold", "tgt1", "/run/lock/one-iscsi.lock.vg-one.lv-one-9"),
                               ("release", "tgt1", "/run/lock/one-iscsi.lock")]
@@ -749,7 +749,7 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
 def test_clone_gives_the_new_image_this_datastores_access_rules():
     recorder = clone_server("file", INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
     clone(recorder)
-    assert recorder.argvs()[7:13] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
+    assert recorder.argvs()[6:12] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
 
 
 def test_clone_whose_copy_fails_takes_everything_back():
@@ -765,7 +765,7 @@ def test_clone_of_a_source_that_is_gone_makes_nothing(pool):
     pool.fail("stat", "-c", stderr=f"stat: cannot statx '{FILE}': No such file or directory")
     error = failure_of(clone, pool)
     assert str(error) == f"measuring {FILE} failed on tgt1: no volume {FILE} on tgt1"
-    assert pool.argvs() == [lio_probe(), ["stat", "-c", "%s", FILE]]
+    assert pool.argvs() == [["stat", "-c", "%s", FILE]]
 
 
 @pytest.mark.parametrize("source_iqn, message", [
