@@ -64,7 +64,7 @@ def enable_if_asked() -> None:
 def _targets(ctx):
     from . import config
     from .run import Runner
-    from .targets import TargetServer
+    from .liotargets import server_for
 
     try:
         root = ctx.find_root()
@@ -73,11 +73,7 @@ def _targets(ctx):
                           overrides={"HOST": options.get("host"), "TIMEOUT": COMPLETION_TIMEOUT,
                                      "LOCK_TIMEOUT": COMPLETION_TIMEOUT})
         with Runner(cfg.host, cfg).session() as session:
-            if cfg.target == "lio":
-                from .liotargets import LioServer
-
-                return LioServer(session).select()
-            return TargetServer(session).list()
+            return server_for(session).select()
     except Exception:  # completion offers what it can, and never fails
         return []
 

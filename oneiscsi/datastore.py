@@ -234,8 +234,7 @@ def write_image(image: source.Image, device: str, session: Session, local: Runne
     if direct:
         session.finish(writer, imagewriter.local_records(image.size, zero_device), timeout)
         _reporting_all(image.size, progress)
-        for _ in digests.through(source.file_chunks(image.fd)) if digests.hashes else ():
-            pass
+        digests.read(image.fd)
     elif image.format == "raw" and image.fd is not None:
         blocks = source.read_ahead(source.file_blocks(image.fd, digests if digests.hashes else None))
         stream = imagewriter.records(_reporting(blocks, progress), image.size, zero_device, imagewriter.FILE_WINDOW)
@@ -246,9 +245,8 @@ def write_image(image: source.Image, device: str, session: Session, local: Runne
             data = digests.through(chunks) if image.format == "raw" else chunks
             blocks = _reporting(imagewriter.chunk_blocks(data), progress)
             session.finish(writer, imagewriter.records(blocks, image.size, zero_device), timeout)
-        if image.format == "qcow2" and digests.hashes:  # the checksums are of the file as registered
-            for _ in digests.through(source.file_chunks(image.fd)):
-                pass
+        if image.format == "qcow2":  # the checksums are of the file as registered
+            digests.read(image.fd)
 
 
 def copy_via(cfg: Config, image: source.Image, server: Runner) -> str:
@@ -297,8 +295,7 @@ def write_through_portal(image: source.Image, session: Session, local: Runner, t
     # tgtd wrote through the page cache of the target server: flushed there, then the target checked
     check = lio.exported(iqn) if on_lio else _exported(tid, iqn)
     session.run(_writer(server, device, check=check).but(input=f"E {image.size} 0\n"), timeout=cfg.copy_timeout)
-    for _ in digests.through(source.file_chunks(image.fd)) if digests.hashes else ():
-        pass
+    digests.read(image.fd)
     if progress is not None:
         progress(image.size)
 

@@ -52,16 +52,6 @@ class Span:
 Data = Union[bytes, Span]
 Block = tuple[int, int, Optional[Data]]  # offset, length, the data (None: all zeros)
 
-# Zeroes the device $dev in place with the commands $zero_block, $zero_file, $dd.
-ZERO_DEVICE = r'''
-zero_device() {
-  if [ -b "$dev" ]; then eval "$zero_block"' "$dev"'
-  else size=$(stat -c %s "$dev") || return 1
-    eval "$zero_file"' -o 0 -l "$size" "$dev"' 2>/dev/null ||
-    eval "$dd"' if=/dev/zero of="$dev" bs=4M count="$size" iflag=count_bytes conv=notrunc,nocreat status=none'
-  fi
-}
-'''
 # The size in bytes of the block device or file $1, with the command $blockdev.
 SIZE_OF = r'''
 size_of() { if [ -b "$1" ]; then eval "$blockdev"' --getsize64 "$1"'; else stat -L -c %s "$1"; fi; }
@@ -130,13 +120,13 @@ echo "image writer: the stream ended early" >&2; exit 3
 # dd skips the zero blocks of the source (conv=sparse). Arguments: source,
 # destination, then dd, zeroing a block device, punching a hole in a file and
 # blockdev as command lines made by shlex.join, then 1 or 0.
-COPIER = ZERO_DEVICE + SIZE_OF + r'''
+COPIER = SIZE_OF + ZERO_RANGE + r'''
 src=$1 dev=$2 dd=$3 zero_block=$4 zero_file=$5 blockdev=$6 zero=$7
 bytes=$(size_of "$src") && room=$(size_of "$dev") || exit 1
 if [ "$bytes" -gt "$room" ]; then
   echo "volume copy: $src ($bytes bytes) does not fit in $dev ($room bytes)" >&2; exit 4
 fi
-if [ "$zero" = 1 ]; then zero_device || exit 1; fi
+if [ "$zero" = 1 ]; then zero_range 0 "$room" || exit 1; fi
 # what the page cache holds of a block device may be stale: LIO writes around it
 if [ -b "$src" ]; then eval "$blockdev"' --flushbufs "$src"' || exit 1; fi
 eval "$dd"' if="$src" of="$dev" bs=4M count="$bytes" iflag=count_bytes,fullblock \

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 from .command import Command, command
 from .errors import InvalidInput, NotFound, OneIscsiError, shown
 from .tgt import Lun, Nexus, Target
-from .tgtconf import TargetSpec
+from .tgtconf import INITIATOR_NAME_PREFIXES, TargetSpec
 from .units import MIB
 
 CONFIGFS = "/sys/kernel/config/target"
@@ -64,6 +64,17 @@ def lower_case(what: str, name: str) -> str:
     return name
 
 
+def names_only(initiators: Sequence[str], where: str = "") -> list[str]:
+    """initiators (ALL, initiator names) as LIO takes them; an address or
+    network is refused (LIO has no address rules), and so is a name with
+    capitals."""
+    addresses = [entry for entry in initiators if entry != "ALL" and not entry.startswith(INITIATOR_NAME_PREFIXES)]
+    if addresses:
+        raise InvalidInput(f"LIO admits initiators by name only: {shown(' '.join(addresses))}{where} is an address "
+                           "(use initiator names, or ALL)")
+    return [entry if entry == "ALL" else lower_case("initiator name", entry) for entry in initiators]
+
+
 def has_target(iqn: str) -> Command:
     """Succeeds when LIO has a target of that name: a look at configfs."""
     return command("test", "-d", f"{CONFIGFS}/iscsi/{iqn}", query=True)
@@ -79,14 +90,10 @@ def object_name(device: str) -> str:
 def create(spec: TargetSpec, kind: str, portal_port: int, lock_timeout: float) -> Command:
     """Make the target of spec with its one LUN (spec.luns), kind block or
     fileio, on portal 0.0.0.0:portal_port, and save it."""
-    addresses = [entry for entry in spec.addresses if entry != "ALL"]
-    if addresses:
-        raise InvalidInput(f"LIO admits initiators by name only: {shown(' '.join(addresses))} in INITIATORS "
-                           "is an address (use initiator names, or ALL)")
+    names = names_only(spec.initiators, " in INITIATORS")
     [(lun, device)] = spec.luns
     lower_case("target name", spec.iqn)
-    initiators = "ALL" if "ALL" in spec.initiators else \
-        [lower_case("initiator name", name) for name in spec.initiator_names]
+    initiators = "ALL" if "ALL" in names else names
     chap = [spec.chap_user, spec.chap_password] if spec.chap_user else None
     return _request("create", iqn=spec.iqn, kind=kind, name=object_name(device), path=device, lun=lun,
                     portal=["0.0.0.0", portal_port], initiators=initiators, chap=chap, lock_timeout=lock_timeout)

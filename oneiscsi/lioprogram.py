@@ -22,9 +22,9 @@ here; what reaches configfs is only what it validated.
 import fcntl
 import json
 import os
+import signal
 import stat
 import sys
-import time
 
 CONFIGFS = "/sys/kernel/config/target"
 # kind (rtslib's plugin name) -> its class, and the prefix of its HBAs' directories in configfs
@@ -145,6 +145,21 @@ def load(path):
     return config
 
 
+def take_lock(handle, wait):
+    """flock handle, waiting for it at most wait seconds (TimeoutError):
+    a blocking flock that SIGALRM interrupts, no polling."""
+    def expired(signum, frame):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(wait, 0.001))
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class Saved:
     """The saved configuration, read and rewritten under LOCK."""
 
@@ -153,18 +168,12 @@ class Saved:
 
     def __enter__(self):
         self.handle = open(self.lock, "a")
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    self.handle.close()
-                    raise Refused("locked", f"{self.lock} is held for more than {self.wait:g} s") from None
-                time.sleep(0.05)  # between the tries of a bounded wait for another targetcli
         try:
+            take_lock(self.handle, self.wait)
             self.config = load(self.path)
+        except TimeoutError:
+            self.handle.close()
+            raise Refused("locked", f"{self.lock} is held for more than {self.wait:g} s") from None
         except Refused:
             self.handle.close()
             raise
@@ -202,9 +211,8 @@ class Saved:
 
     def saved_objects(self, iqn):
         """{(plugin, name)} of the storage objects the saved target iqn's LUNs name."""
-        return {tuple(lun.get("storage_object", "").strip("/").split("/")[1:3])
-                for target in self.config["targets"] if target.get("wwn") == iqn
-                for tpg in target.get("tpgs", []) for lun in tpg.get("luns", [])} - {()}
+        return {found for target in self.config["targets"] if target.get("wwn") == iqn
+                for found in saved_luns(target)} - {("", "")}
 
     def __exit__(self, *error):
         self.handle.close()
@@ -236,11 +244,7 @@ def made(lib, request, saved, undo):
         so.delete()  # left by a run that was killed before it could take it back
     so = new_storage_object(lib, name, request["path"])
     undo.append(so.delete)
-    target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
-    undo.insert(0, target.delete)
-    tpg = lib.TPG(target, 1, mode="create")
-    ip, port = request["portal"]
-    lib.NetworkPortal(tpg, ip, int(port), mode="create")
+    target, tpg = new_target(lib, iqn, request["portal"], undo)
     lun = lib.LUN(tpg, int(request.get("lun", 1)), so)
     user, password = request.get("chap") or ("", "")
     if request["initiators"] == "ALL":
@@ -252,13 +256,40 @@ def made(lib, request, saved, undo):
             acl = lib.NodeACL(tpg, initiator, mode="create")
             lib.MappedLUN(acl, lun.lun, lun)
             if user:
-                acl.chap_userid, acl.chap_password = user, password
+                set_chap(acl, user, password)
     if user:  # the TPG keeps the account too: ALL's sessions use it, and ACLs added later take it
-        tpg.chap_userid, tpg.chap_password = user, password
+        set_chap(tpg, user, password)
     tpg.set_attribute("authentication", 1 if user else 0)
     tpg.enable = True
     saved.replace(iqn, {(so.plugin, name)}, target, [so])
     return {"created": True, "target": describe(target)}
+
+
+def new_target(lib, iqn, portal, undo):
+    """The target iqn with TPG 1 and its portal (ADDRESS, PORT); its undo first on undo."""
+    target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
+    undo.insert(0, target.delete)
+    tpg = lib.TPG(target, 1, mode="create")
+    address, port = portal
+    lib.NetworkPortal(tpg, address, int(port), mode="create")
+    return target, tpg
+
+
+def saved_luns(entry):
+    """[(plugin, name)] of the storage objects a saved target's LUNs name
+    (rtslib saves them as /backstores/PLUGIN/NAME)."""
+    found = []
+    for tpg in entry.get("tpgs", []):
+        for lun in tpg.get("luns", []):
+            parts = lun.get("storage_object", "").strip("/").split("/")
+            found.append((parts[1], parts[2]) if len(parts) == 3 else ("", ""))
+    return found
+
+
+def drop_unused(so):
+    """Delete the storage object so (None: there is none) unless a LUN uses it."""
+    if so is not None and not list(so.attached_luns):
+        so.delete()
 
 
 def take_back(undo):
@@ -290,9 +321,8 @@ def delete(request):
         if target is not None:
             named |= {(so.plugin, so.name) for so in objects_of(target)}
             target.delete()
-        for so in filter(None, (storage_object(plugin, name) for plugin, name in sorted(named))):
-            if not list(so.attached_luns):  # another target's LUN keeps it
-                so.delete()
+        for plugin, name in sorted(named):
+            drop_unused(storage_object(plugin, name))
         saved.replace(iqn, named)
     return {"deleted": target is not None, "target": described}
 
@@ -329,14 +359,11 @@ def restore(request):
         if lookup(iqn) is not None:
             present.append(iqn)
             continue
-        wanted = {lun.get("storage_object", "").rstrip("/").rpartition("/")[2]
-                  for tpg in entry.get("tpgs", []) for lun in tpg.get("luns", [])}
-        objects = [so for so in config["storage_objects"] if so.get("name") in wanted]
+        wanted = set(saved_luns(entry))
+        objects = [so for so in config["storage_objects"] if (so.get("plugin"), so.get("name")) in wanted]
         try:
-            for so in objects:
-                left = storage_object(so.get("plugin"), so["name"])
-                if left is not None and not list(left.attached_luns):
-                    left.delete()
+            for so in objects:  # one left without a target would stop rtslib's restore
+                drop_unused(storage_object(so.get("plugin"), so["name"]))
             errors = lib.RTSRoot().restore({"storage_objects": objects, "targets": [entry]}, abort_on_error=True)
             if errors:
                 raise Refused("failed", "; ".join(map(str, errors)))
@@ -346,9 +373,7 @@ def restore(request):
             if target is not None:
                 target.delete()
             for so in objects:
-                made = storage_object(so.get("plugin"), so["name"])
-                if made is not None and not list(made.attached_luns):
-                    made.delete()
+                drop_unused(storage_object(so.get("plugin"), so["name"]))
             failed.append([iqn, str(error) or type(error).__name__])
     return {"restored": restored, "present": present, "failed": failed}
 
@@ -362,9 +387,7 @@ def inventory(request):
     saved = {}
     for entry in config["targets"]:
         if entry.get("fabric") == "iscsi" and entry.get("wwn"):
-            parts = [lun.get("storage_object", "").strip("/").split("/")
-                     for tpg in entry.get("tpgs", []) for lun in tpg.get("luns", [])]
-            saved[entry["wwn"]] = [devices.get((part[1], part[2]), "") if len(part) == 3 else "" for part in parts]
+            saved[entry["wwn"]] = [devices.get(named, "") for named in saved_luns(entry)]
     return {"targets": list_targets(request)["targets"], "saved": saved}
 
 
@@ -390,11 +413,7 @@ def change(request):
         try:
             for edit in edits:
                 if edit[0] == "new":
-                    target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
-                    undo.insert(0, target.delete)
-                    tpg = lib.TPG(target, 1, mode="create")
-                    ip, port = request["portal"]
-                    lib.NetworkPortal(tpg, ip, int(port), mode="create")
+                    target, tpg = new_target(lib, iqn, request["portal"], undo)
                     tpg.set_attribute("generate_node_acls", 0)
                     tpg.set_attribute("authentication", 0)
                     tpg.enable = True
@@ -453,7 +472,7 @@ def allow(lib, tpg, args, request, undo, notes):
         for lun in tpg.luns:
             lib.MappedLUN(acl, lun.lun, lun)
         if user:
-            acl.chap_userid, acl.chap_password = user, password
+            set_chap(acl, user, password)
 
 
 def deny(lib, tpg, args, request, undo, notes):
@@ -478,7 +497,7 @@ def chap(lib, tpg, account, request, undo, notes):
     user, password = account
     for holder in [tpg, *tpg.node_acls]:
         old = (holder.chap_userid, holder.chap_password)
-        holder.chap_userid, holder.chap_password = user, password
+        set_chap(holder, user, password)
         undo.insert(0, lambda holder=holder, old=old: set_chap(holder, *old))
     old_authentication = tpg.get_attribute("authentication")
     tpg.set_attribute("authentication", 1 if user else 0)
@@ -523,8 +542,7 @@ def lun_remove(lib, tpg, edit, request, undo, notes):
                               "or use --force")
     so = found[0].storage_object
     found[0].delete()
-    if not list(so.attached_luns):
-        so.delete()
+    drop_unused(so)
 
 
 EDITS = {"allow": allow, "deny": deny, "chap": chap, "lun_add": lun_add, "lun_remove": lun_remove}

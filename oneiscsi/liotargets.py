@@ -19,7 +19,6 @@ from .errors import InvalidInput, NotFound, OneIscsiError
 from .run import Session
 from .targets import Listed, check_chap, check_lun, checked, checked_initiators, parse_target
 from .tgt import Target
-from .tgtconf import INITIATOR_NAME_PREFIXES
 
 
 
@@ -157,13 +156,14 @@ class LioServer:
 
 def _names_only(initiators: Sequence[str]) -> list[str]:
     """Initiator names or ALL, checked: LIO has no address rules."""
-    wanted = checked_initiators(initiators)
-    if "ALL" in wanted:
-        if len(wanted) > 1:
-            raise InvalidInput("ALL stands alone: name it, or initiator names")
-        return wanted
-    addresses = [entry for entry in wanted if not entry.startswith(INITIATOR_NAME_PREFIXES)]
-    if addresses:
-        raise InvalidInput(f"LIO admits initiators by name only: {addresses[0]} is an address (use initiator "
-                           "names, or ALL)")
-    return [lio.lower_case("initiator name", name) for name in wanted]
+    wanted = lio.names_only(checked_initiators(initiators))
+    if "ALL" in wanted and len(wanted) > 1:
+        raise InvalidInput("ALL stands alone: name it, or initiator names")
+    return wanted
+
+
+def server_for(session: Session):
+    """The target commands of the session's target server: LIO's (TARGET=lio) or tgtd's."""
+    from .targets import TargetServer
+
+    return LioServer(session) if session.cfg.target == "lio" else TargetServer(session)

@@ -10,7 +10,7 @@ line. Pure: commands and texts only.
 """
 from __future__ import annotations
 
-import secrets
+import os
 from typing import Optional
 
 from .command import Command, command
@@ -20,7 +20,7 @@ COPY_NAME_PREFIX = "one-iscsi-copy"
 
 def initiator_name(base_iqn: str) -> str:
     """An initiator name for one copy, not to be guessed by anyone else."""
-    return f"{base_iqn}:{COPY_NAME_PREFIX}.{secrets.token_hex(8)}"
+    return f"{base_iqn}:{COPY_NAME_PREFIX}.{os.urandom(8).hex()}"  # not secrets: its import costs start-up
 
 
 def portal(copy_portal: str, host: str, port: int) -> str:

@@ -667,8 +667,13 @@ def _wait(process: subprocess.Popen, timeout: float) -> Optional[int]:
 
     try:
         pidfd = os.pidfd_open(process.pid)
-    except OSError:  # already reaped by someone else's wait
+    except ProcessLookupError:  # already reaped by someone else's wait
         return process.wait()
+    except OSError:  # no pidfds (a kernel before 5.3, a seccomp filter): Popen's own bounded wait
+        try:
+            return process.wait(max(timeout, 0))
+        except subprocess.TimeoutExpired:
+            return None
     try:
         if not select.select([pidfd], [], [], max(timeout, 0))[0]:
             return None

@@ -29,15 +29,10 @@ ForceOption = Annotated[bool, typer.Option(
 def server_of(ctx: typer.Context, lock: bool = False) -> Iterator["TargetServer"]:
     """The target server's tgtd (or LIO, TARGET=lio); with lock, holding
     LOCK_FILE as the driver does when it changes targets."""
+    from ..liotargets import server_for
+
     with target_server(ctx).session(lock=lock) as session:
-        if session.cfg.target == "lio":
-            from ..liotargets import LioServer
-
-            yield LioServer(session)
-        else:
-            from ..targets import TargetServer
-
-            yield TargetServer(session)
+        yield server_for(session)
 
 
 def notify(notes) -> None:

@@ -267,24 +267,39 @@ def test_opennebula_7_life_cycle_of_a_non_persistent_disk_on_lio(lio_datastore, 
     assert saved_targets(guest) == []
 
 
-def test_opennebula_3_4_save_as_of_a_persistent_disk_on_lio(lio_datastore, tmp_path, monkeypatch):
-    """3.4: the new image made by mkfs (FSTYPE=save_as), then MVDS logs the
-    host out and copies the disk into it on the target server."""
+def test_opennebula_3_4_life_cycle_of_a_persistent_disk_with_save_as_on_lio(lio_datastore, tmp_path, monkeypatch):
+    """3.4: deploy (LN), a write in the guest, stop to the front-end and
+    resume (MV), then shutdown with save-as: the new image made by mkfs
+    (FSTYPE=save_as), and MVDS logs the host out and copies the disk into
+    it on the target server; the data read back at each step."""
     guest, ds = lio_datastore, template(lio_datastore)
     monkeypatch.setenv("ONE_ISCSI_OPENNEBULA_VERSION", "3.4")
+    monkeypatch.setenv("ONE_ISCSI_NO_ISCSI", "localhost")
     path, data = image(tmp_path, 22)
     done = remote("datastore", "cp", action_xml({"PATH": str(path)}, {}, ds), "22")
     assert done.returncode == 0, done.stderr
     iqn, size_mb = done.stdout.split()
     assert size_mb == "6"
     assert remote("tm", "ln", iqn, f"guest:{DISK}").returncode == 0
+    assert guest.sessions() == [iqn] and guest_sha(guest, DISK, SIZE) == hashlib.sha256(data).hexdigest()
+    written = guest.root(f"head -c 65536 /dev/urandom | dd of={DISK} bs=64k oflag=direct conv=notrunc status=none")
+    assert written.returncode == 0, written.stderr
+    disk = guest_sha(guest, DISK, SIZE)
+
+    parked = f"localhost:{tmp_path}/vms/9/disk.0"
+    assert remote("tm", "mv", f"guest:{DISK}", parked).returncode == 0
+    assert guest.sessions() == []
+    assert hashlib.sha256(lun_bytes(guest, iqn, tmp_path)[:SIZE]).hexdigest() == disk  # on the LUN while stopped
+    assert remote("tm", "mv", parked, f"guest:{DISK}").returncode == 0
+    assert guest.sessions() == [iqn] and guest_sha(guest, DISK, SIZE) == disk
+
     done = remote("datastore", "mkfs", action_xml({"SIZE": "6", "FSTYPE": "save_as"}, {}, ds), "23")
     assert done.returncode == 0, done.stderr
     saved = done.stdout.split()[0]
     done = remote("tm", "mvds", f"guest:{DISK}", saved)
     assert done.returncode == 0, done.stderr
     assert guest.sessions() == []
-    assert lun_bytes(guest, saved, tmp_path)[:SIZE] == data
+    assert hashlib.sha256(lun_bytes(guest, saved, tmp_path)[:SIZE]).hexdigest() == disk
     for image_id, source in ((22, iqn), (23, saved)):
         assert remote("datastore", "rm", action_xml({"SOURCE": source}, {}, ds), str(image_id)).returncode == 0
     assert saved_targets(guest) == []

@@ -83,3 +83,19 @@ def test_status_on_lio_reads_the_captured_inventory():
     assert {name: (entry.state, entry.flags, len(entry.target.sessions)) for name, entry in found.items()} == {
         "lv-one-70": ("ok", (), 1), "lv-one-71": ("ok", (), 0),
         OTHER: ("foreign", (), 0)}  # its LUN is 0, targetcli's first
+
+
+def test_the_saved_configuration_waits_for_targetclis_lock_within_its_bound(saved, tmp_path):
+    """targetcli (here: another open file of the same lock) holds the lock:
+    the program gives up after lock_timeout, and gets it once it is free."""
+    import fcntl
+
+    lock = tmp_path / "targetcli.lock"
+    request = {"save": str(saved), "lock": str(lock), "lock_timeout": 0.2}
+    with open(lock, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(lioprogram.Refused, match=f"{lock} is held for more than 0.2 s"):
+            with lioprogram.Saved(request):
+                pass
+    with lioprogram.Saved(request) as config:
+        assert [target["wwn"] for target in config.config["targets"]] == [NAMED, CHAP]
