@@ -14,11 +14,12 @@ import shlex
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from . import lio, lvm, tgt, tgtconf
+from . import lio, lvm, tgt, tgtconf, tgtstart
 from .command import command
 from .config import PROGRAMS, TOOL_KEYS
 from .errors import CommandError, OneIscsiError
 from .liotargets import ask
+from .targets import TargetServer
 from .run import Runner, Session
 
 TGT_CONF = "/etc/tgt/targets.conf"  # what tgt's start-up (`tgt-admin -e`) reads
@@ -121,6 +122,7 @@ def server_probes(server: Runner, tgt_conf: str = TGT_CONF) -> list[Probe]:
             storage,
             Probe("conf dir", check_conf_dir),
             Probe("tgt config", lambda session: check_tgt_config(session, tgt_conf)),
+            Probe("tgt start TIDs", lambda session: check_start_tids(session, tgt_conf), ("ssh", "tgt config")),
             Probe("lock dir", check_lock_dir)]
 
 
@@ -297,6 +299,45 @@ def check_tgt_config(session: Session, tgt_conf: str = TGT_CONF) -> str:
         raise Problem(f"{include_file} is not the one one-iscsi writes ({' / '.join(sorted(wanted))}; an "
                       "older version's lacks ignore-errors): delete it; the next target one-iscsi makes writes it")
     return f"{tgt_conf} includes {include_file}, which includes {conf_dir.rstrip('/')}/*.conf"
+
+
+def check_start_tids(session: Session, tgt_conf: str = TGT_CONF) -> str:
+    """tgt's start-up gives no target a TID another one records (tgtstart)."""
+    files, unread = _tgt_config(session, tgt_conf)
+    found = [target for path, text in files for target in tgtstart.declared(text, path)]
+    problems = tgtstart.problems(found, session.cfg.conf_dir, session.cfg.base_tid)
+    if problems:
+        raise Problem("; ".join(problems))
+    if unread:
+        raise NotChecked(f"{', '.join(unread)} out of reach of the user one-iscsi runs as (Permission denied): "
+                         "not checked")
+    every = "every target" if all(target.tid is not None for target in found) else "no target"
+    return f"{every} of tgt's configuration records a TID of its own ({len(found)} targets)"
+
+
+def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(path, text) of tgt_conf and of every file it includes, as tgt-admin
+    reads them, and the files the user may not read. CONF_DIR's files are
+    read as one-iscsi reads them (through sudo)."""
+    texts, unread, pending = {}, [], [tgt_conf]
+    own = posixpath.join(session.cfg.conf_dir.rstrip("/"), "*.conf")
+    while pending:
+        path = pending.pop(0)
+        try:
+            text = _read(session, path)
+        except NotChecked:
+            unread.append(path)
+            continue
+        texts[path] = text or ""
+        for pattern in tgtstart.includes(texts[path]):
+            pattern = posixpath.join("/", pattern)  # tgt-admin runs from /
+            if pattern == own:
+                texts.update((file, text) for _iqn, file, text in TargetServer(session).read_saved() if text)
+                continue
+            listed = session.run(tgtstart.find_included(pattern))
+            pending += [file for file in tgtstart.included(listed, pattern)
+                        if file not in texts and file not in pending and file not in unread]
+    return list(texts.items()), unread
 
 
 def includes(config: str, path: str) -> bool:

@@ -474,7 +474,7 @@ class TargetServer:
             raise OneIscsiError(f"{err} (not in the form one-iscsi writes: mend or remove it)") from None
 
     def _saved_text(self, iqn: str) -> Optional[str]:
-        return self._text_of(tgtconf.path(self.cfg.conf_dir, iqn))
+        return _text_of(self.session, tgtconf.path(self.cfg.conf_dir, iqn))
 
     def saved_iqns(self) -> frozenset[str]:
         """The names of the targets CONF_DIR holds a file of."""
@@ -492,26 +492,10 @@ class TargetServer:
         read by one cat and cut by their sizes; text None for a file gone
         meanwhile. A batch whose files changed meanwhile is read again file
         by file."""
-        found = []
         files = self._saved_files()
-        for first in range(0, len(files), SAVED_BATCH):
-            batch = files[first:first + SAVED_BATCH]
-            paths = [posixpath.join(self.cfg.conf_dir, name) for name, _size in batch]
-            try:
-                texts = tgtconf.split(self.session.run(tgtconf.read(*paths)), [size for _name, size in batch])
-            except NotFound:
-                texts = None
-            if texts is None:
-                texts = [self._text_of(path) for path in paths]
-            found += [(name.removesuffix(".conf"), path, text)
-                      for (name, _size), path, text in zip(batch, paths, texts)]
-        return found
-
-    def _text_of(self, file: str) -> Optional[str]:
-        try:
-            return self.session.run(tgtconf.read(file))
-        except NotFound:
-            return None
+        paths = [posixpath.join(self.cfg.conf_dir, name) for name, _size in files]
+        texts = read_files(self.session, list(zip(paths, (size for _name, size in files))))
+        return [(name.removesuffix(".conf"), path, text) for (name, _size), path, text in zip(files, paths, texts)]
 
     def forget(self, iqn: str) -> None:
         self.session.run(tgtconf.remove(tgtconf.path(self.cfg.conf_dir, iqn)))
@@ -595,6 +579,29 @@ class TargetServer:
         if tid != spec.tid:
             self.save(spec.with_tid(tid))
         return tid, created
+
+
+def read_files(session: Session, files: list[tuple[str, int]]) -> list[Optional[str]]:
+    """The texts of files given with their sizes: SAVED_BATCH files read by
+    one cat and cut by their sizes; None for a file gone meanwhile. A batch
+    whose files changed meanwhile is read again file by file."""
+    texts: list[Optional[str]] = []
+    for first in range(0, len(files), SAVED_BATCH):
+        batch = files[first:first + SAVED_BATCH]
+        try:
+            cut = tgtconf.split(session.run(tgtconf.read(*(path for path, _size in batch))),
+                                [size for _path, size in batch])
+        except NotFound:
+            cut = None
+        texts += cut if cut is not None else [_text_of(session, path) for path, _size in batch]
+    return texts
+
+
+def _text_of(session: Session, file: str) -> Optional[str]:
+    try:
+        return session.run(tgtconf.read(file))
+    except NotFound:
+        return None
 
 
 def _is_target_name(text: str) -> bool:

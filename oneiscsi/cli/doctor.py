@@ -20,7 +20,8 @@ def doctor(
 ) -> None:
     """Check the target server (-H, default HOST): ssh, sudo rules of the tools
     one-iscsi runs there, tgtd and its portal on PORTAL_PORT, the volume group
-    or pool directory, CONF_DIR and tgt's include of it, the lock directory;
+    or pool directory, CONF_DIR and tgt's include of it, the TIDs tgt's start
+    gives the targets of its configuration, the lock directory;
     and each --on HOST: ssh, sudo for iscsiadm, open-iscsi, its initiator
     name, a TCP connection to the portal. Changes nothing. One line per check
     with what to do when it fails; exit status 1 if any failed."""

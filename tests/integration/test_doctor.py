@@ -60,10 +60,11 @@ def test_a_server_in_order_over_ssh_passes(setup, tgtd):
     assert (rc, failed(found)) == (0, {})
     assert list(found) == [("tgtserver", name) for name in (
         "ssh", *(f"sudo {tool}" for tool in FILE_TOOLS), "tgtd", "portal", "pool dir", "conf dir", "tgt config",
-        "lock dir")]
+        "tgt start TIDs", "lock dir")]
     assert found["tgtserver", "ssh"] == (True, "ssh in BatchMode works")
     assert found["tgtserver", "sudo tgtadm"] == (True, f"allows /usr/sbin/tgtadm -C {tgtd.control}")
     assert found["tgtserver", "portal"] == (True, f"listening on 127.0.0.1:{tgtd.port}")
+    assert found["tgtserver", "tgt start TIDs"][0] is True  # this machine's own tgt configuration
 
 
 def test_a_local_server_and_two_hosts_pass_and_print_a_table(setup, tgtd, monkeypatch):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from oneiscsi import config, tgt, tgtconf
+from oneiscsi import config, doctor, tgt, tgtconf, tgtstart
 from oneiscsi.config import ConfigError
 from oneiscsi.errors import InvalidInput
 from oneiscsi.run import Runner
@@ -366,6 +366,60 @@ def test_a_file_of_an_earlier_version_without_tid_comes_back_and_restore_records
     assert cli("target", "restore").err.splitlines()[-1] == "0 restored, 1 already present"
     assert tgtconf.parse(tgt_install.file(old.iqn).read_text()) == old.with_tid(1)
     assert marks(tgt_install, {old.iqn: 1}) == {old.iqn: old.iqn}
+
+
+LATE = "iqn.2099-01.org.example:storage.late"  # after one-iscsi's names, in tgt-admin's order
+
+
+def start_tids_problem(installed: Tgt, base_tid: str = "1") -> str:
+    """doctor's check of the TIDs tgt's start gives: what it says."""
+    cfg = config.load(env={**installed.env, "ONE_ISCSI_BASE_TID": base_tid})
+    with Runner("localhost", cfg).session() as session:
+        try:
+            return doctor.check_start_tids(session, str(installed.targets_conf))
+        except doctor.Problem as problem:
+            return f"problem: {problem}"
+
+
+def declared(installed: Tgt, *files: Path) -> list:
+    """The targets tgt's configuration declares: the given files' and one-iscsi's saved ones."""
+    return [target for file in (*files, *sorted(installed.conf_dir.glob("*.conf")))
+            for target in tgtstart.declared(file.read_text(), str(file))]
+
+
+def test_a_target_without_tid_takes_a_recorded_one_at_tgt_start_and_doctor_says_so_before(tgt_install, cli):
+    """tgt-admin numbers a target without controller_tid one above the target before it (in name order): here
+    the TID lv-one-1's file records, so tgt-admin's `--op new` of it fails and, past it, its LUNs and ACL go to
+    lv-one-1's target (its LUN 1 is refused there, its ACL `ALL` opens that target to everyone). tgtstart's simulation gives the TIDs the real tgt-admin gives; doctor names the clash
+    before a restart makes it, and passes once the target records a TID of its own below BASE_TID."""
+    for n, tid in ((1, "8"), (2, "7")):
+        assert cli("target", "new", "--tid", tid, IQN.format(n)).rc == 0
+        assert cli("lun", "bind", IQN.format(n), tgt_install.store(n)).rc == 0
+    late_store = tgt_install.store(9)
+    storage = tgt_install.targets_conf.parent / "conf.d" / "storage.conf"
+    storage.write_text(f"<target {LATE}>\n    backing-store {late_store}\n</target>\n")
+    said = start_tids_problem(tgt_install)
+    assert said.startswith(f"problem: at tgt's start {LATE} ({storage}) takes TID 8, which {IQN.format(1)} "
+                           f"({tgt_install.file(IQN.format(1))}) records"), said
+    assert tgtstart.start_tids(declared(tgt_install, storage)) == {IQN.format(1): 8, IQN.format(2): 7, LATE: 8}
+
+    empty_tgtd(tgt_install)
+    assert tgt_install.start().returncode == 0  # ignore-errors: the failed `--op new` does not stop it
+    assert {iqn: target.tid for iqn, target in tgt_install.targets().items()} == {IQN.format(1): 8, IQN.format(2): 7}
+    hit = tgt_install.targets()[IQN.format(1)]  # what doctor warned of: the late target's ACL on lv-one-1's
+    assert "ALL" in hit.acl and tgt_install.inquire(IQN.format(1))[0] == 0  # now open to every initiator
+    assert [lun.backing_store for lun in hit.luns] == [tgt_install.store(1)]  # its LUN 1 clashed, refused
+
+    storage.write_text(f"<target {LATE}>\n    controller_tid 3\n    backing-store {late_store}\n</target>\n")
+    assert start_tids_problem(tgt_install).startswith(f"problem: {LATE} ({storage}) records TIDs from BASE_TID 1")
+    assert start_tids_problem(tgt_install, base_tid="5") == (
+        "every target of tgt's configuration records a TID of its own (3 targets)")
+    empty_tgtd(tgt_install)
+    assert tgt_install.start().returncode == 0
+    tids = {iqn: target.tid for iqn, target in tgt_install.targets().items()}
+    assert tids == tgtstart.start_tids(declared(tgt_install, storage)) == {IQN.format(1): 8, IQN.format(2): 7, LATE: 3}
+    assert tgt_install.luns() == {IQN.format(1): (tgt_install.store(1),), IQN.format(2): (tgt_install.store(2),),
+                                  LATE: (late_store,)}
 
 
 HAND = "iqn.2001-04.com.example:storage.by-hand"  # any name: the saved file is what makes a target one-iscsi's

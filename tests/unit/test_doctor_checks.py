@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from oneiscsi import doctor, tgt
+from oneiscsi import doctor, tgt, tgtconf, tgtstart
 from oneiscsi.cli import doctor as doctor_cli
 from oneiscsi.cli.common import Globals
 from oneiscsi.doctor import Check
@@ -22,6 +22,8 @@ SYS = "System:\n    State: ready\n    debug: off\nLLDs:\n    iscsi: ready\n"
 PORTALS = "Portal: 127.0.0.1:3260,1\n"
 INCLUDE_TEXT = f"ignore-errors yes\ninclude {CONF_DIR}/*.conf\n"
 TGT_CONF_TEXT = "# tgt\ninclude /etc/tgt/conf.d/*.conf\n"
+IQN = "iqn.2012-02.org.opennebula:tgt1.vg-one.lv-one-7"
+SAVED = f"<target {IQN}>\n    controller_tid 3\n    backing-store /dev/vg-one/lv-one-7\n</target>\n"
 CONNECT = ["timeout", "5", "bash", "-c", doctor.CONNECT, "portal-check", "tgt1", "3260"]
 NOT_RAN = "not checked: ssh did not pass"
 
@@ -54,6 +56,9 @@ def make(backend: str = "lvm", dry_run: bool = False, **keys: str) -> Recorder:
     recorder.answer("findmnt", out="rw,relatime\n")
     recorder.answer("cat", "--", doctor.TGT_CONF, out=TGT_CONF_TEXT)
     recorder.answer("cat", "--", INCLUDE, out=INCLUDE_TEXT)
+    recorder.answer("find", "/etc/tgt/conf.d", out=f"{INCLUDE}\0/etc/tgt/conf.d/.one-iscsi.conf.tmp\0")
+    recorder.answer(*tgtconf.list_files(CONF_DIR).argv, out=f"{len(SAVED)} {IQN}.conf\n")
+    recorder.answer("cat", "--", f"{CONF_DIR}/{IQN}.conf", out=SAVED)
     recorder.answer("stat", out="directory\n")
     recorder.fail("stat", "/run/lock/one-iscsi.lock", stderr=missing("/run/lock/one-iscsi.lock"))
     recorder.answer("iscsiadm", "--version", out="iscsiadm version 2.1.8\n")
@@ -81,6 +86,8 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 def common_tail() -> list[list[str]]:
     """CONF_DIR, tgt's config and the lock directory, all in order."""
     return [stat(CONF_DIR), ["cat", "--", doctor.TGT_CONF], ["cat", "--", INCLUDE],
+            ["cat", "--", doctor.TGT_CONF], [*tgtstart.find_included("/etc/tgt/conf.d/*.conf").argv],
+            ["cat", "--", INCLUDE], [*tgtconf.list_files(CONF_DIR).argv], ["cat", "--", f"{CONF_DIR}/{IQN}.conf"],
             stat("/run/lock"), ["test", "-w", "/run/lock"], stat("/run/lock/one-iscsi.lock")]
 
 
@@ -89,7 +96,7 @@ def test_an_lvm_server_in_order_passes_every_check_in_one_session():
     checks = server_checks(recorder)
     assert [(c.name, c.ok) for c in checks] == [
         ("ssh", True), *((f"sudo {tool}", True) for tool in LVM_TOOLS), ("tgtd", True), ("portal", True),
-        ("volume group", True), ("conf dir", True), ("tgt config", True), ("lock dir", True)]
+        ("volume group", True), ("conf dir", True), ("tgt config", True), ("tgt start TIDs", True), ("lock dir", True)]
     assert recorder.argvs("tgt1") == [
         ["true"], *(sudo_l(tool) for tool in LVM_TOOLS), tgtadm("--op", "show", "--mode", "sys"),
         tgtadm("--op", "show", "--mode", "portal"),
@@ -102,6 +109,7 @@ def test_an_lvm_server_in_order_passes_every_check_in_one_session():
     assert details["tgtd"].detail == "running, ready"
     assert details["tgt config"].detail == (f"/etc/tgt/targets.conf includes {INCLUDE}, which includes "
                                             f"{CONF_DIR}/*.conf")
+    assert details["tgt start TIDs"].detail == "every target of tgt's configuration records a TID of its own (1 targets)"
 
 
 def test_a_file_server_checks_its_own_tools_and_the_pool_directory():
@@ -271,6 +279,43 @@ def test_a_conf_dir_tgt_does_not_read_fails():
     assert (check.ok, check.detail) == (False, "tgt's start does not read /srv/tgt/one-iscsi.conf: add `include "
                                                "/srv/tgt/one-iscsi.conf` to /etc/tgt/targets.conf, or set CONF_DIR "
                                                "to a directory in one it includes")
+
+
+FOREIGN_FILE = "/etc/tgt/conf.d/storage.conf"
+
+
+def with_foreign(recorder: Recorder, text: str) -> None:
+    """A file of the admin's own targets in tgt's conf.d, beside one-iscsi's include file."""
+    recorder.answer("find", "/etc/tgt/conf.d", out=f"{INCLUDE}\0{FOREIGN_FILE}\0")
+    recorder.answer("cat", "--", FOREIGN_FILE, out=text)
+
+
+def test_a_target_of_tgts_configuration_without_tid_fails_naming_it_and_the_clash():
+    recorder = make()
+    with_foreign(recorder, "<target iqn.2099-01.org.example:data>\n  backing-store /dev/sdb\n</target>\n")
+    check = by_name(server_checks(recorder))["tgt start TIDs"]
+    assert (check.ok, check.detail) == (False, (
+        f"iqn.2099-01.org.example:data ({FOREIGN_FILE}) records no TID: tgt's start numbers such targets after "
+        "the one before them and may give one a TID another records; give each a controller_tid of its own and "
+        "set BASE_TID above their TIDs"))
+    assert ["cat", "--", FOREIGN_FILE] in recorder.argvs()
+
+
+def test_a_target_of_tgts_configuration_with_a_tid_below_base_tid_passes():
+    recorder = make(BASE_TID="100")
+    with_foreign(recorder, "<target iqn.2099-01.org.example:data>\n  controller_tid 2\n</target>\n")
+    check = by_name(server_checks(recorder))["tgt start TIDs"]
+    assert (check.ok, check.detail) == (True, "every target of tgt's configuration records a TID of its own "
+                                              "(2 targets)")
+
+
+def test_a_file_of_tgts_configuration_only_root_reads_is_not_checked():
+    recorder = make()
+    recorder.answer("find", "/etc/tgt/conf.d", out=f"{INCLUDE}\0{FOREIGN_FILE}\0")
+    recorder.fail("cat", "--", FOREIGN_FILE, stderr=f"cat: {FOREIGN_FILE}: Permission denied")
+    check = by_name(server_checks(recorder))["tgt start TIDs"]
+    assert (check.ok, check.detail) == (None, f"{FOREIGN_FILE} out of reach of the user one-iscsi runs as "
+                                              "(Permission denied): not checked")
 
 
 @pytest.mark.parametrize("config, found", [
