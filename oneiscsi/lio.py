@@ -13,7 +13,6 @@ ask for it.
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -38,6 +37,8 @@ def program() -> str:
 def _request(op: str, query: bool = False, **fields) -> Command:
     """`python3 -` reading the program and, as its last line, the call with
     this request: nothing of it on the command line (ps shows that)."""
+    import json  # only on LIO: not in every action's start-up
+
     text = json.dumps({"op": op, "save": SAVE_FILE, "lock": LOCK_FILE, **fields}, sort_keys=True)
     return command("python3", "-", input=f"{program()}\nmain({text!r})\n", privileged=True, query=query,
                    accept=[REFUSED_RC])
@@ -135,6 +136,8 @@ def restore(prefix: str) -> Command:
 
 def answer(text: str, host: str) -> dict:
     """The program's answer; its refusal as the error it stands for."""
+    import json
+
     try:
         data = json.loads(text)
     except ValueError:

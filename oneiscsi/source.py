@@ -4,8 +4,6 @@ A local file is opened once: what is judged is what is read."""
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import stat
 from contextlib import contextmanager
@@ -89,6 +87,8 @@ def _open(path: str) -> int:
 def _inspect_file(path: str, fd: int, local: Runner, keep_qcow2: bool) -> Image:
     if os.pread(fd, len(QCOW2_MAGIC), 0) != QCOW2_MAGIC:
         return Image(path, "raw", os.fstat(fd).st_size, fd)
+    import json  # only for qcow2 images: not in every action's start-up
+
     info = json.loads(local.run(command("qemu-img", "info", "--output=json", "-f", "qcow2", opened(fd),
                                         query=True)))
     data_file = info.get("format-specific", {}).get("data", {}).get("data-file")
@@ -221,6 +221,8 @@ class Digests:
 
     def __init__(self, expected: Mapping[str, str]):
         self.expected = {name: value.lower() for name, value in expected.items() if value}
+        if self.expected:  # imported only then: it costs every action's start-up some milliseconds
+            import hashlib
         self.hashes = {name: hashlib.new(name) for name in self.expected}
 
     def through(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
