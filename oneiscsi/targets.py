@@ -436,10 +436,10 @@ class TargetServer:
         if spec is not None and changed != spec:
             undo.step("writing the target's config file", lambda: self.save(changed))
 
-    def save(self, spec: tgtconf.TargetSpec) -> None:
-        """Write the target's persistence file (and, once, the include of CONF_DIR)."""
+    def save(self, *specs: tgtconf.TargetSpec) -> None:
+        """Write the targets' persistence files (and, once, the include of CONF_DIR)."""
         conf_dir = self.cfg.conf_dir
-        commands = tgtconf.write(tgtconf.path(conf_dir, spec.iqn), tgtconf.render(spec))
+        commands = tgtconf.write_all([(tgtconf.path(conf_dir, spec.iqn), tgtconf.render(spec)) for spec in specs])
         include = tgtconf.include_path(conf_dir)
         if not self._exists(include):
             commands[:0] = tgtconf.write(include, tgtconf.include(conf_dir), mode="0644")
@@ -557,28 +557,57 @@ class TargetServer:
             specs.append((place, spec))
         listed = {target.iqn: target for target in (self.list() if specs else ())}
         taken = {target.tid for target in listed.values()}
+        marks, moved = [], []  # (TID, IQN) of the targets present; (place, spec) of the files to record TIDs in
         for place, spec in specs:
+            found = listed.get(spec.iqn)
             try:
-                tid, created = self._restore(spec, listed.get(spec.iqn), taken)
+                if found is None:
+                    tid, created = self.export(spec, spec.tid if spec.tid and spec.tid not in taken else None)
+                else:
+                    self.check_same(spec, found)
+                    tid, created = found.tid, False
+                    marks.append((tid, spec.iqn))
             except OneIscsiError as err:
-                reason = _one_line(err)
-                failed[place] = (spec.iqn, reason if spec.iqn in reason else f"{spec.iqn}: {reason}")
+                failed[place] = _failure(spec.iqn, err)
                 continue
             taken.add(tid)
             (restored if created else present).append(spec.iqn)
+            if tid != spec.tid:
+                moved.append((place, spec.with_tid(tid)))
+        self._mark_all(marks)
+        failed.update(self._record(moved))
         return restored, present, [failed[place] for place in sorted(failed)]
 
-    def _restore(self, spec: tgtconf.TargetSpec, found: Optional[tgt.Target], taken: set[int]) -> tuple[int, bool]:
-        """One saved target, found: what the listing has of that name."""
-        if found is None:
-            tid, created = self.export(spec, spec.tid if spec.tid and spec.tid not in taken else None)
-        else:
-            self.check_same(spec, found)
-            tid, created = found.tid, False
-            self._mark(tid, spec.iqn)
-        if tid != spec.tid:
-            self.save(spec.with_tid(tid))
-        return tid, created
+    def _mark_all(self, marks: list[tuple[int, str]]) -> None:
+        """Mark the targets the listing showed at the TIDs their files record, SAVED_BATCH at a time."""
+        if self.session.runner.dry_run:  # the marks change nothing one sees: not a change to print
+            return
+        tgtadm = self.session.runner.resolve(command("tgtadm", privileged=True))
+        for first in range(0, len(marks), SAVED_BATCH):
+            self.session.run(tgt.mark_targets(marks[first:first + SAVED_BATCH], tgtadm))
+
+    def _record(self, moved: list[tuple[int, tgtconf.TargetSpec]]) -> dict[int, tuple[str, str]]:
+        """Save the files of targets whose TID changed, all in one go; when
+        that fails, one by one. The failures, by place."""
+        if not moved:
+            return {}
+        try:
+            self.save(*(spec for _place, spec in moved))
+            return {}
+        except OneIscsiError:
+            failed = {}
+            for place, spec in moved:
+                try:
+                    self.save(spec)
+                except OneIscsiError as err:
+                    failed[place] = _failure(spec.iqn, err)
+            return failed
+
+
+def _failure(iqn: str, err: OneIscsiError) -> tuple[str, str]:
+    """A restore failure: (IQN, a one-line message naming it)."""
+    reason = _one_line(err)
+    return iqn, reason if iqn in reason else f"{iqn}: {reason}"
 
 
 def read_files(session: Session, files: list[tuple[str, int]]) -> list[Optional[str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from .command import Command, command
 from .errors import AlreadyExists, CommandError, NotFound, OneIscsiError
@@ -269,6 +269,25 @@ def parse_mark(text: str) -> str:
 def mark_target(tid: int, iqn: str) -> Command:
     return _tgtadm("--op", "update", "--mode", "target", "--tid", str(tid), "--name", MARK, "--value", iqn,
                    tid=tid)
+
+
+# Marks targets in one go: arguments tgtadm (a command line made by
+# shlex.join), then TID IQN pairs. A mark only spares a listing: one that
+# fails (the target gone meanwhile) is passed over.
+MARK_TARGETS = r'''
+tgtadm=$1; shift
+while [ "$#" -ge 2 ]; do
+  eval "$tgtadm"' --lld iscsi --op update --mode target --tid "$1" --name RedirectAddress --value "$2"' \
+    >/dev/null 2>&1 || :
+  shift 2
+done
+'''
+
+
+def mark_targets(marks: Sequence[tuple[int, str]], tgtadm: list[str]) -> Command:
+    """MARK_TARGETS, given tgtadm as it runs on the target server."""
+    return command("sh", "-c", MARK_TARGETS, "mark-targets", shlex.join(tgtadm),
+                   *(word for tid, iqn in marks for word in (str(tid), iqn)))
 
 
 def show_connections(tid: int) -> Command:

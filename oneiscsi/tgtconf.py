@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import values
 from .command import Command, command
@@ -217,15 +217,20 @@ def include(conf_dir: str) -> str:
 def write(file: str, content: str, mode: str = "0600") -> list[Command]:
     """Commands that write a file atomically. The directory is made 0700 so
     nobody else can read the file while it is being written."""
-    directory = posixpath.dirname(file)
-    temporary = posixpath.join(directory, f".{posixpath.basename(file)}.tmp")
-    return [
-        command("mkdir", "-p", "-m", "0700", directory, privileged=True),
-        command("dd", f"of={temporary}", "conv=fsync", "status=none", input=content, privileged=True),
-        command("chmod", mode, temporary, privileged=True),
-        command("mv", "-f", temporary, file, privileged=True),
-        command("sync", directory, privileged=True),
-    ]
+    return write_all([(file, content)], mode)
+
+
+def write_all(files: Sequence[tuple[str, str]], mode: str = "0600") -> list[Command]:
+    """write() of several (file, content) pairs: each directory made and
+    synced once."""
+    directories = list(dict.fromkeys(posixpath.dirname(file) for file, _content in files))
+    commands = [command("mkdir", "-p", "-m", "0700", directory, privileged=True) for directory in directories]
+    for file, content in files:
+        temporary = posixpath.join(posixpath.dirname(file), f".{posixpath.basename(file)}.tmp")
+        commands += [command("dd", f"of={temporary}", "conv=fsync", "status=none", input=content, privileged=True),
+                     command("chmod", mode, temporary, privileged=True),
+                     command("mv", "-f", temporary, file, privileged=True)]
+    return commands + [command("sync", directory, privileged=True) for directory in directories]
 
 
 def exists(file: str) -> Command:

@@ -50,6 +50,12 @@ def mark(tid: int, iqn: str = IQN) -> list[str]:
     return tgtadm("--op", "update", "--mode", "target", "--tid", str(tid), "--name", "RedirectAddress", "--value", iqn)
 
 
+def mark_all(*marks: tuple[int, str]) -> list[str]:
+    """tgt.MARK_TARGETS of (TID, IQN) pairs."""
+    return ["sh", "-c", tgt.MARK_TARGETS, "mark-targets", "tgtadm",
+            *(word for tid, iqn in marks for word in (str(tid), iqn))]
+
+
 def marked(iqn: str = IQN) -> str:
     """What `show --tid` prints of a target marked with iqn."""
     return f"RedirectAddress={iqn}\nRedirectPort=\nRedirectReason=Unknown\n"
@@ -116,9 +122,10 @@ def writes(file: str, mode: str = "0600") -> list[list[str]]:
             ["chmod", mode, temporary], ["mv", "-f", temporary, file], ["sync", directory]]
 
 
-def saved(iqn: str = IQN) -> list[list[str]]:
-    """Saving a target's config file, the include of CONF_DIR being there."""
-    return [["test", "-e", INCLUDE], *writes(conf(iqn))]
+def saved(*iqns: str) -> list[list[str]]:
+    """Saving targets' config files (default: IQN's) in one go, the include of CONF_DIR being there."""
+    steps = [writes(conf(iqn)) for iqn in iqns or (IQN,)]
+    return [["test", "-e", INCLUDE], steps[0][0], *(step for written in steps for step in written[1:4]), steps[0][4]]
 
 
 def listing(*targets: tuple) -> str:

@@ -13,7 +13,7 @@ from oneiscsi.targets import NEW_TARGET_ATTEMPTS, TargetServer
 from oneiscsi.tgtconf import TargetSpec
 from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, HINT, INCLUDE, IQN, LISTED, LISTED_50, PARAMETERS,
                               READ_HINT, SHOW, SHOWN, allowed, bind, cat, chap, conf, delete_target, forget, listing,
-                              make_target, mark, marked, new_lun, no_file, on_file, saved, show_conn, show_tid, tgtadm,
+                              make_target, mark, mark_all, marked, new_lun, no_file, on_file, saved, show_conn, show_tid, tgtadm,
                               writes)
 from support.recording import Recorder, make_config
 
@@ -430,8 +430,8 @@ def test_restore_lists_tgtd_once_creates_the_missing_targets_at_their_tids_and_m
     makes(shown, 2, "new 2", automatic=False)
     assert targets.restore() == ([IQN], [LISTED], [])
     assert shown.argvs() == [FIND, read_all(LISTED, IQN), SHOW,  # sorted by name: localhost before tgt1
-                             mark(1, LISTED),
-                             make_target(2, automatic=False), *allowed(2), new_lun(2, "/dev/vg-one/lv-one-7")]
+                             make_target(2, automatic=False), *allowed(2), new_lun(2, "/dev/vg-one/lv-one-7"),
+                             mark_all((1, LISTED))]
 
 
 def test_restore_records_the_tid_a_target_has_when_its_file_has_none_or_another(targets, shown, monkeypatch):
@@ -442,11 +442,24 @@ def test_restore_records_the_tid_a_target_has_when_its_file_has_none_or_another(
     makes(shown, 5, "new 5")
     assert targets.restore() == ([IQN], [LISTED], [])
     assert shown.argvs() == [FIND, read_all(LISTED, IQN), SHOW,
-                             mark(1, LISTED), *saved(LISTED),
                              READ_HINT, make_target(5), bind(5, "address", "ALL"), new_lun(5, "/dev/vg-one/lv-one-7"),
-                             *saved(IQN)]
+                             mark_all((1, LISTED)), *saved(LISTED, IQN)]  # all marks, then all files, in one go
     assert files() == [TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1),
                        TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), tid=5)]
+
+
+def test_restore_records_tids_file_by_file_when_writing_them_together_fails(targets, shown):
+    saved_files(shown, TargetSpec(IQN, ("/dev/vg-one/lv-one-7",), tid=3), TargetSpec(LISTED, ("/tmp/cap/a.img",)))
+    shown.answer(*READ_HINT, out="5\n")
+    makes(shown, 5, "new 5")
+    moving = saved(LISTED)[4]
+    shown.fail(*moving, stderr="mv: cannot move: Read-only file system")
+    restored, present, failed = targets.restore()
+    assert (restored, present) == ([IQN], [LISTED])
+    assert failed == [(LISTED, f"{LISTED}: mv failed on tgt1 (exit 1): mv: cannot move: Read-only file system")]
+    together = saved(LISTED, IQN)
+    assert shown.argvs()[-(len(together[:together.index(moving) + 1]) + 5 + 6):] == [
+        *together[:together.index(moving) + 1], *saved(LISTED)[:5], *saved(IQN)]  # the batch, then one by one
 
 
 def test_restore_without_conf_dir_restores_nothing(targets, recorder):
@@ -459,7 +472,7 @@ def test_restore_reads_again_file_by_file_files_changed_meanwhile(targets, shown
     saved_files(shown, TargetSpec(LISTED, ("/tmp/cap/a.img",), tid=1))
     shown.answer(*FIND, out=f"9999 {LISTED}.conf\n")
     assert targets.restore() == ([], [LISTED], [])
-    assert shown.argvs() == [FIND, cat(LISTED), cat(LISTED), SHOW, mark(1, LISTED)]
+    assert shown.argvs() == [FIND, cat(LISTED), cat(LISTED), SHOW, mark_all((1, LISTED))]
 
 
 IQN_8 = f"{BASE}:tgt1.vg-one.lv-one-8"
