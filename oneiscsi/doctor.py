@@ -311,6 +311,8 @@ def check_start_tids(session: Session, tgt_conf: str = TGT_CONF) -> str:
     if unread:
         raise NotChecked(f"{', '.join(unread)} out of reach of the user one-iscsi runs as (Permission denied): "
                          "not checked")
+    if not found:
+        return "tgt's configuration has no target"
     every = "every target" if all(target.tid is not None for target in found) else "no target"
     return f"{every} of tgt's configuration records a TID of its own ({len(found)} targets)"
 
@@ -320,7 +322,7 @@ def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]],
     reads them, and the files the user may not read. CONF_DIR's files are
     read as one-iscsi reads them (through sudo)."""
     texts, unread, pending = {}, [], [tgt_conf]
-    own = posixpath.join(session.cfg.conf_dir.rstrip("/"), "*.conf")
+    conf_dir = session.cfg.conf_dir.rstrip("/")
     while pending:
         path = pending.pop(0)
         try:
@@ -331,7 +333,7 @@ def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]],
         texts[path] = text or ""
         for pattern in tgtstart.includes(texts[path]):
             pattern = posixpath.join("/", pattern)  # tgt-admin runs from /
-            if pattern == own:
+            if conf_dir in (pattern.rstrip("/"), posixpath.dirname(pattern)):  # CONF_DIR is 0700: sudo reads it
                 texts.update((file, text) for _iqn, file, text in TargetServer(session).read_saved() if text)
                 continue
             listed = session.run(tgtstart.find_included(pattern))

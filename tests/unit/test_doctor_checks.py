@@ -309,6 +309,22 @@ def test_a_target_of_tgts_configuration_with_a_tid_below_base_tid_passes():
                                               "(2 targets)")
 
 
+def test_conf_dir_included_as_a_directory_is_read_through_sudo_as_one_iscsi_reads_it():
+    recorder = make()
+    recorder.answer("cat", "--", doctor.TGT_CONF, out=f"{TGT_CONF_TEXT}include {CONF_DIR}/\n")
+    check = by_name(server_checks(recorder))["tgt start TIDs"]
+    assert (check.ok, check.detail) == (True, "every target of tgt's configuration records a TID of its own "
+                                              "(1 targets)")
+    assert [*tgtstart.find_included(f"{CONF_DIR}/").argv] not in recorder.argvs()  # 0700: only sudo sees in
+
+
+def test_a_tgt_configuration_without_targets_passes():
+    recorder = make()
+    recorder.answer("cat", "--", doctor.TGT_CONF, out="include /etc/tgt/conf.d/*.conf\n")
+    recorder.answer(*tgtconf.list_files(CONF_DIR).argv, out="")
+    assert by_name(server_checks(recorder))["tgt start TIDs"].detail == "tgt's configuration has no target"
+
+
 def test_a_file_of_tgts_configuration_only_root_reads_is_not_checked():
     recorder = make()
     recorder.answer("find", "/etc/tgt/conf.d", out=f"{INCLUDE}\0{FOREIGN_FILE}\0")
