@@ -39,12 +39,15 @@ class Volume:
 
     def create(self, size_mb: int) -> list[tuple[list[Command], list[Command]]]:
         """(commands, undo) pairs: each undo is due once its commands succeeded."""
-        if self.backend == "file":  # conv=excl: never take over a file that is already there; seek: its size
+        # conv=excl: never take over a file that is already there; sized in a step of its own, whose failure
+        # removes the file made, while a failed create must not remove another's
+        if self.backend == "file":
             made = [command("mkdir", "-p", self.directory, privileged=True),
-                    command("dd", f"of={self.device}", "conv=excl", "bs=1M", f"seek={size_mb}", "count=0",
-                            "status=none", privileged=True)]
+                    command("dd", f"of={self.device}", "conv=excl", "count=0", "status=none", privileged=True)]
             mode = f"{0o666 & ~self.umask:04o}"
-            return [(made, self.remove()), ([command("chmod", mode, self.device, privileged=True)], [])]
+            return [(made, self.remove()),
+                    ([command("chmod", mode, self.device, privileged=True),
+                      command("truncate", "-s", f"{size_mb}M", self.device, privileged=True)], [])]
         return [([lvm.create(self.vg, self.lv, size_mb)], self.remove())]
 
     def size(self) -> Command:

@@ -101,7 +101,7 @@ def test_cp_with_both_checksums_right(tgtd, ds, tmp_path):
 
 
 @pytest.mark.parametrize("step, wrapper_key, words", [
-    ("creating volume", "DD", "conv=excl"),
+    ("creating volume", "TRUNCATE", "-s"),
     ("creating target", "TGTADM", "--mode target --tid"),
     ("allowing initiators", "TGTADM", "--op bind"),
     ("adding LUN 1", "TGTADM", "--mode logicalunit"),
@@ -109,7 +109,7 @@ def test_cp_with_both_checksums_right(tgtd, ds, tmp_path):
 ])
 def test_each_failing_step_of_cp_leaves_nothing(tgtd, ds, pool, tmp_path, monkeypatch, step, wrapper_key, words):
     """A failing command is configured through ONE_ISCSI_<KEY>."""
-    real = {"TGTADM": f"tgtadm -C {tgtd.control}", "DD": "dd"}[wrapper_key]
+    real = {"TRUNCATE": "truncate", "TGTADM": f"tgtadm -C {tgtd.control}", "DD": "dd"}[wrapper_key]
     monkeypatch.setenv(f"ONE_ISCSI_{wrapper_key}", f"{DATA / 'fail-when'} '{words}' {real}")
     image = random_image(tmp_path / "img.raw", MIB)
     done = remote("datastore", "cp", action_xml({"PATH": str(image)}, {}, ds), "12")

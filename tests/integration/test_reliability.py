@@ -159,7 +159,7 @@ def test_lock_held_elsewhere_is_a_clear_error_within_the_bound(tgtd, ds, tmp_pat
 
 
 CP_STEPS = [
-    ("creating volume", "DD", "conv=excl"),
+    ("creating volume", "TRUNCATE", "-s"),
     ("creating target", "TGTADM", "--mode target --tid"),
     ("allowing initiators", "TGTADM", "--op bind"),
     ("adding LUN 1", "TGTADM", "--mode logicalunit"),
@@ -169,7 +169,7 @@ CP_STEPS = [
 
 
 def fail_when(tgtd, key, words):
-    real = {"TGTADM": f"tgtadm -C {tgtd.control}", "DD": "dd", "MKFS": "mkfs"}[key]
+    real = {"TRUNCATE": "truncate", "TGTADM": f"tgtadm -C {tgtd.control}", "DD": "dd", "MKFS": "mkfs"}[key]
     return {f"ONE_ISCSI_{key}": f"{DATA / 'fail-when'} '{words}' {real}"}
 
 

@@ -30,9 +30,8 @@ IMAGE_SIZE = 1000 + MIB + 10
 
 
 def file_volume(size: str = "2M") -> list[list[str]]:
-    return [["mkdir", "-p", "/srv/pool/vg-one"],
-            ["dd", f"of={FILE}", "conv=excl", "bs=1M", f"seek={size.removesuffix('M')}", "count=0", "status=none"],
-            ["chmod", "0600", FILE]]
+    return [["mkdir", "-p", "/srv/pool/vg-one"], ["dd", f"of={FILE}", "conv=excl", "count=0", "status=none"],
+            ["chmod", "0600", FILE], ["truncate", "-s", size, FILE]]
 
 
 def lv_volume(size: str = "2M") -> list[list[str]]:
@@ -161,9 +160,9 @@ FAILING_STEPS = [  # the command that fails, its exit status and stderr, the err
     pytest.param(FILE_CP[1], 1, f"dd: failed to open '{FILE}': File exists",
                  f"creating volume failed on tgt1: dd failed on tgt1 (exit 1): dd: failed to open '{FILE}': "
                  "File exists", [], id="creating the volume: nothing made, nothing removed"),
-    pytest.param(FILE_CP[2], 1, f"chmod: changing permissions of '{FILE}': Operation not permitted",
-                 f"creating volume failed on tgt1: chmod failed on tgt1 (exit 1): chmod: changing permissions of "
-                 f"'{FILE}': Operation not permitted", [RM_FILE], id="setting the volume's mode"),
+    pytest.param(FILE_CP[3], 1, f"truncate: failed to truncate '{FILE}': No space left on device",
+                 f"creating volume failed on tgt1: truncate failed on tgt1 (exit 1): truncate: failed to truncate "
+                 f"'{FILE}': No space left on device", [RM_FILE], id="sizing the volume"),
     pytest.param(make_target(1), 107, "tgtadm: can't send the request to the tgt daemon, Transport endpoint is "
                  "not connected", "creating target failed on tgt1: tgtd is not running on tgt1: start it (systemctl "
                  "start tgt), then `one-iscsi -H tgt1 target restore`: tgtadm failed on tgt1 (exit 107): tgtadm: can't send the request to the tgt daemon, Transport endpoint is not "
@@ -235,7 +234,7 @@ def test_a_relative_pool_dir_is_refused_before_any_command(image):
 def test_cp_binds_initiator_addresses_names_and_chap(image):
     recorder = server(INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
     assert cp(recorder, image).source == IQN
-    assert recorder.argvs()[3:10] == [READ_HINT, make_target(1), *allowed(1), new_lun(1, FILE)]
+    assert recorder.argvs()[4:11] == [READ_HINT, make_target(1), *allowed(1), new_lun(1, FILE)]
 
 
 @pytest.mark.parametrize("failing", allowed(1), ids=["address", "name", "account", "account binding"])
@@ -244,7 +243,7 @@ def test_cp_failing_to_allow_initiators_deletes_the_target_and_the_volume(image,
     recorder.fail(*failing, rc=22, stderr="tgtadm: out of memory")
     error = failure_of(cp, recorder, image)
     assert str(error) == "allowing initiators failed on tgt1: tgtadm failed on tgt1 (exit 22): tgtadm: out of memory"
-    assert recorder.argvs()[5:] == [*allowed(1)[:allowed(1).index(failing) + 1], DELETE, RM_FILE]
+    assert recorder.argvs()[6:] == [*allowed(1)[:allowed(1).index(failing) + 1], DELETE, RM_FILE]
 
 
 def test_cp_keeps_an_existing_target_with_the_same_lun(pool, image):
@@ -613,7 +612,7 @@ def test_cp_reads_the_file_checked_even_if_its_name_is_swapped_while_the_volume_
     secret = tmp_path / "restricted" / "secret.img"
     secret.write_bytes(b"canary" * 1000)
     original = records(image, zero_device=False)
-    pool.answer("chmod", then=swap_for_link(image, str(secret)))
+    pool.answer("truncate", then=swap_for_link(image, str(secret)))
     assert cp(pool, image) == Registered(IQN, 2)
     assert os.path.realpath(image) == str(secret)
     assert pool.fed["tgt1"] == original
@@ -625,7 +624,7 @@ def test_cp_of_a_qcow2_image_checksums_the_file_opened_not_its_name(pool, tmp_pa
     with open(path, "rb") as original:
         md5 = hashlib.md5(original.read()).hexdigest()
     (tmp_path / "other.img").write_bytes(b"other")
-    pool.answer("chmod", then=swap_for_link(path, str(tmp_path / "other.img")))
+    pool.answer("truncate", then=swap_for_link(path, str(tmp_path / "other.img")))
     assert cp(pool, path, checksums={"md5": md5}) == Registered(IQN, 1)
     opened = pool.argvs("localhost")[0][-1]
     assert opened.startswith(f"/proc/{os.getpid()}/fd/")
@@ -676,7 +675,7 @@ def test_cp_takes_over_a_target_left_without_its_lun(pool, image):
     no_file(pool)  # tgt's start-up made it anew, unmarked: found in the listing
     pool.answer(*SHOW, out=listing((4, IQN)))
     assert cp(pool, image) == Registered(IQN, 2)
-    assert pool.argvs()[3:12] == [READ_HINT, make_target(1), cat(), SHOW, cat(), SHOW, delete_target(4), READ_HINT,
+    assert pool.argvs()[4:13] == [READ_HINT, make_target(1), cat(), SHOW, cat(), SHOW, delete_target(4), READ_HINT,
                                   make_target(1)]
 
 
@@ -730,9 +729,8 @@ def clone(recorder: Recorder, source_iqn: str = IQN) -> Registered:
 
 @pytest.mark.parametrize("backend, measure, volume, zero", [
     ("file", ["stat", "-c", "%s", FILE],
-     [["mkdir", "-p", "/srv/pool/vg-one"],
-      ["dd", f"of={FILE9}", "conv=excl", "bs=1M", "seek=8", "count=0", "status=none"], ["chmod", "0600", FILE9]],
-     "0"),  # a new sparse file reads as zeros
+     [["mkdir", "-p", "/srv/pool/vg-one"], ["dd", f"of={FILE9}", "conv=excl", "count=0", "status=none"],
+      ["chmod", "0600", FILE9], ["truncate", "-s", "8M", FILE9]], "0"),  # a new sparse file reads as zeros
     ("lvm", ["lvs", "--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size", "vg-one/lv-one-7"],
      [["lvcreate", "--yes", "-W", "y", "-L", "8M", "-n", "lv-one-9", "vg-one"]], "1"),
 ])
@@ -751,7 +749,7 @@ def test_clone_makes_a_volume_and_target_of_the_source_size_and_copies_on_the_ta
 def test_clone_gives_the_new_image_this_datastores_access_rules():
     recorder = clone_server("file", INITIATORS=" ".join(ALLOWED), CHAP_USER=CHAP[0], CHAP_PASSWORD=CHAP[1])
     clone(recorder)
-    assert recorder.argvs()[5:11] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
+    assert recorder.argvs()[6:12] == [make_target(1, IQN9), *allowed(1), new_lun(1, FILE9)]
 
 
 def test_clone_whose_copy_fails_takes_everything_back():
@@ -789,7 +787,7 @@ def test_private_copy_takes_the_access_rules_the_image_was_saved_with(pool):
     done = datastore.private_copy(names.parse(IQN), 9, 0, pool.cfg, pool.runner("tgt1"))
     assert done == Registered(private, 8, (), "raw")
     assert pool.argvs()[:2] == [lio_probe(), ["cat", "--", conf()]]
-    assert pool.argvs()[7:13] == [make_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
+    assert pool.argvs()[8:14] == [make_target(1, private), *allowed(1), new_lun(1, "/srv/pool/vg-one/lv-one-9-0")]
     assert pool.argvs()[-3] == copier(FILE, "/srv/pool/vg-one/lv-one-9-0", "0")
 
 

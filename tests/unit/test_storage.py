@@ -24,12 +24,12 @@ def test_lvm_volume():
 def test_file_volume_never_takes_over_an_existing_file():
     volume = storage.volume(7, cfg(BACKEND="file", POOL_DIR="/srv/pool"))
     assert volume.device == "/srv/pool/vg-one/lv-one-7"
-    ([mkdir, create], undo), ([chmod], no_undo) = volume.create(12)
+    ([mkdir, create], undo), ([chmod, truncate], no_undo) = volume.create(12)
     assert chmod.argv == ("chmod", "0600", "/srv/pool/vg-one/lv-one-7") and chmod.privileged
     assert undo == volume.remove() and no_undo == []
     assert mkdir.argv == ("mkdir", "-p", "/srv/pool/vg-one") and mkdir.privileged
-    assert create.argv == ("dd", "of=/srv/pool/vg-one/lv-one-7", "conv=excl", "bs=1M", "seek=12", "count=0",
-                           "status=none")
+    assert create.argv == ("dd", "of=/srv/pool/vg-one/lv-one-7", "conv=excl", "count=0", "status=none")
+    assert truncate.argv == ("truncate", "-s", "12M", "/srv/pool/vg-one/lv-one-7")
     assert argvs(volume.remove()) == [["rm", "-f", "/srv/pool/vg-one/lv-one-7"]]
 
 
