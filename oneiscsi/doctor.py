@@ -303,32 +303,37 @@ def check_tgt_config(session: Session, tgt_conf: str = TGT_CONF) -> str:
 
 def check_start_tids(session: Session, tgt_conf: str = TGT_CONF) -> str:
     """tgt's start-up gives no target a TID another one records (tgtstart)."""
-    files, unread = _tgt_config(session, tgt_conf)
+    files, unread, missing = _tgt_config(session, tgt_conf)
     found = [target for path, text in files for target in tgtstart.declared(text, path)]
-    problems = tgtstart.problems(found, session.cfg.conf_dir, session.cfg.base_tid)
+    problems = [f"{path} includes {pattern}, which does not exist: tgt-admin stops there and tgt's start makes "
+                "no target" for path, pattern in missing]
+    problems += tgtstart.problems(found, session.cfg.conf_dir, session.cfg.base_tid)
     if problems:
         raise Problem("; ".join(problems))
     if unread:
-        raise NotChecked(f"{', '.join(unread)} out of reach of the user one-iscsi runs as (Permission denied): "
-                         "not checked")
+        raise NotChecked(f"not checked: what tgt's start reads is out of reach of the user one-iscsi runs as: "
+                         f"{', '.join(unread)}")
     if not found:
         return "tgt's configuration has no target"
-    every = "every target" if all(target.tid is not None for target in found) else "no target"
-    return f"{every} of tgt's configuration records a TID of its own ({len(found)} targets)"
+    count = f"{len(found)} target{'' if len(found) == 1 else 's'}"
+    if all(target.tid is not None for target in found):
+        return f"every target of tgt's configuration records a TID of its own ({count})"
+    return f"no target of tgt's configuration records a TID: tgt's start numbers them in name order ({count})"
 
 
-def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]], list[str]]:
+def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]]]:
     """(path, text) of tgt_conf and of every file it includes, as tgt-admin
-    reads them, and the files the user may not read. CONF_DIR's files are
-    read as one-iscsi reads them (through sudo)."""
-    texts, unread, pending = {}, [], [tgt_conf]
+    reads them; what could not be read, and why; (file, include) of the
+    includes that name nothing. CONF_DIR's files are read as one-iscsi reads
+    them (through sudo)."""
+    texts, unread, missing, pending = {}, [], [], [tgt_conf]
     conf_dir = session.cfg.conf_dir.rstrip("/")
     while pending:
         path = pending.pop(0)
         try:
             text = _read(session, path)
         except NotChecked:
-            unread.append(path)
+            unread.append(f"{path} (Permission denied)")
             continue
         texts[path] = text or ""
         for pattern in tgtstart.includes(texts[path]):
@@ -336,10 +341,22 @@ def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]],
             if conf_dir in (pattern.rstrip("/"), posixpath.dirname(pattern)):  # CONF_DIR is 0700: sudo reads it
                 texts.update((file, text) for _iqn, file, text in TargetServer(session).read_saved() if text)
                 continue
-            listed = session.run(tgtstart.find_included(pattern))
+            if not tgtstart.followed(pattern):
+                unread.append(f"{pattern} (a glob doctor does not follow)")
+                continue
+            try:
+                listed = session.run(tgtstart.find_included(pattern))
+            except CommandError as err:
+                if "Permission denied" in err.stderr:
+                    unread.append(f"{pattern} (Permission denied)")
+                elif "No such file" not in err.stderr:
+                    raise
+                elif not tgtstart.is_glob(pattern):
+                    missing.append((path, pattern))
+                continue
             pending += [file for file in tgtstart.included(listed, pattern)
-                        if file not in texts and file not in pending and file not in unread]
-    return list(texts.items()), unread
+                        if file not in texts and file not in pending]
+    return list(texts.items()), unread, missing
 
 
 def includes(config: str, path: str) -> bool:

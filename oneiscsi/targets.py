@@ -574,8 +574,11 @@ class TargetServer:
             (restored if created else present).append(spec.iqn)
             if tid != spec.tid:
                 moved.append((place, spec.with_tid(tid)))
+        unrecorded = self._record(moved)  # before the marks: files first, the marks only spare listings
+        failed.update(unrecorded)
+        unsaved = {iqn for iqn, _reason in unrecorded.values()}
+        restored, present = ([iqn for iqn in found if iqn not in unsaved] for found in (restored, present))
         self._mark_all(marks)
-        failed.update(self._record(moved))
         return restored, present, [failed[place] for place in sorted(failed)]
 
     def _mark_all(self, marks: list[tuple[int, str]]) -> None:

@@ -22,10 +22,12 @@ from typing import Optional
 
 from .command import Command, command
 
-INCLUDE = re.compile(r"^(?:<<\s*)?include\s+(.+?)(?:\s*>>)?$", re.IGNORECASE)  # Config::General's and Apache's
+INCLUDE = re.compile(r"^include(?:optional)?\s+(.+)$", re.IGNORECASE)  # Config::General's, Apache's way
+OPTION = re.compile(r"^(\S+?)(?:\s*=\s*|\s+)(.*)$")
+COMMENT = re.compile(r"(?<!\\)#.*")
 BLOCK_OPEN = re.compile(r"^<\s*([^/\s>][^\s>]*)(?:\s+(.*?))?\s*>$")
 BLOCK_CLOSE = re.compile(r"^<\s*/")
-GLOB = re.compile(r"[*?\[]")
+GLOB = re.compile(r"[*?\[{]")
 SHOWN = 3  # names a problem shows before "and N more"
 
 
@@ -44,7 +46,7 @@ def declared(text: str, file: str) -> list[Declared]:
         opened = BLOCK_OPEN.match(line)
         if opened:
             depth += 1
-            if depth == 1 and opened[1].lower() == "target":
+            if depth == 1 and opened[1] == "target":  # tgt-admin takes no <TARGET>
                 name, tid = (opened[2] or "").strip("\"'"), None
         elif BLOCK_CLOSE.match(line):
             if depth == 1 and name:
@@ -52,9 +54,9 @@ def declared(text: str, file: str) -> list[Declared]:
                 name = ""
             depth = max(depth - 1, 0)
         elif depth == 1 and name:
-            key, _, value = line.replace("=", " ", 1).partition(" ")
-            if key == "controller_tid":
-                value = value.strip()
+            option = OPTION.match(line)
+            if option and option[1] == "controller_tid":
+                value = option[2]
                 tid = int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
     return found
 
@@ -65,27 +67,38 @@ def includes(text: str) -> list[str]:
 
 
 def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    """The lines, comments cut off (Config::General's, where a # is not escaped)."""
+    return [cut for cut in (COMMENT.sub("", line).strip() for line in text.splitlines()) if cut]
+
+
+def followed(pattern: str) -> bool:
+    """Whether included() reads an include as tgt-admin does: a file, a
+    directory, or a glob (without braces) in its last part only."""
+    return "{" not in pattern and not GLOB.search(posixpath.dirname(pattern))
+
+
+def is_glob(pattern: str) -> bool:
+    return bool(GLOB.search(posixpath.basename(pattern)))
 
 
 def find_included(pattern: str) -> Command:
     """Prints the path of each file under what an include names (a file, a
-    directory, or a glob in its last part), NUL-ended; see included()."""
-    where = posixpath.dirname(pattern) if GLOB.search(posixpath.basename(pattern)) else pattern
-    return command("find", where, "-maxdepth", "1", "-type", "f", "-printf", "%p\\0", query=True, accept=(1,))
+    directory, or a glob in its last part), links followed as Perl's -f
+    does, NUL-ended; see included()."""
+    where = posixpath.dirname(pattern) if is_glob(pattern) else pattern
+    return command("find", "-L", where, "-maxdepth", "1", "-type", "f", "-printf", "%p\\0", query=True)
 
 
 def included(text: str, pattern: str) -> list[str]:
     """The files an include reads, in tgt-admin's order, from what
-    find_included printed: a glob's matches, a directory's files, or the
-    file; names starting with a dot only when the pattern's does."""
+    find_included printed: the file, a directory's files (dot files too), or
+    a glob's matches (dot files only when the glob's name starts with one)."""
     base = posixpath.basename(pattern)
     files = []
     for path in filter(None, text.split("\0")):
         name = posixpath.basename(path)
-        if path == pattern.rstrip("/") or (
-                (not name.startswith(".") or base.startswith(".")) and
-                (fnmatch.fnmatchcase(name, base) if GLOB.search(base) else True)):
+        if not is_glob(pattern) or (fnmatch.fnmatchcase(name, base) and (not name.startswith(".")
+                                                                         or base.startswith("."))):
             files.append(path)
     return sorted(files)
 

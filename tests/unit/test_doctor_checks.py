@@ -109,7 +109,7 @@ def test_an_lvm_server_in_order_passes_every_check_in_one_session():
     assert details["tgtd"].detail == "running, ready"
     assert details["tgt config"].detail == (f"/etc/tgt/targets.conf includes {INCLUDE}, which includes "
                                             f"{CONF_DIR}/*.conf")
-    assert details["tgt start TIDs"].detail == "every target of tgt's configuration records a TID of its own (1 targets)"
+    assert details["tgt start TIDs"].detail == "every target of tgt's configuration records a TID of its own (1 target)"
 
 
 def test_a_file_server_checks_its_own_tools_and_the_pool_directory():
@@ -314,7 +314,7 @@ def test_conf_dir_included_as_a_directory_is_read_through_sudo_as_one_iscsi_read
     recorder.answer("cat", "--", doctor.TGT_CONF, out=f"{TGT_CONF_TEXT}include {CONF_DIR}/\n")
     check = by_name(server_checks(recorder))["tgt start TIDs"]
     assert (check.ok, check.detail) == (True, "every target of tgt's configuration records a TID of its own "
-                                              "(1 targets)")
+                                              "(1 target)")
     assert [*tgtstart.find_included(f"{CONF_DIR}/").argv] not in recorder.argvs()  # 0700: only sudo sees in
 
 
@@ -330,8 +330,22 @@ def test_a_file_of_tgts_configuration_only_root_reads_is_not_checked():
     recorder.answer("find", "/etc/tgt/conf.d", out=f"{INCLUDE}\0{FOREIGN_FILE}\0")
     recorder.fail("cat", "--", FOREIGN_FILE, stderr=f"cat: {FOREIGN_FILE}: Permission denied")
     check = by_name(server_checks(recorder))["tgt start TIDs"]
-    assert (check.ok, check.detail) == (None, f"{FOREIGN_FILE} out of reach of the user one-iscsi runs as "
-                                              "(Permission denied): not checked")
+    assert (check.ok, check.detail) == (None, "not checked: what tgt's start reads is out of reach of the user "
+                                              f"one-iscsi runs as: {FOREIGN_FILE} (Permission denied)")
+
+
+def test_an_include_directory_the_user_may_not_list_is_not_checked_and_a_missing_file_is_a_problem():
+    recorder = make()
+    recorder.fail("find", "-L", "/etc/tgt/conf.d", stderr="find: '/etc/tgt/conf.d': Permission denied")
+    check = by_name(server_checks(recorder))["tgt start TIDs"]
+    assert (check.ok, check.detail) == (None, "not checked: what tgt's start reads is out of reach of the user "
+                                              "one-iscsi runs as: /etc/tgt/conf.d/*.conf (Permission denied)")
+    recorder = make()
+    recorder.answer("cat", "--", doctor.TGT_CONF, out=f"{TGT_CONF_TEXT}include /etc/tgt/gone.conf\n")
+    recorder.fail("find", "-L", "/etc/tgt/gone.conf", stderr="find: '/etc/tgt/gone.conf': No such file or directory")
+    check = by_name(server_checks(recorder))["tgt start TIDs"]
+    assert (check.ok, check.detail) == (False, f"{doctor.TGT_CONF} includes /etc/tgt/gone.conf, which does not "
+                                               "exist: tgt-admin stops there and tgt's start makes no target")
 
 
 @pytest.mark.parametrize("config, found", [

@@ -22,14 +22,14 @@ def test_declared_reads_target_blocks_in_config_generals_forms():
     text = """# a comment
 default-driver iscsi
 <target iqn.2001-04.com.example:a>
-    controller_tid 5
+    controller_tid 5  # a comment after it
     <backing-store /dev/sdb>
         controller_tid 9
     </backing-store>
 </target>
-<TARGET "iqn.2001-04.com.example:b">
+<target "iqn.2001-04.com.example:b">
     controller_tid = 6
-</TARGET>
+</target>
 <target iqn.2001-04.com.example:c>
     # controller_tid 7
     controller_tid seven
@@ -37,22 +37,29 @@ default-driver iscsi
 <target iqn.2001-04.com.example:d>
     controller_tid 0
 </target>
+<target iqn.2001-04.com.example:e>
+\tcontroller_tid\t8
+</target>
+<TARGET iqn.2001-04.com.example:f>
+    controller_tid 9
+</TARGET>
 """
     assert tgtstart.declared(text, "f") == [Declared("iqn.2001-04.com.example:a", 5, "f"),
                                             Declared("iqn.2001-04.com.example:b", 6, "f"),
                                             Declared("iqn.2001-04.com.example:c", None, "f"),
-                                            Declared("iqn.2001-04.com.example:d", None, "f")]
+                                            Declared("iqn.2001-04.com.example:d", None, "f"),
+                                            Declared("iqn.2001-04.com.example:e", 8, "f")]  # <TARGET>: not tgt's
 
 
-def test_includes_in_both_forms():
-    text = "include /etc/tgt/conf.d/*.conf\n# include /x\nInclude /etc/tgt/more/\n<<include /etc/tgt/one.conf>>\n"
+def test_includes_in_apaches_forms():
+    text = "include /etc/tgt/conf.d/*.conf\n# include /x\nInclude /etc/tgt/more/\nIncludeOptional /etc/tgt/one.conf\n"
     assert tgtstart.includes(text) == ["/etc/tgt/conf.d/*.conf", "/etc/tgt/more/", "/etc/tgt/one.conf"]
 
 
 @pytest.mark.parametrize("pattern, found", [
     ("/d/*.conf", ["/d/a.conf", "/d/b.conf"]),   # no dot file: a glob's * skips it
     ("/d/.*.conf", ["/d/.tmp.conf"]),
-    ("/d", ["/d/a.conf", "/d/b.conf", "/d/c.txt"]),  # a directory: its files, but for dot files
+    ("/d", ["/d/.tmp.conf", "/d/a.conf", "/d/b.conf", "/d/c.txt"]),  # a directory: all its files
     ("/d/a.conf", ["/d/a.conf"]),
 ])
 def test_included_files(pattern, found):
@@ -62,9 +69,15 @@ def test_included_files(pattern, found):
 
 
 def test_find_included_looks_in_the_directory_of_a_glob_and_at_anything_else_itself():
-    assert tgtstart.find_included("/d/*.conf").argv[:2] == ("find", "/d")
-    assert tgtstart.find_included("/d/x.conf").argv[:2] == ("find", "/d/x.conf")
+    assert tgtstart.find_included("/d/*.conf").argv[:3] == ("find", "-L", "/d")
+    assert tgtstart.find_included("/d/x.conf").argv[:3] == ("find", "-L", "/d/x.conf")
     assert not tgtstart.find_included("/d/*.conf").privileged
+
+
+@pytest.mark.parametrize("pattern, followed", [
+    ("/d/*.conf", True), ("/d/x", True), ("/d*/x.conf", False), ("/d/{a,b}.conf", False)])
+def test_globs_doctor_follows(pattern, followed):
+    assert tgtstart.followed(pattern) is followed
 
 
 def test_start_tids_follow_tgt_admin_in_name_order():
