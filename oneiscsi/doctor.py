@@ -336,7 +336,7 @@ def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]],
             unread.append(f"{path} (Permission denied)")
             continue
         texts[path] = text or ""
-        for pattern in tgtstart.includes(texts[path]):
+        for pattern, optional in tgtstart.includes(texts[path]):
             pattern = posixpath.join("/", pattern)  # tgt-admin runs from /
             if conf_dir in (pattern.rstrip("/"), posixpath.dirname(pattern)):  # CONF_DIR is 0700: sudo reads it
                 texts.update((file, text) for _iqn, file, text in TargetServer(session).read_saved() if text)
@@ -351,7 +351,7 @@ def _tgt_config(session: Session, tgt_conf: str) -> tuple[list[tuple[str, str]],
                     unread.append(f"{pattern} (Permission denied)")
                 elif "No such file" not in err.stderr:
                     raise
-                elif not tgtstart.is_glob(pattern):
+                elif not (optional or tgtstart.is_glob(pattern)):
                     missing.append((path, pattern))
                 continue
             pending += [file for file in tgtstart.included(listed, pattern)

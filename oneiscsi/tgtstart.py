@@ -22,7 +22,8 @@ from typing import Optional
 
 from .command import Command, command
 
-INCLUDE = re.compile(r"^include(?:optional)?\s+(.+)$", re.IGNORECASE)  # Config::General's, Apache's way
+# Config::General's include, Apache's way (tgt-admin's): quoted, or after a space
+INCLUDE = re.compile(r"^include(optional)?(?:\s*\"(.*)\"|\s*'(.*)'|\s+(.+))$", re.IGNORECASE)
 OPTION = re.compile(r"^(\S+?)(?:\s*=\s*|\s+)(.*)$")
 COMMENT = re.compile(r"(?<!\\)#.*")
 BLOCK_OPEN = re.compile(r"^<\s*([^/\s>][^\s>]*)(?:\s+(.*?))?\s*>$")
@@ -61,9 +62,11 @@ def declared(text: str, file: str) -> list[Declared]:
     return found
 
 
-def includes(text: str) -> list[str]:
-    """The paths, globs and directories a config file includes."""
-    return [match[1].strip("\"'") for match in map(INCLUDE.match, _lines(text)) if match]
+def includes(text: str) -> list[tuple[str, bool]]:
+    """The paths, globs and directories a config file includes, each with
+    whether it is optional (IncludeOptional: tgt-admin passes over a
+    missing file, not over a missing `include`)."""
+    return [(match[2] or match[3] or match[4], bool(match[1])) for match in map(INCLUDE.match, _lines(text)) if match]
 
 
 def _lines(text: str) -> list[str]:

@@ -53,7 +53,10 @@ default-driver iscsi
 
 def test_includes_in_apaches_forms():
     text = "include /etc/tgt/conf.d/*.conf\n# include /x\nInclude /etc/tgt/more/\nIncludeOptional /etc/tgt/one.conf\n"
-    assert tgtstart.includes(text) == ["/etc/tgt/conf.d/*.conf", "/etc/tgt/more/", "/etc/tgt/one.conf"]
+    assert tgtstart.includes(text) == [("/etc/tgt/conf.d/*.conf", False), ("/etc/tgt/more/", False),
+                                       ("/etc/tgt/one.conf", True)]
+    assert tgtstart.includes('include "/etc/tgt/a b.conf"\ninclude_x /y\n<<include /etc/tgt/x.conf>>\n') == [
+        ("/etc/tgt/a b.conf", False)]  # <<include>> is not Apache's: tgt-admin fails on it
 
 
 @pytest.mark.parametrize("pattern, found", [
