@@ -363,11 +363,8 @@ def includes(config: str, path: str) -> bool:
     """Whether an `include` line of a tgt config names path: the path, a
     glob matching it, or its directory (tgt-admin reads includes with
     Config::General: globs and directories). One level: what tgt ships."""
-    for line in config.splitlines():
-        words = line.split()
-        if len(words) != 2 or words[0].lower() != "include":
-            continue
-        pattern = words[1].rstrip("/")
+    for pattern, _optional in tgtstart.includes(config):
+        pattern = pattern.rstrip("/")
         if pattern == posixpath.dirname(path) or (
                 pattern.count("/") == path.count("/") and fnmatch.fnmatchcase(path, pattern)):
             return True

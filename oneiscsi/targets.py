@@ -73,7 +73,7 @@ class TargetServer:
             return self._marked(spec, sessions)
         found = tgt.find(self.list(), iqn)
         if found is not None and spec is not None and found.tid == spec.tid:
-            self._mark(found.tid, iqn)
+            self._mark_all([(found.tid, iqn)])
         return found
 
     def _readable(self, iqn: str, text: Optional[str]) -> Optional[tgtconf.TargetSpec]:
@@ -92,11 +92,6 @@ class TargetServer:
             return tgt.parse_mark(self.session.run(tgt.show_target(tid)))
         except NotFound:
             return None
-
-    def _mark(self, tid: int, iqn: str) -> None:
-        """Mark a target that the listing showed is iqn at the TID its file records."""
-        if not self.session.runner.dry_run:  # the mark changes nothing one sees: not a change to print
-            self.session.run(tgt.mark_target(tid, iqn))
 
     def _marked(self, spec: tgtconf.TargetSpec, sessions: bool) -> tgt.Target:
         luns = tuple(tgt.Lun(number, store, 0, "disk") for number, store in spec.luns)
@@ -582,7 +577,8 @@ class TargetServer:
         return restored, present, [failed[place] for place in sorted(failed)]
 
     def _mark_all(self, marks: list[tuple[int, str]]) -> None:
-        """Mark the targets the listing showed at the TIDs their files record, SAVED_BATCH at a time."""
+        """Mark (TID, IQN) pairs, targets the listing showed at the TIDs their
+        files record, SAVED_BATCH at a time."""
         if self.session.runner.dry_run:  # the marks change nothing one sees: not a change to print
             return
         tgtadm = self.session.runner.resolve(command("tgtadm", privileged=True))

@@ -266,11 +266,6 @@ def parse_mark(text: str) -> str:
     return next((line[len(MARK) + 1:] for line in text.splitlines() if line.startswith(f"{MARK}=")), "")
 
 
-def mark_target(tid: int, iqn: str) -> Command:
-    return _tgtadm("--op", "update", "--mode", "target", "--tid", str(tid), "--name", MARK, "--value", iqn,
-                   tid=tid)
-
-
 # Marks targets in one go: arguments tgtadm (a command line made by
 # shlex.join), then TID IQN pairs. A mark only spares a listing: one that
 # fails (the target gone meanwhile) is passed over.

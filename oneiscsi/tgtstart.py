@@ -36,22 +36,23 @@ SHOWN = 3  # names a problem shows before "and N more"
 class Declared:
     """A <target> block of tgt's configuration."""
     name: str
-    tid: Optional[int]  # its controller_tid; None: none, or not a number tgt-admin could use
+    tid: Optional[int]  # its controller_tid; None: none, or not a TID
     file: str
+    bad: str = ""       # a controller_tid that is not a TID, as written
 
 
 def declared(text: str, file: str) -> list[Declared]:
     """The targets a config file declares, with their controller_tid."""
-    found, depth, name, tid = [], 0, "", None
+    found, depth, name, tid, bad = [], 0, "", None, ""
     for line in _lines(text):
         opened = BLOCK_OPEN.match(line)
         if opened:
             depth += 1
             if depth == 1 and opened[1] == "target":  # tgt-admin takes no <TARGET>
-                name, tid = (opened[2] or "").strip("\"'"), None
+                name, tid, bad = (opened[2] or "").strip("\"'"), None, ""
         elif BLOCK_CLOSE.match(line):
             if depth == 1 and name:
-                found.append(Declared(name, tid, file))
+                found.append(Declared(name, tid, file, bad))
                 name = ""
             depth = max(depth - 1, 0)
         elif depth == 1 and name:
@@ -59,6 +60,7 @@ def declared(text: str, file: str) -> list[Declared]:
             if option and option[1] == "controller_tid":
                 value = option[2]
                 tid = int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
+                bad = "" if tid else value
     return found
 
 
@@ -120,7 +122,8 @@ def problems(targets: list[Declared], own_dir: str, base_tid: int) -> list[str]:
     """What could make tgt's start bind one target's LUNs, ACL or CHAP to
     another; each a sentence saying what to do."""
     targets = _by_name(targets)
-    found = []
+    found = [f"{t.name} ({t.file}) has controller_tid {t.bad!r}, which is no TID: tgt-admin hands it to sh as it "
+             "is; give it a number" for t in targets if t.bad]
     recorded: dict[int, list[Declared]] = {}
     for target in targets:
         if target.tid is not None:
@@ -135,7 +138,7 @@ def problems(targets: list[Declared], own_dir: str, base_tid: int) -> list[str]:
         found.append(f"{_names(high)} {_record(high)} TIDs from BASE_TID {base_tid} on, which one-iscsi gives its "
                      f"own targets (tgtd refuses only a TID it has): {_below(base_tid, 'move them')}")
     if recorded:
-        without = [t for t in targets if t.tid is None]
+        without = [t for t in targets if t.tid is None and not t.bad]
         given = start_tids(targets)
         for target in without:
             holder = recorded.get(given[target.name], [None])[0]

@@ -107,14 +107,20 @@ def tgt_install(tmp_path, monkeypatch):
         yield installed
 
 
+def access_specs(installed: Tgt, data: bytes) -> list[TargetSpec]:
+    """Targets with data, CHAP (every kind of character a password may hold), addresses and names: what
+    assert_access checks."""
+    return [
+        TargetSpec(IQN.format(1), (installed.store(1, data),)),
+        TargetSpec(IQN.format(2), (installed.store(2),), ("127.0.0.1", "192.168.7.0/24", "::1"), "one", PASSWORD),
+        TargetSpec(IQN.format(3), (installed.store(3),), (NODE1,)),
+        TargetSpec(IQN.format(4), (installed.store(4), installed.store(40)), ("10.9.9.9", NODE1)),
+    ]
+
+
 def test_what_one_iscsi_saves_comes_back_at_tgt_start_with_its_access_rules(tgt_install, tmp_path, cli):
     data = os.urandom(64 * 1024)
-    specs = [
-        TargetSpec(IQN.format(1), (tgt_install.store(1, data),)),
-        TargetSpec(IQN.format(2), (tgt_install.store(2),), ("127.0.0.1", "192.168.7.0/24", "::1"), "one", PASSWORD),
-        TargetSpec(IQN.format(3), (tgt_install.store(3),), (NODE1,)),
-        TargetSpec(IQN.format(4), (tgt_install.store(4), tgt_install.store(40)), ("10.9.9.9", NODE1)),
-    ]
+    specs = access_specs(tgt_install, data)
     tgt_install.save(*specs)
     assert sorted(os.listdir(tgt_install.conf_dir)) == sorted(f"{spec.iqn}.conf" for spec in specs)
     assert {tgt_install.file(spec.iqn).stat().st_mode & 0o777 for spec in specs} == {0o600}
@@ -420,6 +426,51 @@ def test_a_target_without_tid_takes_a_recorded_one_at_tgt_start_and_doctor_says_
     assert tids == tgtstart.start_tids(declared(tgt_install, storage)) == {IQN.format(1): 8, IQN.format(2): 7, LATE: 3}
     assert tgt_install.luns() == {IQN.format(1): (tgt_install.store(1),), IQN.format(2): (tgt_install.store(2),),
                                   LATE: (late_store,)}
+
+
+def test_restore_records_the_tids_of_earlier_files_in_one_go_and_tgt_start_keeps_them_and_their_access(
+        tgt_install, tmp_path, cli):
+    """Files of an earlier version (no controller_tid), brought back by tgt's start at TIDs 1..4 in name order:
+    restore writes the four files again together (write_all), and what it wrote is what tgt-admin -e reads."""
+    data = os.urandom(64 * 1024)
+    specs = access_specs(tgt_install, data)
+    tgt_install.save(*specs)
+    assert tgt_install.start().returncode == 0
+    tids = {iqn: target.tid for iqn, target in tgt_install.targets().items()}
+    assert tids == {IQN.format(n): n for n in (1, 2, 3, 4)}
+    restored = cli("target", "restore")
+    assert (restored.rc, restored.err.splitlines()[-1]) == (0, "0 restored, 4 already present")
+    assert [tgtconf.parse(tgt_install.file(spec.iqn).read_text()) for spec in specs] == [
+        spec.with_tid(tids[spec.iqn]) for spec in specs]
+    assert {tgt_install.file(spec.iqn).stat().st_mode & 0o777 for spec in specs} == {0o600}
+    assert [name for name in os.listdir(tgt_install.conf_dir) if name.startswith(".")] == []
+    assert start_tids_problem(tgt_install) == "every target of tgt's configuration records a TID of its own (4 targets)"
+
+    # a target first in name order at TID 20: without the recorded TIDs, one-iscsi's would follow it at 21..24
+    early = "iqn.2000-01.org.example:early"
+    (tgt_install.targets_conf.parent / "conf.d" / "early.conf").write_text(
+        f"<target {early}>\n    controller_tid 20\n    backing-store {tgt_install.store(8)}\n</target>\n")
+    empty_tgtd(tgt_install, "one")
+    started = tgt_install.start()
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert {iqn: target.tid for iqn, target in tgt_install.targets().items()} == {early: 20, **tids}
+    assert marks(tgt_install, tids) == {iqn: "" for iqn in tids}  # made anew by tgt's start
+    assert_access(tgt_install, data, tmp_path)
+
+
+def test_a_controller_tid_that_is_no_tid_reaches_tgt_admins_shell_and_doctor_names_it(tgt_install, tmp_path):
+    """tgt-admin puts controller_tid into the tgtadm command line it hands to sh, as it is (seen with
+    --pretend, which prints those lines instead of running them): doctor names such a value."""
+    canary = tmp_path / "canary"
+    storage = tgt_install.targets_conf.parent / "conf.d" / "storage.conf"
+    storage.write_text(f"<target {LATE}>\n    controller_tid 3;touch${{IFS}}{canary}\n"
+                       f"    backing-store {tgt_install.store(9)}\n</target>\n")
+    assert start_tids_problem(tgt_install) == (
+        f"problem: {LATE} ({storage}) has controller_tid '3;touch${{IFS}}{canary}', which is no TID: tgt-admin hands "
+        "it to sh as it is; give it a number")
+    pretended = tgt_install.start("--pretend")
+    assert f"--tid 3;touch${{IFS}}{canary} -T {LATE}" in pretended.stdout
+    assert not canary.exists() and tgt_install.targets() == {}
 
 
 HAND = "iqn.2001-04.com.example:storage.by-hand"  # any name: the saved file is what makes a target one-iscsi's

@@ -46,10 +46,6 @@ def show_conn(tid: int) -> list[str]:
     return tgtadm("--op", "show", "--mode", "conn", "--tid", str(tid))
 
 
-def mark(tid: int, iqn: str = IQN) -> list[str]:
-    return tgtadm("--op", "update", "--mode", "target", "--tid", str(tid), "--name", "RedirectAddress", "--value", iqn)
-
-
 def mark_all(*marks: tuple[int, str]) -> list[str]:
     """tgt.MARK_TARGETS of (TID, IQN) pairs."""
     return ["sh", "-c", tgt.MARK_TARGETS, "mark-targets", "tgtadm",

@@ -13,7 +13,7 @@ from oneiscsi.targets import NEW_TARGET_ATTEMPTS, TargetServer
 from oneiscsi.tgtconf import TargetSpec
 from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, HINT, INCLUDE, IQN, LISTED, LISTED_50, PARAMETERS,
                               READ_HINT, SHOW, SHOWN, allowed, bind, cat, chap, conf, delete_target, forget, listing,
-                              make_target, mark, mark_all, marked, new_lun, no_file, on_file, saved, show_conn, show_tid, tgtadm,
+                              make_target, mark_all, marked, new_lun, no_file, on_file, saved, show_conn, show_tid, tgtadm,
                               writes)
 from support.recording import Recorder, make_config
 
@@ -221,7 +221,7 @@ def test_find_of_a_target_not_marked_with_its_name_at_its_tid_looks_in_the_listi
     on_file(shown, spec)
     shown.answer(*show_tid(1), out=answer)
     assert targets.tid_of(LISTED) == 1
-    assert shown.argvs() == [cat(LISTED), show_tid(1), SHOW, mark(1, LISTED)]
+    assert shown.argvs() == [cat(LISTED), show_tid(1), SHOW, mark_all((1, LISTED))]
 
 
 @pytest.mark.parametrize("spec", [

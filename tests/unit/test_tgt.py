@@ -137,12 +137,11 @@ def test_read_hint_of_no_file_is_not_found():
 def test_show_target_mark_and_connections_argv():
     assert list(tgt.show_target(4).argv) == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "target",
                                              "--tid", "4"]
-    assert list(tgt.mark_target(4, IQN + "4").argv) == [
-        "tgtadm", "--lld", "iscsi", "--op", "update", "--mode", "target", "--tid", "4", "--name", "RedirectAddress",
-        "--value", IQN + "4"]
+    assert list(tgt.mark_targets([(4, IQN + "4"), (5, IQN + "5")], ["sudo", "tgtadm", "-C", "7"]).argv) == [
+        "sh", "-c", tgt.MARK_TARGETS, "mark-targets", "sudo tgtadm -C 7", "4", IQN + "4", "5", IQN + "5"]
     assert list(tgt.show_connections(4).argv) == ["tgtadm", "--lld", "iscsi", "--op", "show", "--mode", "conn",
                                                   "--tid", "4"]
-    assert tgt.show_target(4).query and tgt.show_connections(4).query and not tgt.mark_target(4, "x").query
+    assert tgt.show_target(4).query and tgt.show_connections(4).query and not tgt.mark_targets([], []).query
     missing = CommandError("tgtadm", "tgt1", 22, "tgtadm: can't find the target\n")
     assert str(tgt.show_target(4).explain(missing)) == "no target with TID 4 on tgt1"
 

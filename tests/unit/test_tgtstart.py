@@ -46,8 +46,8 @@ default-driver iscsi
 """
     assert tgtstart.declared(text, "f") == [Declared("iqn.2001-04.com.example:a", 5, "f"),
                                             Declared("iqn.2001-04.com.example:b", 6, "f"),
-                                            Declared("iqn.2001-04.com.example:c", None, "f"),
-                                            Declared("iqn.2001-04.com.example:d", None, "f"),
+                                            Declared("iqn.2001-04.com.example:c", None, "f", "seven"),
+                                            Declared("iqn.2001-04.com.example:d", None, "f", "0"),
                                             Declared("iqn.2001-04.com.example:e", 8, "f")]  # <TARGET>: not tgt's
 
 
@@ -127,6 +127,14 @@ def test_a_tid_recorded_twice_and_a_tid_in_one_iscsis_range_are_problems():
     assert found[1] == ("iqn.2000-01.org.example:a (/etc/tgt/targets.conf) records TIDs from BASE_TID 10 on, which "
                         "one-iscsi gives its own targets (tgtd refuses only a TID it has): move them below 10")
     assert len(found) == 2
+
+
+def test_a_controller_tid_that_is_no_tid_is_named_once():
+    written = "3;touch${IFS}/tmp/canary"
+    found = tgtstart.problems([Declared("iqn.2000-01.org.example:a", None, "/etc/tgt/targets.conf", written),
+                               own(1, 8)], OWN, 5)
+    assert found == [f"iqn.2000-01.org.example:a (/etc/tgt/targets.conf) has controller_tid {written!r}, which is no "
+                     "TID: tgt-admin hands it to sh as it is; give it a number"]
 
 
 def test_long_lists_are_cut():
