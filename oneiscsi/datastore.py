@@ -150,10 +150,7 @@ def _create_lio(session: Session, server: Runner, undo: Undo, export: Command, s
                 volume: storage.Volume) -> tuple[str, ...]:
     """The LIO target of spec, made and saved in one command; its notes. A
     target of that name already there is kept if it exports the volume."""
-    text = session.run(export)
-    if server.dry_run:
-        return ()
-    answer = lio.answer(text, server.host)
+    answer = ask(session, export)
     if answer.get("exists"):
         found = lio.target(answer["target"])
         if [lun.backing_store for lun in found.luns] != [volume.device]:

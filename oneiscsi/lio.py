@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 from .command import Command, command
 from .errors import InvalidInput, NotFound, OneIscsiError, shown
 from .tgt import Lun, Nexus, Target
-from .tgtconf import INITIATOR_NAME_PREFIXES, TargetSpec
+from .tgtconf import TargetSpec, is_initiator_name
 from .units import MIB
 
 CONFIGFS = "/sys/kernel/config/target"
@@ -69,7 +69,7 @@ def names_only(initiators: Sequence[str], where: str = "") -> list[str]:
     """initiators (ALL, initiator names) as LIO takes them; an address or
     network is refused (LIO has no address rules), and so is a name with
     capitals."""
-    addresses = [entry for entry in initiators if entry != "ALL" and not entry.startswith(INITIATOR_NAME_PREFIXES)]
+    addresses = [entry for entry in initiators if entry != "ALL" and not is_initiator_name(entry)]
     if addresses:
         raise InvalidInput(f"LIO admits initiators by name only: {shown(' '.join(addresses))}{where} is an address "
                            "(use initiator names, or ALL)")

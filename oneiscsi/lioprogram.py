@@ -19,6 +19,7 @@ targetcli's own lock (LOCK), so that neither another one-iscsi nor an admin's
 targetcli loses an entry. Everything is checked by one-iscsi before it gets
 here; what reaches configfs is only what it validated.
 """
+import contextlib
 import fcntl
 import json
 import os
@@ -409,7 +410,8 @@ def change(request):
         return {"exists": True, "target": describe(target)}
     undo, notes = [], []
     before = set() if target is None else {(so.plugin, so.name) for so in objects_of(target)}
-    with Saved(request) as saved:  # first: nothing changes unless it can be saved
+    persist = request.get("persist", True)  # a change for the moment takes no lock and reads no saved file
+    with Saved(request) if persist else contextlib.nullcontext() as saved:  # first: nothing changes unless saved
         try:
             for edit in edits:
                 if edit[0] == "new":
@@ -420,7 +422,7 @@ def change(request):
                 else:
                     EDITS[edit[0]](lib, tpg_of(target), edit[1:], request, undo, notes)
             after = objects_of(target)
-            if request.get("persist", True):
+            if persist:
                 saved.replace(iqn, before | {(so.plugin, so.name) for so in after}, target, after)
             return {"target": describe(target), "notes": notes}
         except BaseException:

@@ -50,11 +50,7 @@ class LioServer:
     def delete_and_forget(self, iqn: str, force: bool = False) -> None:
         """Delete the target, its storage objects and their saved entries;
         force: even with sessions, even a target one-iscsi did not make."""
-        found = self._get(iqn)
-        if not force and not self._managed(found):
-            raise OneIscsiError(f"target {found.iqn} on {self.host} was not made by one-iscsi: not deleting it "
-                                "(--force deletes it)")
-        ask(self.session, lio.delete(found.iqn, force=force))
+        ask(self.session, lio.delete(self._owned(iqn, force, "not deleting it (--force deletes it)"), force=force))
 
     def restore(self) -> tuple[list[str], list[str], list[tuple[str, str]]]:
         """Make again every target of one-iscsi's (BASE_IQN) that the saved
@@ -82,23 +78,23 @@ class LioServer:
         """Let initiator names (or ALL) in: node ACLs with every LUN mapped,
         or generate_node_acls. Returns notes."""
         wanted = _names_only(initiators)
-        return self._change(self._owned(iqn, force).iqn, ["allow", wanted]).get("notes", [])
+        return self._change(self._owned(iqn, force), ["allow", wanted]).get("notes", [])
 
     def deny_initiators(self, iqn: str, initiators: Sequence[str], force: bool = False) -> list[str]:
         wanted = _names_only(initiators)
-        target = self._owned(iqn, force)
-        answer = self._change(target.iqn, ["deny", wanted])
-        return [] if answer.get("target", {}).get("acl", True) else [f"{target.iqn} now lets no initiator in"]
+        name = self._owned(iqn, force)
+        answer = self._change(name, ["deny", wanted])
+        return [] if answer.get("target", {}).get("acl", True) else [f"{name} now lets no initiator in"]
 
     def set_chap(self, iqn: str, user: str, password: str, force: bool = False) -> list[str]:
         """Make user (with password) the CHAP account the target asks for:
         on each ACL, and on the TPG with ALL. Returns notes."""
         check_chap(user, password)
-        self._change(self._owned(iqn, force).iqn, ["chap", user, password])
+        self._change(self._owned(iqn, force), ["chap", user, password])
         return []
 
     def unset_chap(self, iqn: str, force: bool = False) -> list[str]:
-        target = self._owned(iqn, force)
+        target = self._get(self._owned(iqn, force))  # its accounts
         if not target.accounts:
             return [f"{target.iqn} has no CHAP account: nothing changed"]
         self._change(target.iqn, ["chap", "", ""])
@@ -112,44 +108,47 @@ class LioServer:
             raise InvalidInput(f"backing store must be an absolute path, got {device!r}")
         check_lun(lun)
         store = checked("backing store", values.path, device)
-        target = self._owned(iqn, force)
-        self._change(target.iqn, ["lun_add", lun, store, lio.object_name(store)], force=force)
+        self._change(self._owned(iqn, force), ["lun_add", lun, store, lio.object_name(store)], force=force)
         return []
 
     def remove_lun(self, iqn: str, lun: int = 1, force: bool = False) -> list[str]:
         """Remove LUN lun and its storage object (unless another target has
         it); refused with sessions unless force."""
         check_lun(lun)
-        target = self._owned(iqn, force)
-        self._change(target.iqn, ["lun_remove", lun], force=force)
+        self._change(self._owned(iqn, force), ["lun_remove", lun], force=force)
         return []
 
-    def _owned(self, iqn: str, force: bool) -> Target:
-        found = self._get(iqn)
-        if not force and not self._managed(found):
-            raise OneIscsiError(f"target {found.iqn} on {self.host} was not made by one-iscsi: use --force to "
-                                "change it anyway")
-        return found
+    def _owned(self, iqn: str, force: bool, refusal: str = "use --force to change it anyway") -> str:
+        """The target's name, refused unless one-iscsi's (by its name) or
+        forced; whether LIO has it, the change itself answers."""
+        name = self._name(iqn)
+        if not force and not self._managed(name):
+            raise OneIscsiError(f"target {name} on {self.host} was not made by one-iscsi: {refusal}")
+        return name
 
     def _change(self, iqn: str, edit: list, force: bool = False) -> dict:
         return ask(self.session, lio.change(iqn, [edit], self.cfg.portal_port, self.cfg.lock_timeout, force))
 
-    def _get(self, iqn: str) -> Target:
+    def _name(self, iqn: str) -> str:
+        """A target as the command line names it: an IQN (LIO has no TIDs), in lower case."""
         wanted = parse_target(iqn)
         if isinstance(wanted, int):
             self.tid_of(iqn)
-        lio.lower_case("target name", wanted)
+        return lio.lower_case("target name", wanted)
+
+    def _get(self, iqn: str) -> Target:
+        wanted = self._name(iqn)
         found = lio.found(self.session.run(lio.show(wanted)), self.host)
         if found is None:
             raise NotFound(f"no target named {wanted} on {self.host}")
         return found
 
     def _listed(self, target: Target) -> Listed:
-        return Listed(target, self._managed(target))
+        return Listed(target, self._managed(target.iqn))
 
-    def _managed(self, target: Target) -> bool:
+    def _managed(self, iqn: str) -> bool:
         try:
-            return names.parse(target.iqn).base == self.cfg.base_iqn
+            return names.parse(iqn).base == self.cfg.base_iqn
         except names.InvalidName:
             return False
 

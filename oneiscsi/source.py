@@ -232,8 +232,9 @@ class Digests:
 
     def read(self, fd: int) -> None:
         """Take in the whole file fd, when a checksum is asked for."""
-        for _ in self.through(file_chunks(fd)) if self.hashes else ():
-            pass
+        if self.hashes:
+            for chunk in file_chunks(fd):
+                self.update(chunk)
 
     def update(self, data) -> None:
         for digest in self.hashes.values():

@@ -668,13 +668,13 @@ def _lun_of(targets: list[tgt.Target], store: str) -> Optional[tuple[tgt.Target,
 
 
 def _bind(tid: int, initiator: str) -> Command:
-    if initiator.startswith(tgtconf.INITIATOR_NAME_PREFIXES):
+    if tgtconf.is_initiator_name(initiator):
         return tgt.bind_initiator_name(tid, initiator)
     return tgt.bind_address(tid, initiator)
 
 
 def _unbind(tid: int, initiator: str) -> Command:
-    if initiator.startswith(tgtconf.INITIATOR_NAME_PREFIXES):
+    if tgtconf.is_initiator_name(initiator):
         return tgt.unbind_initiator_name(tid, initiator)
     return tgt.unbind_address(tid, initiator)
 

@@ -52,11 +52,11 @@ class TargetSpec:
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        return tuple(i for i in self.initiators if not i.startswith(INITIATOR_NAME_PREFIXES))
+        return tuple(i for i in self.initiators if not is_initiator_name(i))
 
     @property
     def initiator_names(self) -> tuple[str, ...]:
-        return tuple(i for i in self.initiators if i.startswith(INITIATOR_NAME_PREFIXES))
+        return tuple(i for i in self.initiators if is_initiator_name(i))
 
     def with_luns(self, luns) -> "TargetSpec":
         """The same target with these (LUN number, backing store) pairs, in LUN order."""
@@ -72,6 +72,11 @@ class TargetSpec:
 
     def with_tid(self, tid: int) -> "TargetSpec":
         return replace(self, tid=tid)
+
+
+def is_initiator_name(initiator: str) -> bool:
+    """An initiator name (iqn., eui., naa.), not an address, a network or ALL."""
+    return initiator.startswith(INITIATOR_NAME_PREFIXES)
 
 
 def check(spec: TargetSpec, origin: str) -> TargetSpec:

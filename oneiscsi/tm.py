@@ -408,12 +408,19 @@ def clone(source_iqn: str, dst: HostPath, cfg: Config, hosts: Hosts, allowed: bo
     return f"copied {image.iqn} to {copy.source}; {note}"
 
 
+def migration_hosts(step: str, src_host: str, dst_host: str, disks: list[int]) -> list[str]:
+    """The hosts a step of a live migration reaches; none when it has nothing to do."""
+    if src_host == dst_host or not disks:
+        return []
+    return [src_host] if step == "post" else [src_host, dst_host]
+
+
 def migrate(step: str, src_host: str, dst_host: str, vm_dir: str, disks: list[int], cfg: Config,
             hosts: Hosts) -> str:
     """Live migration of the VM's iSCSI disks: pre logs the destination in
     and links its disks before the VM moves, post logs the source out after,
     fail takes back what pre did and links the disks for the source again."""
-    if src_host == dst_host or not disks:
+    if not migration_hosts(step, src_host, dst_host, disks):
         return "nothing to do"
     paths = [check_path(HostPath(src_host, f"{vm_dir}/disk.{disk}")).path for disk in disks]
     with hosts(src_host).session() as on_source:

@@ -111,7 +111,7 @@ def _migration(ctx: typer.Context, step: str, src: str, dst: str, vm_dir: str) -
         raise InvalidInput("no VM XML: it comes base64 on stdin")
     disks = opennebula.vm_disks(sys.stdin.read())
     _run(ctx, f"{step}migrate", lambda cfg, on: tm.migrate(step, src, dst, vm_dir, disks, cfg, on),
-         ahead=[] if src == dst or not disks else [src] if step == "post" else [src, dst])  # as tm.migrate needs
+         ahead=tm.migration_hosts(step, src, dst, disks))
 
 
 MigrationExtra = Annotated[Optional[List[str]], typer.Argument(
