@@ -119,7 +119,7 @@ class Entry:
         target = self.target
         return {
             "name": self.name, "iqn": self.iqn, "ours": self.ours, "state": self.state, "flags": list(self.flags),
-            "volume": self.volume, "size_mib": self.size_mib, "tid": target.tid or None if target else None,
+            "volume": self.volume, "size_mib": self.size_mib, "tid": target.tid if target else None,
             "backing_stores": list(self.backing_stores or ()), "missing_backing_stores": list(self.missing),
             "exported_by": list(self.exported_by), "saved_file": self.saved_file,
             "recorded_tid": self.recorded_tid or None,

@@ -159,7 +159,7 @@ def target(data: dict) -> Target:
     sessions = tuple(Nexus(str(entry["initiator"]), tuple(entry.get("addresses", ())))
                      for entry in data.get("sessions", ()))
     chap = (data["chap_user"],) if data.get("chap_user") else ()
-    return Target(0, str(data["iqn"]), luns, tuple(data.get("acl", ())), chap, sessions)
+    return Target(None, str(data["iqn"]), luns, tuple(data.get("acl", ())), chap, sessions)
 
 
 def found(text: str, host: str) -> Optional[Target]:

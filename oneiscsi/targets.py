@@ -44,7 +44,7 @@ class Listed:
 
     def as_dict(self) -> dict:
         data = self.target.as_dict()
-        return {"tid": data.pop("tid") or None, "iqn": data.pop("iqn"), "managed": self.managed, **data}  # LIO: None
+        return {"tid": data.pop("tid"), "iqn": data.pop("iqn"), "managed": self.managed, **data}
 
 
 class TargetServer:

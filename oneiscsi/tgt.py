@@ -351,7 +351,7 @@ class Nexus:
 
 @dataclass(frozen=True)
 class Target:
-    tid: int
+    tid: Optional[int]  # None: a LIO target (LIO has no TIDs)
     iqn: str
     luns: tuple[Lun, ...] = ()
     acl: tuple[str, ...] = ()

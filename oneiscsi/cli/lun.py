@@ -44,7 +44,7 @@ def list_luns(ctx: typer.Context,
     """List the LUNs of every target, or of one: backing store and size in MiB."""
     with server_of(ctx) as server:
         targets = server.select(target)
-    rows = [{"tid": shown.tid or None, "iqn": shown.iqn, "lun": lun.lun, "backing_store": lun.backing_store,
+    rows = [{"tid": shown.tid, "iqn": shown.iqn, "lun": lun.lun, "backing_store": lun.backing_store,
              "size_mib": lun.size_mib} for shown in targets for lun in shown.luns]
     if json:
         print_json(rows)

@@ -39,7 +39,8 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
 
 def _row(entry) -> list:
     target = entry.target
-    return [entry.name, target.tid if target and target.tid else "-", "-" if entry.size_mib is None else entry.size_mib,
+    tid = target.tid if target else None  # None: no target, or LIO's (no TIDs)
+    return [entry.name, "-" if tid is None else tid, "-" if entry.size_mib is None else entry.size_mib,
             len(target.sessions) if target else 0, entry.state, ",".join(entry.flags) or "-"]
 
 

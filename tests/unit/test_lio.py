@@ -82,8 +82,8 @@ def test_a_described_target_reads_as_tgts_shape():
     described = {"iqn": IQN, "luns": [{"lun": 1, "path": DEVICE, "name": "vg-one.lv-one-7", "plugin": "block"}],
                  "acl": ["ALL"], "chap_user": "chapuser",
                  "sessions": [{"initiator": "iqn.1993-08.org.debian:01:a", "addresses": ["10.0.2.2"]}]}
-    target = lio.target(described)
-    assert (target.tid, target.iqn, [lun.backing_store for lun in target.luns]) == (0, IQN, [DEVICE])
+    target = lio.target(described)  # LIO has no TIDs: None
+    assert (target.tid, target.iqn, [lun.backing_store for lun in target.luns]) == (None, IQN, [DEVICE])
     assert (target.acl, target.accounts, target.initiators) == (("ALL",), ("chapuser",),
                                                                 ["iqn.1993-08.org.debian:01:a"])
     assert lio.found(json.dumps({"target": described}), "lio1") == target

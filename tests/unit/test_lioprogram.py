@@ -56,7 +56,7 @@ def test_a_saved_file_that_is_not_json_is_refused_with_its_name(tmp_path):
 
 def test_described_targets_read_in_tgts_shape():
     in_use = lio.found((CAPTURED / "show-in-use.json").read_text(), "guest")
-    assert (in_use.tid, in_use.acl, in_use.initiators) == (0, ("ALL",), ["iqn.1993-08.org.debian:01:one-iscsi-e2e"])
+    assert (in_use.tid, in_use.acl, in_use.initiators) == (None, ("ALL",), ["iqn.1993-08.org.debian:01:one-iscsi-e2e"])
     assert [(lun.lun, lun.backing_store, lun.size_mib) for lun in in_use.luns] == [(1, "/dev/vg-lio/lv-one-70", 8)]
     with_chap = lio.found((CAPTURED / "show-chap.json").read_text(), "guest")
     assert (with_chap.acl, with_chap.accounts) == (
