@@ -416,7 +416,7 @@ def copy_image(original: names.TargetName, target: names.TargetName,
     volume = storage.volume_named(target.vg, target.lv, cfg)
     undo = Undo(server.host)
     with _owning(server, undo, volume) as session:
-        on_lio = on_lio_target(session, original.iqn) if look else cfg.target == "lio"
+        on_lio = on_lio_target(session, original.iqn, look)
         spec = access(session, on_lio)
         size = undo.step(f"measuring {from_volume.device}", lambda: volume_size(session, from_volume))
         _, notes = _create(session, server, undo, target, volume, whole_mib(size), spec=spec, on_lio=on_lio)
@@ -428,11 +428,11 @@ def copy_image(original: names.TargetName, target: names.TargetName,
     return Registered(target.iqn, whole_mib(size), notes)
 
 
-def on_lio_target(session: Session, iqn: str) -> bool:
+def on_lio_target(session: Session, iqn: str, look: bool = True) -> bool:
     """Whether the target iqn is (or is to be) LIO's. TARGET=lio says so; a
     transfer action gets no datastore template, only iscsi.conf's TARGET,
-    so a target that LIO has is LIO's whatever TARGET says."""
-    return session.cfg.target == "lio" or lio_has(session, iqn)
+    so (look) a target that LIO has is LIO's whatever TARGET says."""
+    return session.cfg.target == "lio" or (look and lio_has(session, iqn))
 
 
 def lio_has(session: Session, iqn: str) -> bool:
@@ -467,9 +467,8 @@ def copy_into(from_iqn: str, into_iqn: str, cfg: Config, server: Runner) -> str:
     from_volume = storage.volume_named(origin.vg, origin.lv, cfg)
     volume = storage.volume_named(into.vg, into.lv, cfg)
     with server.session(hold=[image_lock(cfg, volume)]) as session:
-        found_on_lio = lio_has(session, into.iqn)
-        on_lio = found_on_lio or cfg.target == "lio"
-        if not (found_on_lio if on_lio else TargetServer(session).find(into.iqn) is not None):
+        on_lio = lio_has(session, into.iqn)
+        if not on_lio and (cfg.target == "lio" or TargetServer(session).find(into.iqn) is None):
             raise NotFound(f"no target {into.iqn} on {server.host}: the image to save into does not exist")
         return session.run(imagewriter.copier(from_volume.device, volume.device, _copier_tools(session, on_lio),
                                               zero_device=True), timeout=cfg.copy_timeout).strip()
@@ -540,7 +539,7 @@ def remove(target: names.TargetName, cfg: Config, server: Runner, look: bool = T
     volume = storage.volume_named(target.vg, target.lv, cfg)
     notes = []
     with server.session(hold=[image_lock(cfg, volume)]) as session:  # not while a cp or mkfs of it runs
-        if on_lio_target(session, target.iqn) if look else cfg.target == "lio":
+        if on_lio_target(session, target.iqn, look):
             notes += _remove_lio(session, target, volume)
         else:
             notes += _remove_tgt(session, target)

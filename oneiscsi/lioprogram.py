@@ -108,10 +108,8 @@ def describe(target, secrets=False):
                          "size": size_of(so.udev_path)})
         if int(tpg.get_attribute("generate_node_acls")):
             acl.append("ALL")
-            chap, password = (tpg.chap_userid, tpg.chap_password) if tpg.chap_userid else (chap, password)
-        for node in tpg.node_acls:
-            acl.append(node.node_wwn)
-            chap, password = (node.chap_userid, node.chap_password) if node.chap_userid else (chap, password)
+        acl.extend(node.node_wwn for node in tpg.node_acls)
+        chap, password = (chap, password) if chap else chap_of(tpg)
         found.extend(sessions(tpg))
     described = {"iqn": target.wwn, "luns": sorted(luns, key=lambda lun: lun["lun"]), "acl": acl,
                  "chap_user": chap or "", "sessions": found}

@@ -467,6 +467,7 @@ def test_target_lun_acl_and_chap_commands_build_a_target_on_lio_by_hand(lio, tmp
     # CHAP before the ACL: the ACL added later asks for it too
     done = one_iscsi("target", "chap", "set", iqn, "--user", "hand", "--password-file", "-", stdin="hand-Secret-42\n")
     assert done.returncode == 0, done.stderr
+    assert json.loads(one_iscsi("target", "show", iqn, "--json").stdout)["accounts"] == ["hand"]  # on the TPG
     assert one_iscsi("target", "acl", "add", iqn, reader).returncode == 0
     assert one_iscsi("target", "acl", "list", iqn).stdout == f"{reader}\n"
     assert read_over_iscsi(guest, iqn, tmp_path).returncode != 0
