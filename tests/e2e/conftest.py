@@ -29,6 +29,9 @@ the guest sees its own portal as `guest:3260` (/etc/hosts maps `guest` to
 guest's own address, 10.0.2.15:3260, which this machine cannot reach.
 
 qemu is killed by PID at the end of the session, also when tests fail.
+A test that fails reports the guest's state (console, tasks stuck in the
+kernel, iscsid's log); a guest that cannot be reset after a test is booted
+again, so that one hang fails one test, not every test after it.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -50,18 +54,25 @@ MEMORY_MB = 1024
 LIO_PORT = 3260  # iSCSI, where LIO's portals listen in the guest
 LIO_VG = "vg-lio"
 LIO_DISK_SIZE = 2 * 1024 ** 3
-KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 quiet "
+# hung_task: a task stuck in the kernel for 20 s is named on the console, with its stack
+KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 quiet sysctl.kernel.hung_task_timeout_secs=20 "
                "systemd.mask=e2scrub_reap.service systemd.mask=systemd-networkd-wait-online.service")
 VM_ROOT = "/var/lib/one/datastores"
 
 
 @dataclass
 class Guest:
-    process: subprocess.Popen
+    qemu: list[str]  # the command line that boots it
     ssh_config: Path
-    console: Path
+    folder: Path
     lio_portal_port: int  # of this machine's loopback, forwarded to the guest's LIO_PORT
+    relay_port: int  # the session's tgtd, which the guest reaches as tgtserver:relay_port
     lio_vg: str = LIO_VG  # on /dev/vdb, for LIO's block backstores
+    process: Optional[subprocess.Popen] = None
+
+    @property
+    def console(self) -> Path:
+        return self.folder / "console.log"
 
     def root(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a shell script in the guest as root (over a shared ssh connection)."""
@@ -91,13 +102,74 @@ class Guest:
     def exists(self, path: str) -> bool:
         return self.root(f"test -e {shlex.quote(path)} || test -L {shlex.quote(path)}").returncode == 0
 
-    def tail(self) -> str:
-        return "\n".join(self.console.read_text(errors="replace").splitlines()[-30:])
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
+
+    def boot(self) -> None:
+        """Start qemu and wait for the guest's sshd; then the relay to the
+        session's tgtd and, on the first boot, the volume group for LIO."""
+        log = self.folder / "qemu.log"
+        with open(log, "w") as handle:
+            self.process = subprocess.Popen(self.qemu, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=handle)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while not self.reachable():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"qemu exited ({self.process.returncode}): {log.read_text()}\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"guest sshd not reachable within {BOOT_TIMEOUT} s:\n{self.tail()}")
+            time.sleep(1)  # between polls of a bounded wait
+        relay = self.root(shlex.join([
+            "systemd-run", "--unit=tgtserver-relay", f"--socket-property=ListenStream=127.0.0.1:{self.relay_port}",
+            "/lib/systemd/systemd-socket-proxyd", f"10.0.2.2:{self.relay_port}"]))
+        assert relay.returncode == 0, relay.stderr
+        volume_group = self.root(f"vgs {LIO_VG} >/dev/null 2>&1 || "  # made at the first boot
+                                 f"{{ pvcreate -q /dev/vdb && vgcreate -q {LIO_VG} /dev/vdb; }}")
+        assert volume_group.returncode == 0, volume_group.stderr
+
+    def stop(self) -> None:
+        """Kill qemu by PID, and end the shared ssh connection, if any."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        quiet(["ssh", "-F", str(self.ssh_config), "-O", "exit", "guest-root"])
 
     def reset(self) -> None:
-        """Log out of everything, forget every node record, empty the VM directories."""
-        self.root("iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete; "
-                  f"rm -rf {VM_ROOT}/*; udevadm settle --timeout=30")
+        """Log out of everything, forget every node record, empty the VM
+        directories. A guest that cannot be emptied so (iscsiadm hanging, for
+        one) is booted again, so that the tests after this one find a clean
+        guest, and this one fails with the guest's state as it was."""
+        try:
+            done = self.root(RESET, timeout=RESET_TIMEOUT)
+            trouble = "" if done.returncode == 0 else f"exit {done.returncode}: {done.stdout}{done.stderr}"
+        except subprocess.TimeoutExpired:
+            trouble = f"no answer within {RESET_TIMEOUT} s"
+        if trouble:
+            state = self.state()
+            self.stop()
+            self.boot()
+            raise AssertionError(f"the guest could not be reset ({trouble}); booted it again. Before:\n{state}")
+
+    def state(self) -> str:
+        """What tells why the guest misbehaves: its console's tail, and, over a
+        connection of its own with every command bounded, tasks stuck in the
+        kernel with their stacks, the kernel's and iscsid's latest messages."""
+        try:
+            done = quiet(["ssh", "-F", str(self.ssh_config), "-o", "ControlPath=none", "guest-root", STATE],
+                         timeout=90)
+            seen = done.stdout + done.stderr
+        except subprocess.TimeoutExpired:
+            seen = "(the guest did not answer within 90 s)"
+        return f"--- console\n{self.tail(60)}\n--- guest\n{seen}"
+
+
+RESET = (f"iscsiadm -m node --logoutall=all; iscsiadm -m node -o delete; rm -rf {VM_ROOT}/*; "
+         "udevadm settle --timeout=30; iscsiadm -m session; test $? = 21")  # 21: no session left
+RESET_TIMEOUT = 120
+STATE = ("t() { timeout 10 \"$@\" 2>&1; }; t iscsiadm -m session -P 1; t systemctl --no-pager status iscsid; "
+         "ps -eo pid,stat,wchan:32,etime,args | awk 'NR == 1 || $2 ~ /D/ || /iscsi/'; "
+         "for pid in $(ps -eo pid=,stat= | awk '$2 ~ /D/ {print $1}'); do echo \"--- stack of $pid\"; "
+         "cat /proc/$pid/stack; done; t dmesg | tail -n 40; t journalctl --no-pager -n 40 -u iscsid")
 
 
 def ssh_blocks(port: int, key: Path, folder: Path) -> str:
@@ -126,41 +198,30 @@ def guest(tmp_path_factory, tgtd_daemon, sshd):
         handle.truncate(LIO_DISK_SIZE)  # sparse
     config = folder / "ssh_config"
     config.write_text(ssh_blocks(port, image.key, folder) + sshd.config.read_text())
-    qemu_log = folder / "qemu.log"
-    log = open(qemu_log, "w")
-    process = subprocess.Popen(
-        ["qemu-system-x86_64", "-accel", "tcg", "-m", str(MEMORY_MB), "-smp", "2",
-         "-nodefaults", "-display", "none", "-no-reboot",
-         "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_ARGS,
-         "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # the image stays as built
-         "-drive", f"file={lio_disk},format=raw,if=virtio",  # /dev/vdb
-         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22,"
-                    f"hostfwd=tcp:127.0.0.1:{lio_port}-:{LIO_PORT}",
-         "-device", "virtio-net-pci,netdev=net0", "-serial", f"file:{folder / 'console.log'}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-    machine = Guest(process, config, folder / "console.log", lio_port)
+    qemu = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(MEMORY_MB), "-smp", "2",
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", KERNEL_ARGS,
+            "-drive", f"file={image.disk},format=raw,if=virtio,snapshot=on",  # the image stays as built
+            "-drive", f"file={lio_disk},format=raw,if=virtio",  # /dev/vdb
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22,"
+                       f"hostfwd=tcp:127.0.0.1:{lio_port}-:{LIO_PORT}",
+            "-device", "virtio-net-pci,netdev=net0", "-serial", f"file:{folder / 'console.log'}"]
+    machine = Guest(qemu, config, folder, lio_port, tgtd_daemon.port)
     try:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while not machine.reachable():
-            if process.poll() is not None:
-                raise RuntimeError(f"qemu exited ({process.returncode}): {qemu_log.read_text()}\n"
-                                   f"{machine.tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"guest sshd not reachable within {BOOT_TIMEOUT} s:\n{machine.tail()}")
-            time.sleep(1)  # between polls of a bounded wait
-        relay = machine.root(shlex.join([
-            "systemd-run", "--unit=tgtserver-relay",
-            f"--socket-property=ListenStream=127.0.0.1:{tgtd_daemon.port}",
-            "/lib/systemd/systemd-socket-proxyd", f"10.0.2.2:{tgtd_daemon.port}"]))
-        assert relay.returncode == 0, relay.stderr
-        volume_group = machine.root(f"pvcreate -q /dev/vdb && vgcreate -q {LIO_VG} /dev/vdb")
-        assert volume_group.returncode == 0, volume_group.stderr
+        machine.boot()
         yield machine
     finally:
-        process.kill()
-        process.wait(timeout=30)
-        log.close()
-        quiet(["ssh", "-F", str(config), "-O", "exit", "guest-root"])  # the shared connection, if any
+        machine.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that fails while using the guest reports the guest's state too
+    (a failed reset reports it in its own error)."""
+    report = (yield).get_result()
+    guest = (item.funcargs or {}).get("guest")
+    if report.when == "call" and report.failed and isinstance(guest, Guest):
+        report.sections.append(("guest state", guest.state()))
 
 
 @pytest.fixture

@@ -38,9 +38,12 @@ def lio(guest, monkeypatch, tmp_path):
                        "INITIATORS": "ALL"}.items():
         monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
     yield guest
-    guest.reset()
-    guest.root(f"for t in $(ls /sys/kernel/config/target/iscsi 2>/dev/null | grep '^iqn.2012-02.org.opennebula:guest'); "
-               f"do targetcli /iscsi delete $t; done; lvremove -f {guest.lio_vg} >/dev/null 2>&1; true")
+    try:
+        guest.reset()
+    finally:  # also after a guest booted again: the volumes on its second disk outlive a boot
+        guest.root(f"for t in $(ls /sys/kernel/config/target/iscsi 2>/dev/null | "
+                   f"grep '^iqn.2012-02.org.opennebula:guest'); "
+                   f"do targetcli /iscsi delete $t; done; lvremove -f {guest.lio_vg} >/dev/null 2>&1; true")
 
 
 def image(tmp_path, image_id) -> tuple:
