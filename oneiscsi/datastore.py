@@ -121,7 +121,7 @@ def _create(session: Session, server: Runner, undo: Undo, target: names.TargetNa
     spec = spec or tgtconf.TargetSpec(target.iqn, (volume.device,), cfg.initiators, cfg.chap_user,
                                       cfg.chap_password)
     on_lio = cfg.target == "lio" if on_lio is None else on_lio
-    export_lio = lio.create(spec, lio.storage_kind(volume.backend), cfg.portal_port, cfg.lock_timeout) \
+    export_lio = lio.create(spec, cfg.portal_port, cfg.lock_timeout) \
         if on_lio else None  # refused before anything is made, if LIO cannot have it
     for commands, remove in volume.create(size_mb):
         undo.step("creating volume", lambda commands=commands: [session.run(c) for c in commands])

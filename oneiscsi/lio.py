@@ -88,16 +88,17 @@ def object_name(device: str) -> str:
     return f"{parent.rpartition('/')[2]}.{leaf}"
 
 
-def create(spec: TargetSpec, kind: str, portal_port: int, lock_timeout: float) -> Command:
-    """Make the target of spec with its one LUN (spec.luns), kind block or
-    fileio, on portal 0.0.0.0:portal_port, and save it."""
+def create(spec: TargetSpec, portal_port: int, lock_timeout: float) -> Command:
+    """Make the target of spec with its one LUN (spec.luns) on portal
+    0.0.0.0:portal_port, and save it: a change whose first edit makes the
+    target. CHAP comes before anyone is let in, so that no initiator logs in
+    without it even for a moment."""
     names = names_only(spec.initiators, " in INITIATORS")
     [(lun, device)] = spec.luns
     lower_case("target name", spec.iqn)
-    initiators = "ALL" if "ALL" in names else names
-    chap = [spec.chap_user, spec.chap_password] if spec.chap_user else None
-    return _request("create", iqn=spec.iqn, kind=kind, name=object_name(device), path=device, lun=lun,
-                    portal=["0.0.0.0", portal_port], initiators=initiators, chap=chap, lock_timeout=lock_timeout)
+    edits = [["new"], *([["chap", spec.chap_user, spec.chap_password]] if spec.chap_user else []),
+             ["lun_add", lun, device, object_name(device)], ["allow", ["ALL"] if "ALL" in names else names]]
+    return change(spec.iqn, edits, portal_port, lock_timeout)
 
 
 def delete(iqn: str, devices: Sequence[str] = (), kind: str = "block", force: bool = False) -> Command:

@@ -217,53 +217,6 @@ class Saved:
         self.handle.close()
 
 
-def create(request):
-    """Storage object, target, TPG 1 (portal, LUN, access, CHAP), enabled,
-    and saved; all or nothing. An existing target is only described."""
-    lib = rtslib()
-    existing = lookup(request["iqn"])
-    if existing is not None:
-        return {"exists": True, "target": describe(existing)}
-    undo = []
-    with Saved(request) as saved:  # first: nothing changes unless it can be saved
-        try:
-            return made(lib, request, saved, undo)
-        except BaseException:
-            take_back(undo)
-            raise
-
-
-def made(lib, request, saved, undo):
-    """create's work, each step's undo pushed on undo."""
-    iqn, kind, name = request["iqn"], request["kind"], request["name"]
-    so = storage_object(kind, name)
-    if so is not None:
-        if list(so.attached_luns):
-            raise Refused("exists", f"storage object {name} is in use by another target")
-        so.delete()  # left by a run that was killed before it could take it back
-    so = new_storage_object(lib, name, request["path"])
-    undo.append(so.delete)
-    target, tpg = new_target(lib, iqn, request["portal"], undo)
-    lun = lib.LUN(tpg, int(request.get("lun", 1)), so)
-    user, password = request.get("chap") or ("", "")
-    if request["initiators"] == "ALL":
-        for attribute, value in (("generate_node_acls", 1), ("cache_dynamic_acls", 1),
-                                 ("demo_mode_write_protect", 0)):
-            tpg.set_attribute(attribute, value)
-    else:
-        for initiator in request["initiators"]:
-            acl = lib.NodeACL(tpg, initiator, mode="create")
-            lib.MappedLUN(acl, lun.lun, lun)
-            if user:
-                set_chap(acl, user, password)
-    if user:  # the TPG keeps the account too: ALL's sessions use it, and ACLs added later take it
-        set_chap(tpg, user, password)
-    tpg.set_attribute("authentication", 1 if user else 0)
-    tpg.enable = True
-    saved.replace(iqn, {(so.plugin, name)}, target, [so])
-    return {"created": True, "target": describe(target)}
-
-
 def new_target(lib, iqn, portal, undo):
     """The target iqn with TPG 1 and its portal (ADDRESS, PORT); its undo first on undo."""
     target = lib.Target(lib.FabricModule("iscsi"), iqn, mode="create")
@@ -548,7 +501,7 @@ def lun_remove(lib, tpg, edit, request, undo, notes):
 EDITS = {"allow": allow, "deny": deny, "chap": chap, "lun_add": lun_add, "lun_remove": lun_remove}
 
 
-OPS = {"create": create, "delete": delete, "show": show, "list": list_targets, "restore": restore,
+OPS = {"delete": delete, "show": show, "list": list_targets, "restore": restore,
        "inventory": inventory, "change": change}
 
 

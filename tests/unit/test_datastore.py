@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 from support.expected import (ALLOWED, BASE, CHAP, CONF_DIR, INCLUDE, IQN, READ_HINT, SHOW, allowed, bind, cat, conf,
                           delete_target, exported, forget, found, listing, make_target, new_lun, no_file, readd_lun,
-                          lio_probe, saved, tgtadm)
+                          lio_probe, saved)
 
 from oneiscsi import config, datastore, imagewriter, names, source, tgt, tgtconf
 from oneiscsi.datastore import Registered, Usage
@@ -873,8 +873,9 @@ def test_private_copy_of_an_image_on_lio_is_made_on_lio_with_the_images_access_r
     assert done == Registered(private, 8, (), "raw")
     show, create = lio_requests(recorder)
     assert show["op"] == "show" and show["secrets"] is True
-    assert (create["op"], create["iqn"], create["path"], create["initiators"], create["chap"]) == (
-        "create", private, PRIVATE_LV, [ALLOWED[1]], list(CHAP))
+    assert (create["op"], create["iqn"], create["edits"]) == (
+        "change", private, [["new"], ["chap", *CHAP], ["lun_add", 1, PRIVATE_LV, "vg-one.lv-one-9-0"],
+                            ["allow", [ALLOWED[1]]]])
     copy = recorder.argvs()[-2]
     assert copy[:5] == ["sh", "-c", imagewriter.COPIER, "volume-copy", LV] and "blkdiscard -f -z" in copy
     assert recorder.argvs()[-1] == ["test", "-d", f"/sys/kernel/config/target/iscsi/{private}/tpgt_1/lun/lun_1"]

@@ -26,28 +26,30 @@ def request_of(cmd) -> dict:
 
 def test_create_sends_the_program_and_the_request_on_stdin_only():
     spec = TargetSpec(IQN, (DEVICE,), ("ALL",), "chapuser", "chap-secret-123")
-    cmd = lio.create(spec, "block", 3260, 60)
+    cmd = lio.create(spec, 3260, 60)
     assert cmd.argv == ("python3", "-") and cmd.privileged and not cmd.query
     assert cmd.input.startswith(lio.program())
     assert lio.REFUSED_RC in cmd.accept
     assert request_of(cmd) == {
-        "op": "create", "iqn": IQN, "kind": "block", "name": "vg-one.lv-one-7", "path": DEVICE, "lun": 1,
-        "portal": ["0.0.0.0", 3260], "initiators": "ALL", "chap": ["chapuser", "chap-secret-123"],
-        "lock_timeout": 60, "save": lio.SAVE_FILE, "lock": lio.LOCK_FILE}
+        "op": "change", "iqn": IQN, "portal": ["0.0.0.0", 3260], "lock_timeout": 60, "force": False,
+        "persist": True, "save": lio.SAVE_FILE, "lock": lio.LOCK_FILE,
+        "edits": [["new"], ["chap", "chapuser", "chap-secret-123"], ["lun_add", 1, DEVICE, "vg-one.lv-one-7"],
+                  ["allow", ["ALL"]]]}
 
 
-def test_create_with_initiator_names_maps_one_acl_each():
+def test_create_without_chap_lets_in_the_initiators_named_once_the_lun_is_there():
     spec = TargetSpec(IQN, ("/srv/one-iscsi/vg-one/lv-one-7",), ("iqn.1993-08.org.debian:01:a",
                                                                  "iqn.1993-08.org.debian:01:b"))
-    request = request_of(lio.create(spec, "fileio", 3261, 5))
-    assert (request["initiators"], request["chap"], request["kind"], request["name"]) == (
-        ["iqn.1993-08.org.debian:01:a", "iqn.1993-08.org.debian:01:b"], None, "fileio", "vg-one.lv-one-7")
+    request = request_of(lio.create(spec, 3261, 5))
+    assert (request["edits"], request["portal"], request["lock_timeout"]) == (
+        [["new"], ["lun_add", 1, "/srv/one-iscsi/vg-one/lv-one-7", "vg-one.lv-one-7"],
+         ["allow", ["iqn.1993-08.org.debian:01:a", "iqn.1993-08.org.debian:01:b"]]], ["0.0.0.0", 3261], 5)
 
 
 def test_an_address_in_initiators_is_refused_before_anything_is_made():
     spec = TargetSpec(IQN, (DEVICE,), ("10.0.0.0/24", "iqn.1993-08.org.debian:01:a"))
     with pytest.raises(InvalidInput, match="LIO admits initiators by name only: 10.0.0.0/24"):
-        lio.create(spec, "block", 3260, 60)
+        lio.create(spec, 3260, 60)
 
 
 def test_delete_and_show_requests():
@@ -63,8 +65,8 @@ def test_hostile_values_stay_data():
     """A quote or a line break in a value cannot end the request's string:
     the request is a Python literal of the JSON text."""
     hostile = "x'); import os; os.system('touch /tmp/pwned'); ('\n"
-    cmd = lio.create(TargetSpec(IQN, (DEVICE,), ("ALL",), "u", hostile), "block", 3260, 60)
-    assert request_of(cmd)["chap"] == ["u", hostile]
+    cmd = lio.create(TargetSpec(IQN, (DEVICE,), ("ALL",), "u", hostile), 3260, 60)
+    assert request_of(cmd)["edits"][1] == ["chap", "u", hostile]
     assert len(ast.parse(cmd.input.rstrip().splitlines()[-1]).body) == 1
 
 

@@ -7,7 +7,7 @@ import pytest
 from support.expected import (ALLOWED, CHAP, READ_HINT, SHOW, allowed, cat, conf, delete_target, exported, forget,
                               found, lio_probe, listing, make_target, new_lun, no_file, readd_lun, saved)
 
-from oneiscsi import datastore, imagewriter, initiator, tgtconf, tm
+from oneiscsi import imagewriter, initiator, tgtconf, tm
 from oneiscsi.errors import SHOWN, InvalidInput, NotFound, OneIscsiError, StepFailed
 from oneiscsi.tm import HostPath
 
