@@ -58,6 +58,7 @@ LIO_DISK_SIZE = 2 * 1024 ** 3
 KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 quiet sysctl.kernel.hung_task_timeout_secs=20 "
                "systemd.mask=e2scrub_reap.service systemd.mask=systemd-networkd-wait-online.service")
 VM_ROOT = "/var/lib/one/datastores"
+CONTROL_SOCKET = "root.sock"  # of the shared ssh connection as root, in the fixture's folder
 
 
 @dataclass
@@ -132,7 +133,10 @@ class Guest:
         if self.process is not None:
             self.process.kill()
             self.process.wait(timeout=30)
-        quiet(["ssh", "-F", str(self.ssh_config), "-O", "exit", "guest-root"])
+        try:
+            quiet(["ssh", "-F", str(self.ssh_config), "-O", "exit", "guest-root"])
+        except subprocess.TimeoutExpired:  # a master that hangs: the next ssh makes a new one
+            (self.folder / CONTROL_SOCKET).unlink(missing_ok=True)
 
     def reset(self) -> None:
         """Log out of everything, forget every node record, empty the VM
@@ -178,7 +182,7 @@ def ssh_blocks(port: int, key: Path, folder: Path) -> str:
             "  IdentitiesOnly yes\n  BatchMode yes\n  StrictHostKeyChecking no\n"
             "  UserKnownHostsFile /dev/null\n  ConnectTimeout 20\n  LogLevel ERROR\n"
             "Host guest\n  User oneadmin\n"
-            f"Host guest-root\n  User root\n  ControlMaster auto\n  ControlPath {folder}/root.sock\n"
+            f"Host guest-root\n  User root\n  ControlMaster auto\n  ControlPath {folder}/{CONTROL_SOCKET}\n"
             "  ControlPersist 300\n")
 
 
