@@ -345,8 +345,9 @@ def inventory(request):
 
 def change(request):
     """Edits of one target, all or nothing, then its saved entries. EDITS,
-    in order, each a list: ["new"] makes the target (TPG 1, portal, enabled,
-    nobody let in); ["allow", NAMES] and ["deny", NAMES], NAMES initiator
+    in order, each a list: ["new"], first, makes the target (TPG 1, portal,
+    nobody let in; enabled after the other edits, and a storage object no
+    LUN uses is made anew by its lun_add); ["allow", NAMES] and ["deny", NAMES], NAMES initiator
     names or ["ALL"]; ["chap", USER, PASSWORD] ("", "" takes CHAP away);
     ["lun_add", LUN, PATH, NAME] (a block device or a file); ["lun_remove",
     LUN]. force: also with sessions (lun_remove) or a backing store another
@@ -369,9 +370,10 @@ def change(request):
                     target, tpg = new_target(lib, iqn, request["portal"], undo)
                     tpg.set_attribute("generate_node_acls", 0)
                     tpg.set_attribute("authentication", 0)
-                    tpg.enable = True
                 else:
                     EDITS[edit[0]](lib, tpg_of(target), edit[1:], request, undo, notes)
+            if edits[0] == ["new"]:  # last: no login before the LUN, its ACLs and CHAP are all there
+                tpg.enable = True
             after = objects_of(target)
             if persist:
                 saved.replace(iqn, before | {(so.plugin, so.name) for so in after}, target, after)
@@ -408,8 +410,9 @@ def allow(lib, tpg, args, request, undo, notes):
         if int(tpg.get_attribute("generate_node_acls")):
             notes.append("ALL was allowed already")
             return
-        for attribute, value in (("generate_node_acls", 1), ("cache_dynamic_acls", 1),
-                                 ("demo_mode_write_protect", 0)):
+        # generate_node_acls last: a login before the others would be read-only for its whole session
+        for attribute, value in (("cache_dynamic_acls", 1), ("demo_mode_write_protect", 0),
+                                 ("generate_node_acls", 1)):
             old = tpg.get_attribute(attribute)
             tpg.set_attribute(attribute, value)
             undo.insert(0, lambda attribute=attribute, old=old: tpg.set_attribute(attribute, old))
@@ -469,12 +472,18 @@ def lun_add(lib, tpg, edit, request, undo, notes):
         raise Refused("missing", f"no such file or device: {path}")
     kind = "block" if stat.S_ISBLK(os.stat(path).st_mode) else "fileio"
     so = storage_object(kind, name)
+    creating = request["edits"][0] == ["new"]
+    if so is not None and creating and not list(so.attached_luns):
+        # left by a create killed before it could take it back; a fileio one may hold a file since removed
+        so.delete()
+        so = None
     if so is not None and so.udev_path != path:
         raise Refused("exists", f"storage object {name} is of {so.udev_path}, not {path}")
     if so is not None:
         if list(so.attached_luns) and not request.get("force"):
-            raise Refused("exists", f"{path} is already a LUN of another target (storage object {name}): "
-                                    "one backing store, one target (--force to bind it anyway)")
+            raise Refused("exists", f"{path} is already a LUN of another target (storage object {name})"
+                                    + ("" if creating else ": one backing store, one target "
+                                                           "(--force to bind it anyway)"))
     else:
         so = new_storage_object(lib, name, path)
         undo.append(so.delete)

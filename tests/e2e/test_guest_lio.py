@@ -37,13 +37,14 @@ def lio(guest, monkeypatch, tmp_path):
                        "TARGET": "lio", "BACKEND": "lvm", "VG_NAME": guest.lio_vg, "PORTAL_PORT": "3260",
                        "INITIATORS": "ALL"}.items():
         monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
-    yield guest
+    yield guest.usable()
     try:
         guest.reset()
     finally:  # also after a guest booted again: the volumes on its second disk outlive a boot
-        guest.root(f"for t in $(ls /sys/kernel/config/target/iscsi 2>/dev/null | "
-                   f"grep '^iqn.2012-02.org.opennebula:guest'); "
-                   f"do targetcli /iscsi delete $t; done; lvremove -f {guest.lio_vg} >/dev/null 2>&1; true")
+        if not guest.broken:
+            guest.root(f"for t in $(ls /sys/kernel/config/target/iscsi 2>/dev/null | "
+                       f"grep '^iqn.2012-02.org.opennebula:guest'); "
+                       f"do targetcli /iscsi delete $t; done; lvremove -f {guest.lio_vg} >/dev/null 2>&1; true")
 
 
 def image(tmp_path, image_id) -> tuple:
@@ -518,6 +519,27 @@ def test_a_file_backed_image_on_lio(lio, tmp_path, monkeypatch):
         (f"/srv/one-iscsi/{guest.lio_vg}/lv-one-80", "fileio")]
     assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "80").returncode == 0
     assert guest.root(f"test -e /srv/one-iscsi/{guest.lio_vg}/lv-one-80").returncode != 0
+
+
+def test_a_cp_after_a_killed_one_makes_the_storage_object_left_behind_anew(lio, tmp_path, monkeypatch):
+    """A cp killed once LIO had its fileio storage object, whose undo then
+    removed only the file, leaves the object holding the removed file. The
+    next cp of that image makes the object anew: the LUN serves the new
+    file's data, not the removed file's."""
+    guest = lio
+    monkeypatch.setenv("ONE_ISCSI_BACKEND", "file")
+    monkeypatch.setenv("ONE_ISCSI_POOL_DIR", "/srv/one-iscsi")
+    name, path = f"{guest.lio_vg}.lv-one-81", f"/srv/one-iscsi/{guest.lio_vg}/lv-one-81"
+    left = guest.root(f"mkdir -p /srv/one-iscsi/{guest.lio_vg} && head -c {SIZE} /dev/urandom > {path} && "
+                      f"targetcli /backstores/fileio create {name} {path} && rm {path}")
+    try:
+        assert left.returncode == 0, left.stderr
+        iqn, data = register(tmp_path, 81)
+        assert lun_bytes(guest, iqn, tmp_path)[:SIZE] == data
+        assert remote("datastore", "rm", action_xml({"SOURCE": iqn}), "81").returncode == 0
+        assert guest.root(f"test -e /sys/kernel/config/target/core/fileio_*/{name}").returncode != 0
+    finally:
+        guest.root(f"targetcli /backstores/fileio delete {name} >/dev/null 2>&1; rm -f {path}")
 
 
 def test_doctor_on_a_lio_target_server(lio):

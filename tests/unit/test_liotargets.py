@@ -87,7 +87,7 @@ def change_of(recorder) -> dict:
 
 
 def test_new_makes_the_target_with_its_portal_and_prints_its_iqn():
-    recorder, server = lio_server({"created": True, "target": described(IQN)})
+    recorder, server = lio_server({"target": described(IQN), "notes": []})
     assert server.create(IQN) == (IQN, True)
     request = change_of(recorder)
     assert (request["iqn"], request["edits"], request["portal"]) == (IQN, [["new"]], ["0.0.0.0", 3260])
