@@ -54,7 +54,7 @@ MEMORY_MB = 1024
 LIO_PORT = 3260  # iSCSI, where LIO's portals listen in the guest
 LIO_VG = "vg-lio"
 LIO_DISK_SIZE = 2 * 1024 ** 3
-# hung_task: a task stuck in the kernel for 20 s is named on the console, with its stack
+# hung_task: a task stuck in the kernel for 20 s is named on the console (its stack goes to dmesg)
 KERNEL_ARGS = ("root=/dev/vda rw console=ttyS0 panic=-1 quiet sysctl.kernel.hung_task_timeout_secs=20 "
                "systemd.mask=e2scrub_reap.service systemd.mask=systemd-networkd-wait-online.service")
 VM_ROOT = "/var/lib/one/datastores"
@@ -70,6 +70,7 @@ class Guest:
     relay_port: int  # the session's tgtd, which the guest reaches as tgtserver:relay_port
     lio_vg: str = LIO_VG  # on /dev/vdb, for LIO's block backstores
     process: Optional[subprocess.Popen] = None
+    broken: str = ""  # why the guest is of no more use (booting it again failed)
 
     @property
     def console(self) -> Path:
@@ -151,8 +152,19 @@ class Guest:
         if trouble:
             state = self.state()
             self.stop()
-            self.boot()
+            try:
+                self.boot()
+            except Exception as error:
+                self.broken = f"booting it again after a failed reset failed: {error}"
+                raise AssertionError(f"the guest could not be reset ({trouble}); {self.broken}. "
+                                     f"Before:\n{state}") from None
             raise AssertionError(f"the guest could not be reset ({trouble}); booted it again. Before:\n{state}")
+
+    def usable(self) -> "Guest":
+        """The guest, unless an earlier test left it of no use: then this test fails at once."""
+        if self.broken:
+            pytest.fail(f"no guest: {self.broken}")
+        return self
 
     def state(self) -> str:
         """What tells why the guest misbehaves: its console's tail, and, over a
@@ -238,5 +250,5 @@ def frontend(guest, tgtd, monkeypatch, tmp_path):
                        "PORTAL_PORT": str(tgtd.port), "BACKEND": "file",
                        "POOL_DIR": str(tmp_path / "pool")}.items():
         monkeypatch.setenv(f"ONE_ISCSI_{key}", value)
-    yield guest
+    yield guest.usable()
     guest.reset()
