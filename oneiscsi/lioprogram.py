@@ -347,12 +347,12 @@ def change(request):
     """Edits of one target, all or nothing, then its saved entries. EDITS,
     in order, each a list: ["new"], first, makes the target (TPG 1, portal,
     nobody let in; enabled after the other edits, and a storage object no
-    LUN uses is made anew by its lun_add); ["allow", NAMES] and ["deny", NAMES], NAMES initiator
-    names or ["ALL"]; ["chap", USER, PASSWORD] ("", "" takes CHAP away);
-    ["lun_add", LUN, PATH, NAME] (a block device or a file); ["lun_remove",
-    LUN]. force: also with sessions (lun_remove) or a backing store another
-    target has (lun_add). persist false: not saved (a change for the
-    moment, such as a copy's own ACL)."""
+    LUN uses is made anew by its lun_add); ["allow", NAMES] and ["deny",
+    NAMES], NAMES initiator names or ["ALL"]; ["chap", USER, PASSWORD] ("",
+    "" takes CHAP away); ["lun_add", LUN, PATH, NAME] (a block device or a
+    file); ["lun_remove", LUN]. force: also with sessions (lun_remove) or a
+    backing store another target has (lun_add). persist false: not saved (a
+    change for the moment, such as a copy's own ACL)."""
     lib = rtslib()
     iqn, edits = request["iqn"], request["edits"]
     target = lookup(iqn)
