@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -46,6 +45,7 @@ import pytest
 
 from support.commands import quiet
 from support.ports import free_port
+from support.wait import wait_for
 
 from . import guest_image
 
@@ -114,13 +114,16 @@ class Guest:
         with open(log, "w") as handle:
             self.process = subprocess.Popen(self.qemu, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=handle)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while not self.reachable():
+
+        def up() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"qemu exited ({self.process.returncode}): {log.read_text()}\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"guest sshd not reachable within {BOOT_TIMEOUT} s:\n{self.tail()}")
-            time.sleep(1)  # between polls of a bounded wait
+            return self.reachable()
+
+        try:  # each poll is an ssh: at most one a second while the guest boots
+            wait_for(up, BOOT_TIMEOUT, "guest sshd reachable", longest=1.0)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}:\n{self.tail()}") from None
         relay = self.root(shlex.join([
             "systemd-run", "--unit=tgtserver-relay", f"--socket-property=ListenStream=127.0.0.1:{self.relay_port}",
             "/lib/systemd/systemd-socket-proxyd", f"10.0.2.2:{self.relay_port}"]))
